@@ -1,0 +1,63 @@
+"""Finding recipes: by catalog name or by path, and the names a recipe requires."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import paths
+from .diagnostics import did_you_mean, error
+from .model import Recipe, load_recipe
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    here = Path.cwd()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
+class Catalog:
+    """Loads each recipe file once; names resolve next to the requiring recipe, then here."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = (root or paths.catalog_dir()).resolve()
+        self._cache: dict[Path, Recipe] = {}
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob("*.yaml"))
+
+    def load(self, path: Path) -> Recipe:
+        path = path.resolve()
+        if path not in self._cache:
+            recipe = load_recipe(path, _display(path))
+            if recipe.name != path.stem:
+                recipe.problems.append(recipe.doc.diag(
+                    ("name",), f"name '{recipe.name}' differs from the file name '{path.stem}'",
+                    "requires and --recipe find a recipe by its file name"))
+            self._cache[path] = recipe
+        return self._cache[path]
+
+    def find(self, ref: str) -> Recipe:
+        """``--recipe``: a catalog name, or a path to a YAML file anywhere."""
+        candidate = Path(ref)
+        if ref.endswith((".yaml", ".yml")) or "/" in ref or candidate.exists():
+            if not candidate.is_file():
+                raise error(f"no recipe file at {ref}", path="--recipe")
+            return self.load(candidate)
+        path = self.root / f"{ref}.yaml"
+        if not path.is_file():
+            raise error(f"unknown recipe '{ref}'", path="--recipe",
+                        hint=did_you_mean(ref, self.names()) or f"see: {', '.join(self.names())}")
+        return self.load(path)
+
+    def locate(self, name: str, near: Path) -> Path | None:
+        """The file a ``requires`` name means: next to the requiring recipe, else the catalog."""
+        for folder in (near, self.root):
+            path = folder / f"{name}.yaml"
+            if path.is_file():
+                return path
+        return None
+
+    def all(self) -> list[Path]:
+        return sorted(self.root.glob("*.yaml"))

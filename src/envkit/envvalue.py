@@ -1,0 +1,58 @@
+"""Environment values: literal text with ``${NAME}`` (or ``$NAME``) references.
+
+Nothing else in a value is special: no command substitution, no globbing.
+``$$`` is a literal dollar. The quoting filters render the parts for each
+target (shell, Dockerfile ENV), so a value can never run a command.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import grammar
+
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_PART = re.compile(r"\$\$|\$\{(" + NAME + r")\}|\$(" + NAME + r")")
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"pattern": f"^{NAME}$"},
+    "additionalProperties": {"type": ["string", "integer", "number"]},
+}
+
+
+def parts(value: str) -> list[tuple[str, str]]:
+    """Split into ('lit', text) and ('ref', NAME) parts."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    for m in _PART.finditer(value):
+        if m.start() > pos:
+            out.append(("lit", value[pos : m.start()]))
+        if m.group(0) == "$$":
+            out.append(("lit", "$"))
+        else:
+            out.append(("ref", m.group(1) or m.group(2)))
+        pos = m.end()
+    if pos < len(value):
+        out.append(("lit", value[pos:]))
+    # merge neighbouring literals so quoting stays short
+    merged: list[tuple[str, str]] = []
+    for kind, text in out:
+        if merged and kind == "lit" and merged[-1][0] == "lit":
+            merged[-1] = ("lit", merged[-1][1] + text)
+        else:
+            merged.append((kind, text))
+    return merged
+
+
+def check(values: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    for key, value in values.items():
+        if (msg := grammar.identifier(key)) or (msg := grammar.single_line(str(value))):
+            problems.append((key, msg))
+    return problems
+
+
+def stringify(values: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else str(v) for k, v in values.items()}

@@ -1,0 +1,102 @@
+"""Grammar checks for values that have one: package names, versions, URLs, paths.
+
+Each returns an error message, or '' when the value is fine. Kinds call these
+after params are bound, so a value given with ``--set`` is checked too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_APT = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
+_URL = re.compile(r"(https?|ftp)://[A-Za-z0-9.-]+(:[0-9]+)?(/[^\s\x00-\x1f\x7f]*)?")
+_GIT_URL = re.compile(
+    r"((https?|ssh|git|file)://[^\s\x00-\x1f\x7f]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s\x00-\x1f\x7f]+)"
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GIT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+# Docker image reference: [registry[:port]/]path[:tag][@digest], lower-case path.
+_IMAGE = re.compile(
+    r"([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
+)
+
+
+def single_line(value: str) -> str:
+    return "must not contain control characters or newlines" if _CONTROL.search(value) else ""
+
+
+def requirement(value: str) -> str:
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0]
+        return f"not a valid pip requirement (PEP 508): {first}"
+    return ""
+
+
+def specifier(value: str) -> str:
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        return f"not a valid version specifier: {value!r} (e.g. '>=2.6,<3')"
+    return ""
+
+
+def version(value: str) -> str:
+    try:
+        Version(value)
+    except InvalidVersion:
+        return f"not a valid version: {value!r}"
+    return ""
+
+
+def apt_package(value: str) -> str:
+    if _APT.fullmatch(value):
+        return ""
+    return (f"not a Debian package name: {value!r} "
+            "(lower-case letters, digits, '+-.', optional =version)")
+
+
+def url(value: str) -> str:
+    return "" if _URL.fullmatch(value) else f"not an http(s) URL: {value!r}"
+
+
+def git_url(value: str) -> str:
+    return "" if _GIT_URL.fullmatch(value) else f"not a git URL: {value!r}"
+
+
+def git_ref(value: str) -> str:
+    if _GIT_REF.fullmatch(value) and ".." not in value and not value.endswith((".lock", "/")):
+        return ""
+    return f"not a git ref: {value!r}"
+
+
+def git_commit(value: str) -> str:
+    return "" if _SHA1.fullmatch(value) else "a commit is 40 lower-case hex digits"
+
+
+def identifier(value: str) -> str:
+    return "" if _IDENT.fullmatch(value) else f"not a variable name: {value!r}"
+
+
+def image(value: str) -> str:
+    return "" if _IMAGE.fullmatch(value) else f"not a Docker image reference: {value!r}"
+
+
+def abs_path(value: str) -> str:
+    if not value.startswith("/"):
+        return f"must be an absolute path: {value!r}"
+    return single_line(value)
+
+
+def path(value: str) -> str:
+    if not value:
+        return "must not be empty"
+    return single_line(value)

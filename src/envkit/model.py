@@ -1,0 +1,229 @@
+"""Load: a recipe file -> a validated, typed Recipe that remembers its source positions.
+
+Values may hold ``{{ name }}`` placeholders for params; they are bound by the
+plan, which knows every recipe a recipe requires.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import grammar, schema
+from .checks import CHECKS
+from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
+from .steps import REGISTRY
+from .yamlsrc import Document, load_file
+
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+_BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: Any
+    values: tuple[Any, ...] = ()
+    description: str = ""
+    pattern: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """A value from YAML or ``--set`` as this param's type; ValueError says why not."""
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in _BOOL_TEXT:
+                return _BOOL_TEXT[str(value).lower()]
+            raise ValueError(f"expected true or false, got {value!r}")
+        if self.type == "int":
+            if isinstance(value, bool):
+                raise ValueError(f"expected an integer, got {value!r}")
+            try:
+                return int(str(value).strip(), 10)
+            except ValueError:
+                raise ValueError(f"expected an integer, got {value!r}") from None
+        if self.type == "choice":
+            for allowed in self.values:
+                if str(allowed) == str(value):
+                    return allowed
+            choices = ", ".join(str(v) for v in self.values)
+            raise ValueError(f"{value!r} is not one of: {choices}")
+        text = value if isinstance(value, str) else str(value)
+        if msg := grammar.single_line(text):
+            raise ValueError(msg)
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            raise ValueError(f"{text!r} does not match {self.pattern}")
+        return text
+
+    def variants(self) -> list[Any]:
+        """The values `validate` renders: every choice, both booleans, else the default."""
+        if self.type == "choice":
+            return list(self.values)
+        if self.type == "bool":
+            return [False, True]
+        return [self.default]
+
+
+@dataclass
+class Item:
+    """A step or a check as written: its kind, its raw value and where it is."""
+
+    kind: str
+    name: str
+    raw: Any
+    path: Path_  # e.g. ('steps', 3)
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    version: str
+    path: Path
+    doc: Document
+    base: str = ""
+    params: dict[str, Param] = field(default_factory=dict)
+    requires: list[str] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+    steps: list[Item] = field(default_factory=list)
+    verify: list[Item] = field(default_factory=list)
+    problems: list[Diagnostic] = field(default_factory=list)  # found on load
+    unusable: set[str] = field(default_factory=set)  # params whose declaration is broken
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def load_recipe(path: Path, display: str | None = None) -> Recipe:
+    """Parse, schema-check and type one recipe file.
+
+    Problems do not stop the load: a part with an error is left out and the rest
+    is still checked, here and by the plan, so one run reports every problem.
+    They are kept in ``Recipe.problems``; the plan raises them with its own.
+    """
+    doc = load_file(path, display)
+    if not isinstance(doc.data, dict):
+        got = type(doc.data).__name__ if doc.data is not None else "nothing"
+        got = {"list": "a list", "str": "a string", "int": "a number"}.get(got, got)
+        raise EnvkitError(doc.diag((), f"a recipe must be a mapping, got {got}",
+                                   "start with 'name:', 'description:', 'version:'"))
+    problems = schema.validate(doc)
+    broken = {d.path for d in problems}
+
+    def ok(*path: str | int) -> bool:
+        here = format_path(path)
+        return not any(b == here or b.startswith((here + ".", here + "[")) for b in broken)
+
+    data = doc.data
+
+    def field_or(key: str, fallback: Any) -> Any:
+        """The field, unless the field itself is wrong (errors inside are filtered later)."""
+        return data[key] if key in data and key not in broken else fallback
+
+    raw_params = {k: v for k, v in field_or("params", {}).items() if ok("params", k)}
+    params, more = _params(doc, raw_params)
+    problems += more
+    unusable = set(data.get("params", {}) if isinstance(data.get("params"), dict) else ())
+    unusable -= set(params)
+    problems += _placeholders(doc, data)
+    version = field_or("version", "0")
+    if ok("version") and "version" in data and (msg := grammar.version(version)):
+        problems.append(doc.diag(("version",), msg, "PEP 440, e.g. '1.0.0'"))
+    name = field_or("name", path.stem)
+    requires = [r for i, r in enumerate(field_or("requires", [])) if ok("requires", i)]
+    for i, req in enumerate(requires):
+        if req == name:
+            problems.append(doc.diag(("requires", i), "a recipe cannot require itself"))
+        elif req in requires[:i]:
+            problems.append(doc.diag(("requires", i), f"'{req}' is listed twice"))
+    return Recipe(
+        name=name, description=field_or("description", ""), version=version,
+        path=path, doc=doc, base=field_or("base", ""), params=params,
+        requires=list(dict.fromkeys(r for r in requires if r != name)),
+        env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
+        steps=_items(field_or("steps", []), "steps", REGISTRY, ok),
+        verify=_items(field_or("verify", []), "verify", CHECKS, ok),
+        problems=sorted(set(problems)), unusable=unusable,
+    )
+
+
+def _items(values: list[dict[str, Any]], where: str, kinds: dict[str, Any],
+           ok: Any) -> list[Item]:
+    items = []
+    for i, value in enumerate(values):
+        if not ok(where, i):
+            continue
+        kind = next(k for k in value if k in kinds)
+        items.append(Item(kind, value.get("name", ""), value[kind], (where, i, kind)))
+    return items
+
+
+def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[Diagnostic]]:
+    params: dict[str, Param] = {}
+    problems: list[Diagnostic] = []
+    for name, spec in raw.items():
+        at: Path_ = ("params", name)
+        if spec.get("pattern"):
+            try:
+                re.compile(spec["pattern"])
+            except re.error as exc:
+                problems.append(doc.diag((*at, "pattern"), f"not a valid regex: {exc}"))
+                continue
+        values = tuple(spec.get("values", ()))
+        if len(set(map(str, values))) != len(values):
+            problems.append(doc.diag((*at, "values"), "values are listed twice"))
+        if spec["type"] != "choice" and "values" in spec:
+            problems.append(doc.diag((*at, "values"), "only a choice param has values",
+                                     "use type: choice"))
+        param = Param(name, spec["type"], spec["default"], values,
+                      spec.get("description", ""), spec.get("pattern", ""))
+        try:
+            default = param.coerce(spec["default"])
+            if param.type == "string" and not isinstance(spec["default"], str):
+                raise ValueError(f"expected a string, got {spec['default']!r}")
+        except ValueError as exc:
+            raw_text = doc.raw.get((*at, "default"), "")
+            hint = f'quote it: "{raw_text}"' if param.type == "string" and raw_text else ""
+            problems.append(doc.diag((*at, "default"), f"default {exc}", hint))
+            continue
+        params[name] = Param(name, param.type, default, values, param.description, param.pattern)
+    return params, problems
+
+
+def _placeholders(doc: Document, data: dict[str, Any]) -> list[Diagnostic]:
+    """Only ``{{ name }}`` is allowed: recipes hold no template logic."""
+    problems = []
+    for path, text in walk_strings({k: data[k] for k in ("base", "env", "steps", "verify")
+                                    if k in data}):
+        if "{%" in text:
+            problems.append(doc.diag(path, "template logic ('{%') is not allowed in recipes",
+                                     "use params and {{ name }}"))
+        for m in PLACEHOLDER.finditer(text):
+            if not _NAME.fullmatch(m.group(1)):
+                problems.append(doc.diag(path, f"bad placeholder {m.group(0)!r}",
+                                         "only {{ name }} of a param"))
+    return problems
+
+
+def placeholder_names(text: str) -> list[str]:
+    return [m.group(1).strip() for m in PLACEHOLDER.finditer(text)]
+
+
+def walk_strings(value: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
+    """Every string in a nested value, with its path (keys of mappings included)."""
+    out: list[tuple[Path_, str]] = []
+    if isinstance(value, str):
+        out.append((path, value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.extend(walk_strings(v, (*path, k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.extend(walk_strings(v, (*path, i)))
+    return out

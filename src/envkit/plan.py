@@ -1,0 +1,263 @@
+"""Plan: a loaded recipe -> the exact list of steps to render.
+
+Params are bound (defaults, then ``--set``), ``requires`` is expanded depth
+first in the order written (each recipe once), the mirror profile is chosen,
+every value gets its grammar check, and each step gets a content hash chained
+on the one before it: the plan hash names what gets built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, grammar, mirrors
+from .catalog import Catalog
+from .checks import CHECKS, Check
+from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
+from .model import PLACEHOLDER, Item, Param, Recipe
+from .quote import sh
+from .steps import REGISTRY, State, Step
+
+BUILTIN_PARAMS = {
+    "prefix": Param("prefix", "string", "/opt/envkit",
+                    description="Where recipes install what they build (venvs, sources)."),
+}
+
+
+@dataclass
+class PlannedStep:
+    number: int
+    recipe: str
+    title: str
+    step: Step
+    hash: str
+
+    @property
+    def kind(self) -> str:
+        return self.step.kind
+
+
+@dataclass
+class Plan:
+    name: str
+    description: str
+    version: str
+    source: str
+    base: str
+    params: dict[str, Any]
+    mirror: mirrors.Mirror
+    recipes: list[str]
+    steps: list[PlannedStep] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    hash: str = ""
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash.split(":", 1)[-1][:12]
+
+
+def param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def merged_params(order: list[Recipe]) -> tuple[dict[str, Param], list[Diagnostic]]:
+    """Params of a recipe and all it requires; one name is one param everywhere."""
+    params = dict(BUILTIN_PARAMS)
+    owner: dict[str, str] = {}
+    problems = []
+    for recipe in order:
+        for name, param in recipe.params.items():
+            if name in BUILTIN_PARAMS:
+                problems.append(recipe.doc.diag(("params", name), f"'{name}' is a built-in param",
+                                                "use it without declaring it"))
+                continue
+            if name in owner and params[name].type != param.type:
+                problems.append(recipe.doc.diag(
+                    ("params", name, "type"),
+                    f"'{name}' is a {params[name].type} param in '{owner[name]}'",
+                    "a param shared through requires has one type"))
+                continue
+            params[name] = param  # the requiring recipe's default wins
+            owner[name] = recipe.name
+    return params, problems
+
+
+def expand(root: Recipe, catalog: Catalog) -> tuple[list[Recipe], list[Diagnostic]]:
+    """Every recipe ``root`` needs, dependencies first, each once, in written order."""
+    order: list[Recipe] = []
+    done: set[Path] = set()
+    problems: list[Diagnostic] = []
+
+    def visit(recipe: Recipe, stack: list[Recipe]) -> None:
+        for i, name in enumerate(recipe.requires):
+            path = catalog.locate(name, recipe.folder)
+            if path is None:
+                problems.append(recipe.doc.diag(("requires", i), f"unknown recipe '{name}'",
+                                                did_you_mean(name, catalog.names())))
+                continue
+            try:
+                dep = catalog.load(path)
+            except EnvkitError as exc:
+                problems.extend(exc.diagnostics)
+                continue
+            if dep.path in (r.path for r in stack):
+                names = [r.name for r in stack[[r.path for r in stack].index(dep.path):]]
+                cycle = " -> ".join([*names, dep.name])
+                problems.append(recipe.doc.diag(("requires", i), f"requires cycle: {cycle}"))
+                continue
+            if dep.path not in done:
+                visit(dep, [*stack, dep])
+        done.add(recipe.path)
+        order.append(recipe)
+
+    visit(root, [root])
+    return order, problems
+
+
+class _Binder:
+    """Substitutes ``{{ name }}`` in one recipe's values, collecting problems."""
+
+    def __init__(self, recipe: Recipe, values: dict[str, Any], problems: list[Diagnostic]):
+        self.recipe, self.values, self.problems = recipe, values, problems
+
+    def text(self, text: str, path: Path_, shell: bool = False) -> str:
+        def one(m: Any) -> str:
+            name = m.group(1).strip()
+            if name in self.recipe.unusable:  # its declaration has been reported already
+                return m.group(0)
+            if name not in self.values:
+                self.problems.append(self.recipe.doc.diag(
+                    path, f"unknown param '{name}' in {m.group(0)}",
+                    did_you_mean(name, self.values) or "declare it under params"))
+                return m.group(0)
+            value = param_text(self.values[name])
+            return sh(value) if shell else value
+
+        return PLACEHOLDER.sub(one, text)
+
+    def value(self, value: Any, path: Path_, shell: bool = False) -> Any:
+        if isinstance(value, str):
+            return self.text(value, path, shell)
+        if isinstance(value, list):
+            return [self.value(v, (*path, i), shell) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.value(v, (*path, k), shell) for k, v in value.items()}
+        return value
+
+    def fields(self, item: Item, cls: Any) -> tuple[dict[str, Any], dict[str, Path_]]:
+        fields = cls.normalize(item.raw)
+        where = {name: (*item.path, *cls.field_path(item.raw, name)) for name in fields}
+        shell_fields = getattr(cls, "shell_fields", ())
+        bound = {name: self.value(v, where[name], name in shell_fields)
+                 for name, v in fields.items()}
+        return bound, where
+
+    def report(self, problems: list[tuple[Path_, str]], where: dict[str, Path_],
+               item: Item) -> bool:
+        for sub, message in problems:
+            head, *rest = sub
+            self.problems.append(self.recipe.doc.diag((*where.get(head, item.path), *rest),
+                                                      message))
+        return not problems
+
+
+def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = None,
+              mirror: str | None = None, base: str | None = None) -> Plan:
+    order, problems = expand(root, catalog)
+    for recipe in order:
+        problems += recipe.problems
+    params, more = merged_params(order)
+    problems += more
+    values = {name: p.default for name, p in params.items()}
+    for key, raw in (settings or {}).items():
+        if key not in params:
+            problems.append(Diagnostic("--set", 0, 0, key, f"unknown param '{key}'",
+                                       did_you_mean(key, params) or
+                                       "params: " + ", ".join(sorted(params))))
+            continue
+        try:
+            values[key] = params[key].coerce(raw)
+        except ValueError as exc:
+            problems.append(Diagnostic("--set", 0, 0, key, str(exc)))
+    try:
+        profile = mirrors.get(mirror)
+    except EnvkitError as exc:
+        problems.extend(exc.diagnostics)
+        profile = mirrors.get(None)
+
+    state = State()
+    steps: list[tuple[str, str, Step]] = []
+    check_items: list[tuple[Recipe, Item]] = []
+    for recipe in order:
+        binder = _Binder(recipe, values, problems)
+        state.recipe, state.recipe_dir = recipe.name, recipe.folder
+        items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
+        for item in items:
+            cls = REGISTRY[item.kind]
+            fields, where = binder.fields(item, cls)
+            if item.kind == "env":
+                fields["vars"] = {k: param_text(v) for k, v in fields["vars"].items()}
+            step = cls(**fields)
+            if binder.report(step.check(), where, item) and binder.report(
+                    step.bind(state), where, item):
+                steps.append((recipe.name, item.name or step.title(), step))
+        check_items += [(recipe, item) for item in recipe.verify]
+
+    checks = []
+    for recipe, item in check_items:
+        binder = _Binder(recipe, values, problems)
+        cls = CHECKS[item.kind]
+        fields, where = binder.fields(item, cls)
+        check = cls(**fields, name=item.name)
+        if binder.report(check.check(), where, item):
+            check.bind(state.python)
+            checks.append(check)
+
+    chosen = _base(order, values, base, problems)
+    if problems:
+        raise EnvkitError(sorted(set(problems)))
+
+    plan = Plan(name=root.name, description=root.description, version=root.version,
+                source=root.doc.file, base=chosen,
+                params={k: values[k] for k in sorted(values)}, mirror=profile,
+                recipes=[r.name for r in order], checks=checks, files=state.files)
+    prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
+    for number, (recipe_name, title, step) in enumerate(steps, 1):
+        prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),
+                        "content": step.content_digest()})
+        plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
+    plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
+    return plan
+
+
+def _base(order: list[Recipe], values: dict[str, Any], override: str | None,
+          problems: list[Diagnostic]) -> str:
+    if override:
+        if msg := grammar.image(override):
+            problems.append(Diagnostic("--base", 0, 0, "base", msg))
+        return override
+    for recipe in reversed(order):  # the requiring recipe's choice wins
+        if recipe.base:
+            chosen = _Binder(recipe, values, problems).text(recipe.base, ("base",))
+            if msg := grammar.image(chosen):
+                problems.append(recipe.doc.diag(("base",), msg))
+            return chosen
+    root = order[-1]
+    if not any("base" in r.doc.data for r in order):  # else its error is reported already
+        problems.append(root.doc.diag((), "no base image", "set 'base' or pass --base"))
+    return ""
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+__all__ = ["Plan", "PlannedStep", "expand", "format_path", "make_plan"]

@@ -1,0 +1,133 @@
+"""Quoting for each language a value lands in. Templates pass every value through one.
+
+- ``sh``: one bash word. Plain words stay bare; others go in single quotes; text
+  with control characters uses ``$'...'`` so no raw newline ever reaches a
+  rendered line (a Dockerfile line would end there).
+- ``df_str``: a double-quoted Dockerfile word (ENV, LABEL), with ``"``, ``\\``
+  and ``$`` escaped, since Docker expands ``$VAR`` there.
+- ``json``: a Dockerfile JSON array (exec form, COPY).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from . import envvalue
+
+_BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class QuoteError(ValueError):
+    pass
+
+
+def sh(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        raise QuoteError("a NUL character cannot be passed to the shell")
+    if _BARE.fullmatch(text) and not text.startswith("="):
+        return text
+    if not _CONTROL.search(text):
+        return "'" + text.replace("'", "'\\''") + "'"
+    out = []
+    for ch in text:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif _CONTROL.fullmatch(ch):
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\x{ord(ch):02x}"))
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
+def sh_words(values: Iterable[object]) -> str:
+    return " ".join(sh(v) for v in values)
+
+
+def sh_env(value: str) -> str:
+    """An env value for bash: literal parts quoted, ${NAME} parts expanded (empty if unset)."""
+    out = []
+    for kind, text in envvalue.parts(value):
+        out.append(f'"${{{text}:-}}"' if kind == "ref" else sh(text))
+    return "".join(out) or "''"
+
+
+def df_str(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if _CONTROL.search(text):
+        raise QuoteError(f"a Dockerfile value cannot hold control characters: {text!r}")
+    return '"' + re.sub(r'([\\"$])', r"\\\1", text) + '"'
+
+
+def df_env(value: str) -> str:
+    """An env value for Dockerfile ENV: literal parts escaped, ${NAME} parts expanded."""
+    out = []
+    for kind, text in envvalue.parts(value):
+        out.append("${" + text + "}" if kind == "ref" else df_str(text)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+def df_json(values: Iterable[object]) -> str:
+    items = [v if isinstance(v, str) else str(v) for v in values]
+    for item in items:
+        if "\x00" in item:
+            raise QuoteError("a NUL character cannot be passed to a program")
+    return json.dumps(items, ensure_ascii=False)
+
+
+def comment(value: object) -> str:
+    """Text for a comment line: control characters become spaces so nothing ends the line."""
+    return _CONTROL.sub(" ", str(value))
+
+
+def ident(value: object) -> str:
+    text = str(value)
+    if not re.fullmatch(envvalue.NAME, text):
+        raise QuoteError(f"not a variable name: {text!r}")
+    return text
+
+
+def image(value: object) -> str:
+    from . import grammar
+
+    text = str(value)
+    if msg := grammar.image(text):
+        raise QuoteError(msg)
+    return text
+
+
+def df_run(body: str, mounts: Iterable[str] = ()) -> str:
+    """A RUN from a partial's commands (one per line, already quoted), joined with &&."""
+    lines = [line for line in body.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    flags = []
+    for target in mounts:
+        if not re.fullmatch(r"/[A-Za-z0-9_./-]+", target):  # kinds' own constants; be sure
+            raise QuoteError(f"unsafe cache mount target: {target!r}")
+        flags.append(f"--mount=type=cache,target={target},sharing=locked \\\n    ")
+    return "RUN " + "".join(flags) + " \\\n && ".join(lines)
+
+
+def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """One ENV instruction for several variables."""
+    items = [f"{ident(k)}={df_env(v)}" for k, v in pairs]
+    return "ENV " + " \\\n    ".join(items) if items else ""
+
+
+FILTERS = {
+    "df_run": df_run,
+    "df_env_pairs": df_env_pairs,
+    "sh": sh,
+    "sh_words": sh_words,
+    "sh_env": sh_env,
+    "df_str": df_str,
+    "df_env": df_env,
+    "df_json": df_json,
+    "comment": comment,
+    "ident": ident,
+    "image": image,
+}

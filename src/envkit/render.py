@@ -1,0 +1,110 @@
+"""Render: a plan -> a shell script or a Dockerfile, through the jinja2 templates.
+
+One Environment per process (templates compile once), StrictUndefined so a
+typo in a template is an error, not an empty string.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from . import __version__, paths
+from .diagnostics import EnvkitError, error
+from .plan import Plan, param_text
+from .quote import FILTERS, QuoteError
+
+FORMATS = {"shell": ("script.sh.j2", "install.sh"), "dockerfile": ("Dockerfile.j2", "Dockerfile")}
+
+
+def _oneline(value: object) -> str:
+    return re.sub(r"\s+", " ", str(value)).strip()
+
+
+def _block(value: object) -> str:
+    return "\n".join(line.rstrip() for line in str(value).strip("\n").splitlines())
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(FILTERS)
+    env.filters["oneline"] = _oneline
+    env.filters["rendered"] = str  # text a partial already quoted, or the author's own script
+    env.filters["block"] = _block  # a partial's output, trimmed to sit between two lines
+    return env
+
+
+def render(plan: Plan, fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise error(f"unknown format '{fmt}'", path="--format", hint="shell or dockerfile")
+    template = environment().get_template(FORMATS[fmt][0])
+    params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
+    try:
+        text = template.render(plan=plan, version=__version__, params_text=params_text,
+                               params_json=json.dumps(plan.params, sort_keys=True))
+    except QuoteError as exc:  # validation should have stopped this value; never emit it
+        raise error(f"cannot render {plan.name}: {exc}", file=plan.source, path=fmt) from None
+    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
+
+
+def write_outputs(plan: Plan, formats: list[str], out: Path) -> list[Path]:
+    """Render every format first, then write each file atomically (temp file + rename)."""
+    texts = {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in texts.items():
+            target = out / name
+            _atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
+            written.append(target)
+        for source, rel in plan.files:
+            written.append(_copy_in(source, out / rel))
+    except OSError as exc:
+        raise EnvkitError(error(f"cannot write to {out}: {exc.strerror or exc}",
+                                path="--out").diagnostics) from None
+    return written
+
+
+def _atomic_write(target: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_in(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            shutil.copytree(source, staging / "t", symlinks=True)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / "t", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    else:
+        _atomic_write(target, source.read_bytes(), source.stat().st_mode & 0o777 & ~0o022)
+    return target

@@ -1,0 +1,205 @@
+"""The recipe JSON Schema: the single source of what a recipe may contain.
+
+It is assembled from the step and check kinds, so a new kind lands in the
+schema by existing. ``recipe.schema.json`` in the package is this schema
+written out (``invoke schema``), for editors; a test keeps the two equal.
+The validator is built once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from . import envvalue, paths
+from .checks import CHECKS
+from .diagnostics import Diagnostic, did_you_mean
+from .steps import REGISTRY
+from .yamlsrc import Document
+
+SCHEMA_ID = "https://envkit.invalid/recipe.schema.json"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+
+_PARAM = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["string", "int", "bool", "choice"]},
+        "description": {"type": "string"},
+        "default": {"type": ["string", "integer", "boolean"]},
+        "values": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1,
+                   "description": "Allowed values of a choice param."},
+        "pattern": {"type": "string", "description": "Regex a string param must match."},
+    },
+    "required": ["type", "default"],
+    "additionalProperties": False,
+    "allOf": [{"if": {"properties": {"type": {"const": "choice"}}},
+               "then": {"required": ["values"]}}],
+}
+
+
+def _items(title: str, kinds: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {"name": {"type": "string", "minLength": 1},
+                       **{k: kinds[k].schema() for k in sorted(kinds)}},
+        "additionalProperties": False,
+        "oneOf": [{"required": [k]} for k in sorted(kinds)],
+    }
+
+
+@functools.cache
+def recipe_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "envkit recipe",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN,
+                     "errorMessage": "a name is lower-case letters, digits, '.', '_' and '-'"},
+            "description": {"type": "string", "minLength": 1},
+            "version": {"type": "string", "minLength": 1},
+            "base": {"type": "string", "description": "Base image; --base overrides it."},
+            "params": {"type": "object",
+                       "propertyNames": {"pattern": f"^{envvalue.NAME}$"},
+                       "additionalProperties": _PARAM},
+            "requires": {"type": "array",
+                         "items": {"type": "string", "pattern": NAME_PATTERN}},
+            "env": envvalue.SCHEMA,
+            "steps": {"type": "array", "items": _items("step", REGISTRY)},
+            "verify": {"type": "array", "items": _items("check", CHECKS)},
+        },
+        "required": ["name", "description", "version"],
+        "additionalProperties": False,
+    }
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(recipe_schema())
+    return cls(recipe_schema())
+
+
+def shipped_schema_path() -> Path:
+    return paths.package_dir() / "recipe.schema.json"
+
+
+def schema_text() -> str:
+    return json.dumps(recipe_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def validate(doc: Document) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for err in _validator().iter_errors(doc.data):
+        out.extend(_explain(err, doc))
+    # An unknown key already says what is wrong with its object; drop the echo.
+    unknown = {d.path for d in out if d.message.startswith("unknown")}
+    out = [d for d in out if not (d.message.startswith("a step needs") and
+                                  any(u.startswith(d.path + ".") for u in unknown))
+           and not (d.message.startswith("a check needs") and
+                    any(u.startswith(d.path + ".") for u in unknown))]
+    return sorted(set(out))
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string",
+               list: "list", dict: "mapping", type(None): "null"}
+_SCHEMA_TYPES = {"object": "mapping", "array": "list"}
+
+
+def _type_of(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _matches(branch: dict[str, Any], value: Any) -> bool:
+    types = branch.get("type")
+    if types is None:
+        return ("const" in branch and isinstance(value, str)) or "enum" in branch
+    types = [types] if isinstance(types, str) else types
+    vt = _type_of(value)
+    return any(_SCHEMA_TYPES.get(t, t) == vt or (t == "number" and vt == "integer")
+               for t in types)
+
+
+def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]:
+    path = tuple(err.absolute_path)
+    value = err.instance
+    v = err.validator
+    if v == "anyOf" or (v == "oneOf" and not _is_kind_choice(err)):
+        branches = err.validator_value
+        fitting = [i for i, b in enumerate(branches) if _matches(b, value)]
+        if len(fitting) == 1:
+            sub = [e for e in err.context if e.schema_path and e.schema_path[0] == fitting[0]]
+            if sub:
+                return [d for e in sub for d in _explain(e, doc)]
+        wanted = sorted({_describe(b) for b in branches})
+        return [doc.diag(path, f"expected {' or '.join(wanted)}, got {_type_of(value)}")]
+    if v == "oneOf":
+        kinds = [b["required"][0] for b in err.validator_value]
+        what = err.schema.get("title", "item")
+        present = [k for k in kinds if isinstance(value, dict) and k in value]
+        if not present:
+            return [doc.diag(path, f"a {what} needs one kind key", f"one of: {', '.join(kinds)}")]
+        found = " and ".join(f"'{k}'" for k in present)
+        return [doc.diag(path, f"a {what} has exactly one kind key, found {found}",
+                         f"split it into {len(present)} {what}s")]
+    if v == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        what = err.schema.get("title")
+        out = []
+        for key in value:
+            if key in allowed:
+                continue
+            hint = did_you_mean(key, allowed)
+            if what in ("step", "check"):
+                message = f"unknown {what} kind '{key}'"
+                hint = hint or "kinds: " + ", ".join(k for k in allowed if k != "name")
+            else:
+                message = f"unknown key '{key}'"
+                hint = hint or ("allowed: " + ", ".join(allowed) if allowed else "")
+            out.append(doc.diag((*path, key), message, hint, key=True))
+        return out
+    if v == "required":
+        missing = [k for k in err.validator_value if isinstance(value, dict) and k not in value]
+        return [doc.diag(path, f"missing required field '{k}'") for k in missing]
+    if v == "type":
+        expected = err.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        names = " or ".join(_SCHEMA_TYPES.get(t, t) for t in expected)
+        hint = ""
+        if "string" in expected and path in doc.raw and not isinstance(value, str | None):
+            hint = f'quote it: "{doc.raw[path]}"'
+        return [doc.diag(path, f"expected {names}, got {_type_of(value)}", hint)]
+    if v == "enum":
+        choices = [str(c) for c in err.validator_value]
+        hint = did_you_mean(str(value), choices)
+        return [doc.diag(path, f"expected one of {', '.join(choices)}, got {value!r}", hint)]
+    if v == "propertyNames":
+        return [doc.diag((*path, value), f"invalid name {value!r}",
+                         "letters, digits and '_', not starting with a digit", key=True)]
+    if v == "pattern":
+        message = err.schema.get("errorMessage") or f"does not match {err.validator_value}"
+        return [doc.diag(path, f"{message}, got {value!r}")]
+    if v == "minItems":
+        return [doc.diag(path, "must not be empty" if err.validator_value == 1
+                         else f"needs at least {err.validator_value} items")]
+    if v == "minLength":
+        return [doc.diag(path, "must not be empty")]
+    return [doc.diag(path, err.message)]
+
+
+def _is_kind_choice(err: jsonschema.ValidationError) -> bool:
+    return all(set(b) == {"required"} for b in err.validator_value)
+
+
+def _describe(branch: dict[str, Any]) -> str:
+    if "const" in branch:
+        return repr(branch["const"])
+    t = branch.get("type", "value")
+    if isinstance(t, list):
+        return " or ".join(_SCHEMA_TYPES.get(x, x) for x in t)
+    return _SCHEMA_TYPES.get(t, t)

@@ -1,0 +1,84 @@
+"""Step kinds. Each kind is one module here plus one partial, ``templates/steps/<kind>.j2``.
+
+A kind module defines a dataclass subclass of :class:`Step` decorated with
+:func:`kind`. The class carries its JSON Schema fragment, its grammar checks,
+what it does to the plan state (the active venv, files to copy) and what the
+Dockerfile needs from it (cache mounts, environment). Adding a kind touches its
+module and its partial, nothing else: modules here are discovered at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..diagnostics import Path_
+from ..unit import Unit
+
+Problem = tuple[Path_, str]  # (path inside the step's fields, message)
+
+REGISTRY: dict[str, type[Step]] = {}
+
+
+@dataclass
+class State:
+    """What earlier steps leave for later ones while a plan is built."""
+
+    python: str = "python3"  # the interpreter pip steps use; a venv step changes it
+    recipe: str = ""
+    recipe_dir: Path = field(default_factory=Path)
+    files: list[tuple[Path, str]] = field(default_factory=list)  # (source, context path)
+
+
+@dataclass
+class Step(Unit):
+    cache_mounts: ClassVar[tuple[str, ...]] = ()  # BuildKit cache mounts for its RUN
+
+    def check(self) -> list[Problem]:
+        """Grammar problems of the bound values."""
+        return []
+
+    def bind(self, state: State) -> list[Problem]:
+        """Read or update the plan state (the venv in use, files to copy)."""
+        return []
+
+    def env(self) -> list[tuple[str, str]]:
+        """Variables this step sets for every later step and for the image."""
+        return []
+
+    def title(self) -> str:
+        return self.kind
+
+    def content_digest(self) -> str:
+        """A hash of what the step reads besides its fields (files it copies)."""
+        return ""
+
+    def fields(self) -> dict[str, Any]:
+        """What the step hash covers: every field but machine-local ones."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("hashed", True)}
+
+
+def kind(cls: type[Step]) -> type[Step]:
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def strings(**extra: Any) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string", "minLength": 1}, **extra}
+
+
+def each(values: list[str], checker: Any, base: Path_) -> list[Problem]:
+    return [((*base, i), msg) for i, v in enumerate(values) if (msg := checker(v))]
+
+
+def _discover() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()

@@ -1,0 +1,54 @@
+"""download: fetch a file over HTTP(S), check its sha256 before use, optionally extract it."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from .. import grammar
+from . import Problem, Step, kind
+
+
+@kind
+@dataclass
+class Download(Step):
+    kind = "download"
+    summary = "Download a file, verify its sha256 before anything uses it, optionally extract."
+    properties = {
+        "url": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                   "errorMessage": "a sha256 is 64 lower-case hex digits"},
+        "dest": {"type": "string", "description": "Absolute path of the downloaded file."},
+        "extract": {"type": "string", "description": "Directory to extract the archive into."},
+        "strip_components": {"type": "integer", "minimum": 0},
+    }
+    required = ("url", "sha256", "dest")
+
+    url: str
+    sha256: str
+    dest: str
+    extract: str = ""
+    strip_components: int = 0
+
+    def check(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if msg := grammar.url(self.url):
+            problems.append((("url",), msg))
+        if msg := grammar.abs_path(self.dest):
+            problems.append((("dest",), msg))
+        if self.extract and (msg := grammar.abs_path(self.extract)):
+            problems.append((("extract",), msg))
+        if self.strip_components and not self.extract:
+            problems.append((("strip_components",), "only applies with 'extract'"))
+        return problems
+
+    @property
+    def dest_dir(self) -> str:
+        return posixpath.dirname(self.dest.rstrip("/")) or "/"
+
+    @property
+    def is_zip(self) -> bool:
+        return self.dest.lower().endswith(".zip")
+
+    def title(self) -> str:
+        return f"download {posixpath.basename(self.dest)}"

@@ -1,0 +1,55 @@
+"""pip: Python packages into the active venv (or the system python3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import grammar
+from . import Problem, State, Step, each, kind, strings
+
+
+@kind
+@dataclass
+class Pip(Step):
+    kind = "pip"
+    summary = "Install Python packages with pip into the active venv."
+    properties = {
+        "packages": strings(minItems=1, description="PEP 508 requirements, e.g. numpy==2.1.3."),
+        "index": {"type": "string", "description": "Index URL for this step only."},
+        "extra_index": strings(description="Extra index URLs for this step."),
+        "options": strings(description="Extra pip arguments, e.g. --no-deps."),
+        "python": {"type": "string",
+                   "description": "Interpreter to run pip with (default: the active venv)."},
+    }
+    required = ("packages",)
+    shorthand = "packages"
+    cache_mounts = ("/root/.cache/pip",)
+
+    packages: list[str]
+    index: str = ""
+    extra_index: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    python: str = ""
+
+    def check(self) -> list[Problem]:
+        problems = each(self.packages, grammar.requirement, ("packages",))
+        if self.index and (msg := grammar.url(self.index)):
+            problems.append((("index",), msg))
+        problems += each(self.extra_index, grammar.url, ("extra_index",))
+        problems += each(self.options, _option, ("options",))
+        if self.python and (msg := grammar.path(self.python)):
+            problems.append((("python",), msg))
+        return problems
+
+    def bind(self, state: State) -> list[Problem]:
+        self.python = self.python or state.python
+        return []
+
+    def title(self) -> str:
+        return "pip " + " ".join(self.packages)
+
+
+def _option(value: str) -> str:
+    if not value.startswith("-"):
+        return f"an option starts with '-': {value!r} (packages go in 'packages')"
+    return grammar.single_line(value)

@@ -1,0 +1,38 @@
+"""run: plain shell, as the author wrote it, run by bash with -euo pipefail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import grammar
+from . import Problem, Step, kind
+
+
+@kind
+@dataclass
+class Run(Step):
+    kind = "run"
+    summary = "Run a bash script (multi-line); params are substituted as quoted words."
+    properties = {
+        "script": {"type": "string", "minLength": 1},
+        "workdir": {"type": "string", "description": "Directory to run in (absolute)."},
+    }
+    required = ("script",)
+    shorthand = "script"
+    shell_fields = ("script",)  # a param lands here as one quoted shell word
+
+    script: str
+    workdir: str = ""
+
+    def check(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if "\x00" in self.script:
+            problems.append((("script",), "NUL characters are not allowed"))
+        if self.workdir and (msg := grammar.abs_path(self.workdir)):
+            problems.append((("workdir",), msg))
+        return problems
+
+    def title(self) -> str:
+        lines = [ln.strip() for ln in self.script.splitlines() if ln.strip()]
+        first = lines[0] if lines else ""
+        return "run " + (first[:60] + "…" if len(first) > 60 or len(lines) > 1 else first)

@@ -1,0 +1,50 @@
+"""venv: a virtual environment that later pip steps and the image use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import grammar
+from . import Problem, State, Step, kind
+
+
+@kind
+@dataclass
+class Venv(Step):
+    kind = "venv"
+    summary = "Create a Python virtual environment and make it the active one."
+    properties = {
+        "path": {"type": "string", "description": "Where the venv goes (absolute)."},
+        "python": {"type": "string",
+                   "description": "Python version ('3.11') or interpreter to create it with."},
+        "system_site_packages": {"type": "boolean"},
+    }
+    required = ("path",)
+
+    path: str
+    python: str = "3"
+    system_site_packages: bool = False
+
+    def check(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if msg := grammar.abs_path(self.path):
+            problems.append((("path",), msg))
+        if msg := grammar.path(self.python):
+            problems.append((("python",), msg))
+        return problems
+
+    @property
+    def interpreter(self) -> str:
+        """'3.11' -> 'python3.11'; anything else is taken as a command or path."""
+        head = self.python.split(".")[0]
+        return f"python{self.python}" if head.isdigit() else self.python
+
+    def bind(self, state: State) -> list[Problem]:
+        state.python = f"{self.path.rstrip('/')}/bin/python"
+        return []
+
+    def env(self) -> list[tuple[str, str]]:
+        return [("VIRTUAL_ENV", self.path), ("PATH", f"{self.path.rstrip('/')}/bin:${{PATH}}")]
+
+    def title(self) -> str:
+        return f"venv {self.path} ({self.interpreter})"

@@ -1,0 +1,144 @@
+"""The invoke tasks: ``invoke list|render|validate|schema``, also the ``envkit`` command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Exit, task
+
+from . import mirrors, schema
+from .catalog import Catalog
+from .diagnostics import EnvkitError, error
+from .plan import expand, make_plan, merged_params, param_text
+from .render import FORMATS, render, write_outputs
+from .validate import validate as run_validate
+
+
+def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every EnvkitError becomes its one-line diagnostics on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EnvkitError as exc:
+            sys.stdout.flush()
+            for diag in exc.diagnostics:
+                print(diag, file=sys.stderr)
+            raise Exit(code=1) from None
+        except KeyboardInterrupt:
+            print("envkit: interrupted; nothing was written", file=sys.stderr)
+            raise Exit(code=130) from None
+
+    return wrapper
+
+
+def _settings(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise error(f"expected KEY=VALUE, got {pair!r}", path="--set")
+        out[key.strip()] = value
+    return out
+
+
+def _config(c: Any, key: str) -> Any:
+    section = c.config.get("envkit", {}) if c is not None else {}
+    return section.get(key) if hasattr(section, "get") else None
+
+
+@task(name="list")
+@_reports_errors
+def list_(c):
+    """List the catalog's recipes with their description and params."""
+    catalog = Catalog()
+    for path in catalog.all():
+        try:
+            recipe = catalog.load(path)
+            order, problems = expand(recipe, catalog)
+            params, more = merged_params(order)
+            problems += more + [d for r in order for d in r.problems]
+            if problems:
+                raise EnvkitError(problems)
+        except EnvkitError as exc:
+            print(f"{path.stem:<16} (invalid: {len(exc.diagnostics)} problems; "
+                  f"run: invoke validate --recipe {path.stem})")
+            continue
+        print(f"{recipe.name:<16} {recipe.description}")
+        for name, p in params.items():
+            if name == "prefix":
+                continue
+            allowed = f" [{', '.join(param_text(v) for v in p.values)}]" if p.values else ""
+            print(f"{'':<16}   {name}={param_text(p.default)} ({p.type}{allowed})"
+                  f"{' ' + p.description if p.description else ''}")
+
+
+@task(
+    name="render",
+    iterable=["set_"],
+    help={
+        "recipe": "Catalog name or path to a recipe YAML file.",
+        "format": "shell or dockerfile (default: dockerfile on stdout; both with --out).",
+        "set_": "KEY=VALUE for a param; repeat for several.",
+        "mirror": "Mirror profile: " + ", ".join(sorted(mirrors.profiles())) + ".",
+        "base": "Base image instead of the recipe's.",
+        "out": "Write files into this folder (atomically) instead of printing.",
+    },
+)
+@_reports_errors
+def render_(c, recipe, format="", set_=None, mirror="", base="", out=""):
+    """Render a recipe as a shell script or a Dockerfile."""
+    catalog = Catalog()
+    formats = [format] if format else (list(FORMATS) if out else ["dockerfile"])
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise error(f"unknown format '{fmt}'", path="--format", hint="shell or dockerfile")
+    plan = make_plan(catalog.find(recipe), catalog, _settings(set_),
+                     mirror or _config(c, "mirror"), base or None)
+    if out:
+        for path in write_outputs(plan, formats, Path(out)):
+            print(path)
+    else:
+        sys.stdout.write(render(plan, formats[0]))
+
+
+@task(help={"recipe": "Only this recipe (name or path); repeat for several.",
+            "quiet": "Print problems only."},
+      iterable=["recipe"])
+@_reports_errors
+def validate(c, recipe=None, quiet=False):
+    """Dry-run every recipe: load, plan and render every param value, lint the output."""
+    started = time.perf_counter()
+    report = run_validate(recipe or None)
+    if not quiet:
+        for line in report.lines:
+            print(line)
+    if not report.ok:
+        raise EnvkitError(report.problems)
+    print(f"ok: {report.recipes} recipes, {report.renders} renders linted clean "
+          f"in {time.perf_counter() - started:.1f}s")
+
+
+@task(name="schema", help={"check": "Fail if the shipped file is out of date; write nothing."})
+@_reports_errors
+def schema_(c, check=False):
+    """Write the recipe JSON Schema (for editors) into the package."""
+    path = schema.shipped_schema_path()
+    text = schema.schema_text()
+    current = path.read_text() if path.exists() else ""
+    if check:
+        if current != text:
+            raise error(f"{path} is out of date", path="schema", hint="run invoke schema")
+        print(f"{path} is up to date")
+        return
+    path.write_text(text)
+    print(path)
+
+
+ns = Collection(list_, render_, validate, schema_)

@@ -1,0 +1,96 @@
+"""Validate: the CI dry run. Every recipe, every value of every choice and bool
+param (each with the others at their defaults) and every mirror profile, loaded,
+planned, rendered in every format and linted. Nothing is built or downloaded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import lint, mirrors
+from .catalog import Catalog
+from .diagnostics import Diagnostic, EnvkitError
+from .model import Recipe
+from .plan import expand, make_plan, merged_params, param_text
+from .render import FORMATS, render
+
+
+@dataclass
+class Variant:
+    settings: dict[str, str]
+    mirror: str
+
+    def label(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.settings.items()]
+        if self.mirror != mirrors.DEFAULT:
+            parts.append(f"mirror={self.mirror}")
+        return ", ".join(parts) or "defaults"
+
+
+@dataclass
+class Report:
+    recipes: int = 0
+    renders: int = 0
+    problems: list[Diagnostic] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # one summary line per recipe
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def variants(recipe: Recipe, catalog: Catalog) -> list[Variant]:
+    order, _ = expand(recipe, catalog)
+    params, _ = merged_params(order)
+    out = [Variant({}, mirrors.DEFAULT)]
+    for name in sorted(params):
+        for value in params[name].variants():
+            if value != params[name].default:
+                out.append(Variant({name: param_text(value)}, mirrors.DEFAULT))
+    out += [Variant({}, m) for m in sorted(mirrors.profiles()) if m != mirrors.DEFAULT]
+    return out
+
+
+def validate(refs: list[str] | None = None, catalog: Catalog | None = None) -> Report:
+    catalog = catalog or Catalog()
+    report = Report()
+    rendered: list[tuple[Recipe, Variant, str, str]] = []
+    targets: list[Any] = list(refs) if refs else catalog.all()
+    for ref in targets:
+        report.recipes += 1
+        try:
+            recipe = catalog.find(ref) if isinstance(ref, str) else catalog.load(ref)
+            count = 0
+            for variant in variants(recipe, catalog):
+                plan = make_plan(recipe, catalog, variant.settings, variant.mirror)
+                for fmt in FORMATS:
+                    rendered.append((recipe, variant, fmt, render(plan, fmt)))
+                    count += 1
+            report.lines.append(f"{recipe.name}: {count} renders")
+        except EnvkitError as exc:
+            report.problems.extend(exc.diagnostics)
+            report.lines.append(f"{ref if isinstance(ref, str) else ref.stem}: invalid")
+    report.renders = len(rendered)
+    report.problems += _lint(rendered)
+    return report
+
+
+def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:
+    with tempfile.TemporaryDirectory(prefix="envkit-validate-") as tmp:
+        where: dict[Path, tuple[Recipe, Variant, str]] = {}
+        shell, docker = [], []
+        for i, (recipe, variant, fmt, text) in enumerate(rendered):
+            path = Path(tmp) / f"{i:04d}-{recipe.name}-{FORMATS[fmt][1]}"
+            path.write_text(text)
+            where[path] = (recipe, variant, fmt)
+            (shell if fmt == "shell" else docker).append(path)
+        findings = lint.lint(shell, docker)
+        out = []
+        for f in findings:
+            recipe, variant, fmt = where[f.file]
+            out.append(Diagnostic(recipe.doc.file, 0, 0, f"{FORMATS[fmt][1]} [{variant.label()}]",
+                                  str(f)))
+        return out

@@ -1,0 +1,193 @@
+"""YAML -> plain data, remembering where every value came from.
+
+PyYAML's ``compose`` gives nodes with marks; we build dicts, lists and scalars
+ourselves so that we can record the mark of every path, reject duplicate keys
+and non-safe tags, and bound size, depth and alias expansion before anything
+else sees the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
+
+MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML, not a data set
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # bounds alias expansion ("billion laughs")
+MAX_SCALAR = 64 * 1024
+
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:map",
+}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+@dataclass
+class Document:
+    """Plain data plus the position of each value and each mapping key."""
+
+    file: str
+    data: Any
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    raw: dict[Path_, str] = field(default_factory=dict)  # scalar source text, for hints
+
+    def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """(line, col), 1-based, of the value (or key) at ``path`` or its nearest ancestor."""
+        table = self.key_marks if key else self.marks
+        if key and path not in table:
+            table = self.marks
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            p = p[:-1]
+        return self.marks.get((), (1, 1))
+
+    def diag(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> Diagnostic:
+        line, col = self.where(path, key=key)
+        return Diagnostic(self.file, line, col, format_path(path), message, hint)
+
+
+class _Builder:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.nodes = 0
+        self.errors: list[Diagnostic] = []
+        self.constructor = yaml.SafeLoader("")
+
+    def _mark(self, node: yaml.Node) -> tuple[int, int]:
+        return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _err(self, node: yaml.Node, path: Path_, message: str, hint: str = "") -> None:
+        line, col = self._mark(node)
+        self.errors.append(Diagnostic(self.doc.file, line, col, format_path(path), message, hint))
+
+    def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Abort(node, path, f"document expands to more than {MAX_NODES} nodes",
+                         "aliases expanding too far?")
+        if depth > MAX_DEPTH:
+            raise _Abort(node, path, f"nesting deeper than {MAX_DEPTH} levels")
+        self.doc.marks[path] = self._mark(node)
+        tag = node.tag
+        if isinstance(node, yaml.MappingNode):
+            if tag != "tag:yaml.org,2002:map":
+                return self._bad_tag(node, path)
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._err(key_node, path, "merge keys ('<<') are not supported",
+                              "write the keys out")
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self._err(key_node, path, "a mapping key must be a plain string")
+                    continue
+                key = key_node.value
+                if key in out:
+                    first = self.doc.key_marks.get((*path, key), (0, 0))
+                    self._err(key_node, (*path, key), "duplicate key",
+                              f"first defined at line {first[0]}")
+                    continue
+                self.doc.key_marks[(*path, key)] = self._mark(key_node)
+                out[key] = self.build(value_node, (*path, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            if tag != "tag:yaml.org,2002:seq":
+                return self._bad_tag(node, path)
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        # scalar
+        if len(node.value) > MAX_SCALAR:
+            self._err(node, path, f"value is longer than {MAX_SCALAR} characters")
+            return ""
+        self.doc.raw[path] = node.value
+        if tag == _TIMESTAMP:  # YAML 1.1 turns 2024-01-01 into a date; we keep the text
+            return node.value
+        if tag not in _SAFE_TAGS:
+            return self._bad_tag(node, path)
+        value = self.constructor.construct_object(node)
+        if isinstance(value, str) and "\x00" in value:
+            self._err(node, path, "NUL characters are not allowed")
+            return ""
+        return value
+
+    def _bad_tag(self, node: yaml.Node, path: Path_) -> None:
+        self._err(node, path, f"tag '{node.tag}' is not allowed", "plain YAML only")
+        return None
+
+
+class _Abort(Exception):
+    def __init__(self, node: yaml.Node, path: Path_, message: str, hint: str = ""):
+        super().__init__(message)
+        self.node, self.path, self.message, self.hint = node, path, message, hint
+
+
+def load_text(text: str, file: str) -> Document:
+    doc = Document(file, None)
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = exc.problem or str(exc)
+        if exc.context:
+            problem = f"{exc.context}: {problem}" if "found" in problem else problem
+        diag = Diagnostic(file, line, col, "(yaml)", f"invalid YAML: {problem}")
+        raise EnvkitError(diag) from None
+    except yaml.YAMLError as exc:  # e.g. a reader error on a control character
+        raise EnvkitError(Diagnostic(file, 1, 1, "(yaml)", f"invalid YAML: {exc}")) from None
+    if not nodes or nodes[0] is None:
+        raise EnvkitError(Diagnostic(file, 1, 1, "(top)", "the file is empty",
+                                     "a recipe is a mapping: name, description, version, steps"))
+    if len(nodes) > 1:
+        raise EnvkitError(Diagnostic(file, nodes[1].start_mark.line + 1, 1, "(top)",
+                                     "more than one YAML document", "one recipe per file"))
+    builder = _Builder(doc)
+    try:
+        doc.data = builder.build(nodes[0], (), 0)
+    except _Abort as abort:
+        builder._err(abort.node, abort.path, abort.message, abort.hint)
+        raise EnvkitError(builder.errors[-1:]) from None
+    except RecursionError:
+        diag = Diagnostic(file, 1, 1, "(top)", "document nests too deeply")
+        raise EnvkitError(diag) from None
+    if builder.errors:
+        raise EnvkitError(builder.errors)
+    return doc
+
+
+def load_file(path: Path, display: str | None = None) -> Document:
+    """Read and parse one YAML file; every problem becomes an EnvkitError."""
+    name = display or str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        diag = Diagnostic(name, 0, 0, "(file)", f"cannot read: {exc.strerror}")
+        raise EnvkitError(diag) from None
+    if len(raw) > MAX_BYTES:
+        raise EnvkitError(Diagnostic(name, 0, 0, "(file)",
+                                     f"file is larger than {MAX_BYTES // 1024} KiB")) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        diag = Diagnostic(name, line, col, "(file)", f"not UTF-8: byte 0x{raw[exc.start]:02x}")
+        raise EnvkitError(diag) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return load_text(text, name)
