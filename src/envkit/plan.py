@@ -225,7 +225,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         raise EnvkitError(sorted(set(problems)))
 
     plan = Plan(name=root.name, description=root.description, version=root.version,
-                source=root.doc.file, base=chosen,
+                source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], checks=checks, files=state.files)
     prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})

@@ -92,8 +92,11 @@ def list_(c):
     },
 )
 @_reports_errors
-def render_(c, recipe, format="", set_=None, mirror="", base="", out=""):
+def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
     """Render a recipe as a shell script or a Dockerfile."""
+    if not recipe:
+        raise error("which recipe? pass --recipe NAME or --recipe PATH", path="--recipe",
+                    hint="invoke list shows the catalog")
     catalog = Catalog()
     formats = [format] if format else (list(FORMATS) if out else ["dockerfile"])
     for fmt in formats:
@@ -142,3 +145,5 @@ def schema_(c, check=False):
 
 
 ns = Collection(list_, render_, validate, schema_)
+# Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror.
+ns.configure({"envkit": {"mirror": ""}})

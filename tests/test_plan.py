@@ -1,0 +1,152 @@
+"""Plan: params, requires, mirrors, hashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO, plan_of, problems
+from envkit.catalog import Catalog
+from envkit.diagnostics import EnvkitError
+from envkit.plan import make_plan
+from envkit.render import render
+
+
+def test_requires_expand_dependencies_first_each_once(write) -> None:
+    write("""
+        name: base
+        description: b
+        version: 1.0.0
+        base: debian:bookworm-slim
+        steps: [{run: echo base}]
+    """, "base")
+    for name in ("left", "right"):
+        write(f"""
+            name: {name}
+            description: x
+            version: 1.0.0
+            requires: [base]
+            steps: [{{run: echo {name}}}]
+        """, name)
+    top = write("""
+        name: top
+        description: diamond
+        version: 1.0.0
+        requires: [left, right]
+        steps: [{run: echo top}]
+    """, "top")
+    plan = plan_of(top)
+    assert plan.recipes == ["base", "left", "right", "top"]
+    assert [s.step.script for s in plan.steps] == ["echo base", "echo left", "echo right",
+                                                   "echo top"]
+    assert plan.base == "debian:bookworm-slim"  # inherited from the dependency
+
+
+def test_params_are_shared_through_requires_and_set_overrides(catalog: Catalog) -> None:
+    plan = make_plan(catalog.find("paddle-cpu"), catalog, {"paddle": "3.2.2"})
+    assert plan.params == {"paddle": "3.2.2", "prefix": "/opt/envkit", "python": "3.11"}
+    pip = next(s.step for s in plan.steps if s.kind == "pip")
+    assert pip.packages == ["paddlepaddle==3.2.2"]
+    assert pip.python == "/opt/envkit/venv/bin/python"  # the venv of python-venv
+    assert plan.checks[-2].version == "==3.2.2"
+
+
+def test_typed_params_are_coerced(recipe) -> None:
+    path = recipe("""
+        params:
+          jobs: {type: int, default: 2}
+          debug: {type: bool, default: false}
+        steps:
+          - run: echo {{ jobs }} {{ debug }}
+    """)
+    plan = plan_of(path, {"jobs": "8", "debug": "yes"})
+    assert plan.params["jobs"] == 8 and plan.params["debug"] is True
+    assert plan.steps[0].step.script == "echo 8 true"
+
+
+def test_string_param_pattern(recipe) -> None:
+    path = recipe("""
+        params:
+          tag: {type: string, default: v1, pattern: "v[0-9]+"}
+        steps: [{run: "echo {{ tag }}"}]
+    """)
+    assert problems(path, {"tag": "v2"}) == []
+    [line] = problems(path, {"tag": "latest"})
+    assert line.startswith("--set: tag: ") and "does not match" in line
+
+
+def test_param_in_a_run_script_is_one_quoted_word(recipe) -> None:
+    path = recipe("""
+        params:
+          msg: {type: string, default: "a b; rm -rf /"}
+        steps: [{run: "echo {{ msg }}"}]
+    """)
+    assert plan_of(path).steps[0].step.script == "echo 'a b; rm -rf /'"
+
+
+def test_base_override_and_its_grammar(catalog: Catalog) -> None:
+    recipe = catalog.find("python-venv")
+    assert make_plan(recipe, catalog, base="envkit/base:bookworm").base == "envkit/base:bookworm"
+    with pytest.raises(EnvkitError) as exc:
+        make_plan(recipe, catalog, base="bad image; rm -rf /")
+    assert "not a Docker image reference" in str(exc.value)
+
+
+@pytest.mark.parametrize("mirror, index", [
+    ("pypi", "https://pypi.org/simple"),
+    ("tuna", "https://pypi.tuna.tsinghua.edu.cn/simple"),
+    ("aliyun", "https://mirrors.aliyun.com/pypi/simple"),
+    ("ustc", "https://mirrors.ustc.edu.cn/pypi/simple"),
+])
+def test_mirror_profile_is_rendered_as_the_tools_settings(catalog: Catalog, mirror: str,
+                                                          index: str) -> None:
+    plan = make_plan(catalog.find("paddle-cpu"), catalog, mirror=mirror)
+    docker, shell = render(plan, "dockerfile"), render(plan, "shell")
+    assert f'PIP_INDEX_URL="{index}"' in docker and f'UV_DEFAULT_INDEX="{index}"' in docker
+    assert f"export PIP_INDEX_URL={index}\n" in shell
+    # commands themselves name no mirror
+    assert "--index-url" not in docker and "-i " not in docker
+
+
+def test_unknown_mirror(catalog: Catalog) -> None:
+    with pytest.raises(EnvkitError) as exc:
+        make_plan(catalog.find("paddle-cpu"), catalog, mirror="tunaa")
+    assert "unknown mirror profile 'tunaa' (did you mean 'tuna'?)" in str(exc.value)
+
+
+def test_hash_follows_content(catalog: Catalog) -> None:
+    recipe = catalog.find("paddle-cpu")
+    a = make_plan(recipe, catalog)
+    assert a.hash == make_plan(recipe, catalog).hash
+    b = make_plan(recipe, catalog, {"paddle": "3.2.2"})
+    assert a.hash != b.hash
+    # the steps before the change keep their hash: a chain, so caches can reuse them
+    assert [s.hash for s in a.steps[:3]] == [s.hash for s in b.steps[:3]]
+    assert a.steps[3].hash != b.steps[3].hash
+    assert make_plan(recipe, catalog, mirror="tuna").hash != a.hash
+
+
+def test_copy_content_changes_the_hash(write, tmp_path) -> None:
+    (tmp_path / "f.txt").write_text("one")
+    path = write("""
+        name: t
+        description: c
+        version: 1.0.0
+        base: debian:bookworm-slim
+        steps: [{copy: {src: f.txt, dest: /etc/f.txt}}]
+    """)
+    first = plan_of(path).hash
+    (tmp_path / "f.txt").write_text("two")
+    assert plan_of(path).hash != first
+
+
+def test_catalog_recipe_by_path_outside_the_catalog(write) -> None:
+    path = write("""
+        name: mine
+        description: my own, on top of the catalog's python-venv
+        version: 1.0.0
+        requires: [python-venv]
+        steps: [{pip: [requests==2.32.3]}]
+    """, "mine")
+    plan = make_plan(Catalog().find(str(path)), Catalog())
+    assert plan.recipes == ["python-venv", "mine"]
+    assert (REPO / "recipes" / "mine.yaml").exists() is False

@@ -1,0 +1,176 @@
+"""Rendering: golden outputs for the catalog, determinism, linters, and the templates' quoting."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, plan_of
+from envkit import lint
+from envkit.catalog import Catalog
+from envkit.plan import make_plan
+from envkit.render import FORMATS, render, write_outputs
+
+GOLDEN = Path(__file__).parent / "golden"
+CATALOG = ["python-venv", "paddle-cpu", "faiss-cpu", "pytorch-cpu"]
+SUFFIX = {"shell": "sh", "dockerfile": "Dockerfile"}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("name", CATALOG)
+def test_golden(name: str, fmt: str) -> None:
+    """The whole rendered file; ENVKIT_UPDATE_GOLDEN=1 rewrites the expected files."""
+    catalog = Catalog()
+    text = render(make_plan(catalog.find(name), catalog), fmt)
+    expected = GOLDEN / f"{name}.{SUFFIX[fmt]}"
+    if os.environ.get("ENVKIT_UPDATE_GOLDEN"):
+        expected.write_text(text)
+    assert text == expected.read_text()
+
+
+def test_deterministic_across_hash_seeds(tmp_path: Path) -> None:
+    outputs = set()
+    for seed in ("0", "1", "12345", "random"):
+        out = tmp_path / seed
+        subprocess.run(
+            [sys.executable, "-m", "invoke", "render", "--recipe", "paddle-cpu",
+             "--set", "paddle=3.2.2", "--mirror", "tuna", "--out", str(out)],
+            cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed}, check=True,
+            capture_output=True)
+        outputs.add(((out / "Dockerfile").read_bytes(), (out / "install.sh").read_bytes()))
+    assert len(outputs) == 1
+
+
+def test_same_output_from_any_working_directory(tmp_path: Path) -> None:
+    here = render(plan_of(REPO / "recipes" / "faiss-cpu.yaml"), "dockerfile")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        there = render(plan_of(REPO / "recipes" / "faiss-cpu.yaml"), "dockerfile")
+    finally:
+        os.chdir(cwd)
+    assert here == there
+
+
+def test_rendered_catalog_passes_the_real_linters(tmp_path: Path) -> None:
+    catalog = Catalog()
+    shells, dockers = [], []
+    for name in CATALOG:
+        plan = make_plan(catalog.find(name), catalog)
+        for fmt in FORMATS:
+            path = tmp_path / f"{name}.{SUFFIX[fmt]}"
+            path.write_text(render(plan, fmt))
+            (shells if fmt == "shell" else dockers).append(path)
+    assert lint.lint(shells, dockers) == []
+
+
+def test_linters_do_find_problems(tmp_path: Path) -> None:
+    """The lint wiring is live: a bad script and a bad Dockerfile are reported."""
+    bad_sh = tmp_path / "bad.sh"
+    bad_sh.write_text("#!/usr/bin/env bash\nrm -rf $1/*\nif then\n")
+    bad_df = tmp_path / "Dockerfile"
+    bad_df.write_text("FROM debian:bookworm\nRUN cd /tmp && apt-get install curl\n")
+    found = lint.lint([bad_sh], [bad_df])
+    tools = {f.tool for f in found}
+    assert {"bash -n", "shellcheck", "hadolint"} <= tools, found
+
+
+def test_every_template_expression_is_quoted() -> None:
+    """Each {{ }} in templates/ ends in a quoting filter or calls a partial's macro."""
+    allowed = {"sh", "sh_words", "sh_env", "df_str", "df_env", "df_json", "df_run",
+               "df_env_pairs", "comment", "ident", "image", "int", "block", "rendered"}
+    bad = []
+    for path in sorted((REPO / "templates").rglob("*.j2")):
+        text = re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S)  # comments
+        for expr in re.findall(r"\{\{(.*?)\}\}", text, re.S):
+            expr = expr.strip()
+            last = re.search(r"\|\s*(\w+)(\([^()]*\))?\s*$", expr)
+            if (last and last.group(1) in allowed) or re.fullmatch(r"[mk]\.\w+\(.*\)", expr):
+                continue
+            bad.append(f"{path.name}: {{{{ {expr} }}}}")
+    assert bad == []
+
+
+def test_dockerfile_shape() -> None:
+    text = render(plan_of(REPO / "recipes" / "paddle-cpu.yaml"), "dockerfile")
+    lines = text.splitlines()
+    assert lines[2] == "FROM debian:bookworm-slim"
+    assert lines[3] == 'SHELL ["/bin/bash", "-o", "pipefail", "-c"]'
+    # one RUN per command-running step, labels after the last step
+    assert text.count("\nRUN ") == 4
+    assert text.index("LABEL ") > text.rindex("\nRUN ")
+    for label in ("org.opencontainers.image.title", "org.opencontainers.image.version",
+                  "org.opencontainers.image.description", "io.envkit.recipe", "io.envkit.hash"):
+        assert f"{label}=" in text
+    # apt lists and the pip cache live in BuildKit cache mounts, never in a layer
+    assert "--mount=type=cache,target=/var/lib/apt,sharing=locked" in text
+    assert "--mount=type=cache,target=/root/.cache/pip,sharing=locked" in text
+
+
+def test_shell_script_runs_and_logs_each_step(recipe, tmp_path: Path) -> None:
+    path = recipe("""
+        env:
+          GREETING: hello
+        steps:
+          - name: first
+            run: echo "$GREETING" > "$OUT/one"
+          - env: {SECOND: "${GREETING} again"}
+          - name: third
+            run: echo "$SECOND" > "$OUT/two"
+    """)
+    script = tmp_path / "install.sh"
+    script.write_text(render(plan_of(path), "shell"))
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "OUT": str(tmp_path)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "one").read_text() == "hello\n"
+    assert (tmp_path / "two").read_text() == "hello again\n"
+    assert "[envkit] step 2/4: t: first" in done.stderr
+    assert re.search(r"\[envkit\] step 4/4 done in \d+s", done.stderr)
+
+
+def test_shell_script_stops_at_a_failing_step(recipe, tmp_path: Path) -> None:
+    path = recipe("""
+        steps:
+          - {name: ok, run: "touch \\"$OUT/a\\""}
+          - {name: boom, run: "false"}
+          - {name: never, run: "touch \\"$OUT/c\\""}
+    """)
+    script = tmp_path / "install.sh"
+    script.write_text(render(plan_of(path), "shell"))
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "OUT": str(tmp_path)},
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    assert "step 2/3 failed" in done.stderr and "t: boom" in done.stderr
+
+
+def test_write_outputs_is_atomic_and_copies_files(write, tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.ini").write_text("[x]\n")
+    path = write("""
+        name: t
+        description: copies
+        version: 1.0.0
+        base: debian:bookworm-slim
+        steps:
+          - copy: {src: conf, dest: /etc/app}
+    """)
+    out = tmp_path / "out"
+    written = write_outputs(plan_of(path), list(FORMATS), out)
+    assert sorted(p.name for p in out.iterdir()) == ["Dockerfile", "files", "install.sh"]
+    assert (out / "files" / "t" / "conf" / "app.ini").read_text() == "[x]\n"
+    assert not [p for p in out.rglob(".*tmp")]
+    assert out / "install.sh" in written
+    assert 'COPY ["files/t/conf", "/etc/app"]' in (out / "Dockerfile").read_text()
+    # the shell script copies from files/ next to itself
+    dest = tmp_path / "dest"
+    text = (out / "install.sh").read_text().replace("/etc/app", str(dest))
+    (out / "install.sh").write_text(text)
+    subprocess.run(["bash", str(out / "install.sh")], check=True, capture_output=True)
+    assert (dest / "app.ini").read_text() == "[x]\n"
