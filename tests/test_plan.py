@@ -150,3 +150,24 @@ def test_catalog_recipe_by_path_outside_the_catalog(write) -> None:
     plan = make_plan(Catalog().find(str(path)), Catalog())
     assert plan.recipes == ["python-venv", "mine"]
     assert (REPO / "recipes" / "mine.yaml").exists() is False
+
+
+def test_numbers_in_env_and_cmake_options_keep_their_written_form(recipe) -> None:
+    path = recipe("""
+        env: {MODE: 0755, VERSION: 1.10, N: 3}
+        steps:
+          - cmake: {source: /src, options: {PERMS: 0755, ON_OFF: true}}
+    """)
+    plan = plan_of(path)
+    assert plan.steps[0].step.vars == {"MODE": "0755", "VERSION": "1.10", "N": "3"}
+    assert plan.steps[1].step.defines[-2:] == ["-DPERMS=0755", "-DON_OFF=ON"]
+
+
+def test_unclosed_flow_list_names_where_it_opened(write) -> None:
+    [line] = problems(write("name: [a, b\ndescription: x\n"))
+    assert "(while parsing a flow sequence at line 1, column 7)" in line
+
+
+def test_cmake_jobs_message(recipe) -> None:
+    [line] = problems(recipe("steps: [{cmake: {source: /s, jobs: many}}]\n"))
+    assert line.endswith("steps[0].cmake.jobs: expected 'auto', got 'many'")

@@ -18,7 +18,7 @@ _PART = re.compile(r"\$\$|\$\{(" + NAME + r")\}|\$(" + NAME + r")")
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "propertyNames": {"pattern": f"^{NAME}$"},
-    "additionalProperties": {"type": ["string", "integer", "number"]},
+    "additionalProperties": {"type": ["string", "number"]},
 }
 
 

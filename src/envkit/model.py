@@ -190,7 +190,7 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
         except ValueError as exc:
             raw_text = doc.raw.get((*at, "default"), "")
             hint = f'quote it: "{raw_text}"' if param.type == "string" and raw_text else ""
-            problems.append(doc.diag((*at, "default"), f"default {exc}", hint))
+            problems.append(doc.diag((*at, "default"), str(exc), hint))
             continue
         params[name] = Param(name, param.type, default, values, param.description, param.pattern)
     return params, problems

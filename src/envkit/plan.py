@@ -130,8 +130,8 @@ class _Binder:
     def text(self, text: str, path: Path_, shell: bool = False) -> str:
         def one(m: Any) -> str:
             name = m.group(1).strip()
-            if name in self.recipe.unusable:  # its declaration has been reported already
-                return m.group(0)
+            if name in self.recipe.unusable or not name.isidentifier():
+                return m.group(0)  # reported on load already
             if name not in self.values:
                 self.problems.append(self.recipe.doc.diag(
                     path, f"unknown param '{name}' in {m.group(0)}",
@@ -142,20 +142,24 @@ class _Binder:
 
         return PLACEHOLDER.sub(one, text)
 
-    def value(self, value: Any, path: Path_, shell: bool = False) -> Any:
+    def value(self, value: Any, path: Path_, shell: bool = False, verbatim: bool = False) -> Any:
         if isinstance(value, str):
             return self.text(value, path, shell)
         if isinstance(value, list):
-            return [self.value(v, (*path, i), shell) for i, v in enumerate(value)]
+            return [self.value(v, (*path, i), shell, verbatim) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {k: self.value(v, (*path, k), shell) for k, v in value.items()}
+            return {k: self.value(v, (*path, k), shell, verbatim) for k, v in value.items()}
+        if verbatim and isinstance(value, int | float) and not isinstance(value, bool):
+            # as written: YAML reads 0755 as 493 and 1.10 as 1.1, not what an env value means
+            return self.recipe.doc.raw.get(path, str(value))
         return value
 
     def fields(self, item: Item, cls: Any) -> tuple[dict[str, Any], dict[str, Path_]]:
         fields = cls.normalize(item.raw)
         where = {name: (*item.path, *cls.field_path(item.raw, name)) for name in fields}
         shell_fields = getattr(cls, "shell_fields", ())
-        bound = {name: self.value(v, where[name], name in shell_fields)
+        verbatim_fields = getattr(cls, "verbatim_fields", ())
+        bound = {name: self.value(v, where[name], name in shell_fields, name in verbatim_fields)
                  for name, v in fields.items()}
         return bound, where
 
@@ -201,9 +205,10 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
         for item in items:
             cls = REGISTRY[item.kind]
+            before = len(problems)
             fields, where = binder.fields(item, cls)
-            if item.kind == "env":
-                fields["vars"] = {k: param_text(v) for k, v in fields["vars"].items()}
+            if len(problems) > before:  # an unknown param: its values cannot be judged
+                continue
             step = cls(**fields)
             if binder.report(step.check(), where, item) and binder.report(
                     step.bind(state), where, item):
@@ -214,7 +219,10 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     for recipe, item in check_items:
         binder = _Binder(recipe, values, problems)
         cls = CHECKS[item.kind]
+        before = len(problems)
         fields, where = binder.fields(item, cls)
+        if len(problems) > before:
+            continue
         check = cls(**fields, name=item.name)
         if binder.report(check.check(), where, item):
             check.bind(state.python)

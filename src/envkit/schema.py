@@ -129,6 +129,9 @@ def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]
     path = tuple(err.absolute_path)
     value = err.instance
     v = err.validator
+    if "propertyNames" in err.schema_path:  # the instance is the key; point at it
+        return [doc.diag((*path, value), f"invalid name {value!r}",
+                         "letters, digits and '_', not starting with a digit", key=True)]
     if v == "anyOf" or (v == "oneOf" and not _is_kind_choice(err)):
         branches = err.validator_value
         fitting = [i for i, b in enumerate(branches) if _matches(b, value)]
@@ -137,11 +140,16 @@ def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]
             if sub:
                 return [d for e in sub for d in _explain(e, doc)]
         wanted = sorted({_describe(b) for b in branches})
-        return [doc.diag(path, f"expected {' or '.join(wanted)}, got {_type_of(value)}")]
+        hint = ""
+        if "list" in wanted and isinstance(value, str | int | float):
+            hint = f"write a list: [{value}]"
+        return [doc.diag(path, f"expected {' or '.join(wanted)}, got {_type_of(value)}", hint)]
     if v == "oneOf":
         kinds = [b["required"][0] for b in err.validator_value]
         what = err.schema.get("title", "item")
-        present = [k for k in kinds if isinstance(value, dict) and k in value]
+        if not isinstance(value, dict):  # the type error says it already
+            return []
+        present = [k for k in kinds if k in value]
         if not present:
             return [doc.diag(path, f"a {what} needs one kind key", f"one of: {', '.join(kinds)}")]
         found = " and ".join(f"'{k}'" for k in present)
@@ -178,9 +186,8 @@ def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]
         choices = [str(c) for c in err.validator_value]
         hint = did_you_mean(str(value), choices)
         return [doc.diag(path, f"expected one of {', '.join(choices)}, got {value!r}", hint)]
-    if v == "propertyNames":
-        return [doc.diag((*path, value), f"invalid name {value!r}",
-                         "letters, digits and '_', not starting with a digit", key=True)]
+    if v == "const":
+        return [doc.diag(path, f"expected {err.validator_value!r}, got {value!r}")]
     if v == "pattern":
         message = err.schema.get("errorMessage") or f"does not match {err.validator_value}"
         return [doc.diag(path, f"{message}, got {value!r}")]

@@ -134,21 +134,43 @@ class _Abort(Exception):
         self.node, self.path, self.message, self.hint = node, path, message, hint
 
 
+def _check_depth(text: str, file: str) -> None:
+    """PyYAML's composer recurses per level; stop deep nesting with events first."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise EnvkitError(Diagnostic(file, mark.line + 1, mark.column + 1, "(yaml)",
+                                             f"nesting deeper than {MAX_DEPTH} levels"))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_text(text: str, file: str) -> Document:
     doc = Document(file, None)
     try:
+        _check_depth(text, file)
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{exc.context}: {problem}" if "found" in problem else problem
+        problem = exc.problem or "syntax error"
+        cm = exc.context_mark
+        if exc.context and cm and (cm.line, cm.column) != (mark.line, mark.column):
+            problem += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
         diag = Diagnostic(file, line, col, "(yaml)", f"invalid YAML: {problem}")
         raise EnvkitError(diag) from None
-    except yaml.YAMLError as exc:  # e.g. a reader error on a control character
-        raise EnvkitError(Diagnostic(file, 1, 1, "(yaml)", f"invalid YAML: {exc}")) from None
-    if not nodes or nodes[0] is None:
+    except yaml.reader.ReaderError as exc:  # a control character; it knows the offset only
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        diag = Diagnostic(file, line, col, "(yaml)",
+                          f"control character {exc.character!r} is not allowed",
+                          "write it as an escape in a double-quoted string")
+        raise EnvkitError(diag) from None
+    if not nodes or nodes[0] is None or (len(nodes) == 1 and nodes[0].tag.endswith(":null")
+                                          and not nodes[0].value):
         raise EnvkitError(Diagnostic(file, 1, 1, "(top)", "the file is empty",
                                      "a recipe is a mapping: name, description, version, steps"))
     if len(nodes) > 1:

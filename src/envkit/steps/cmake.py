@@ -31,6 +31,7 @@ class Cmake(Step):
         "targets": {"type": "array", "items": {"type": "string", "minLength": 1}},
     }
     required = ("source",)
+    verbatim_fields = ("options",)  # numbers keep their written form
 
     source: str
     build_dir: str = ""

@@ -16,6 +16,7 @@ class Env(Step):
     kind = "env"
     summary = "Set environment variables; ${NAME} refers to another variable."
     properties = {}
+    verbatim_fields = ("vars",)  # numbers keep their written form
 
     vars: dict[str, str]
 
