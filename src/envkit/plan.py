@@ -157,9 +157,8 @@ class _Binder:
     def fields(self, item: Item, cls: Any) -> tuple[dict[str, Any], dict[str, Path_]]:
         fields = cls.normalize(item.raw)
         where = {name: (*item.path, *cls.field_path(item.raw, name)) for name in fields}
-        shell_fields = getattr(cls, "shell_fields", ())
-        verbatim_fields = getattr(cls, "verbatim_fields", ())
-        bound = {name: self.value(v, where[name], name in shell_fields, name in verbatim_fields)
+        bound = {name: self.value(v, where[name], name in cls.shell_fields,
+                                  name in cls.verbatim_fields)
                  for name, v in fields.items()}
         return bound, where
 

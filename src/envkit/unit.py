@@ -17,6 +17,8 @@ class Unit:
     properties: ClassVar[dict[str, Any]]
     required: ClassVar[tuple[str, ...]] = ()
     shorthand: ClassVar[str | None] = None
+    shell_fields: ClassVar[tuple[str, ...]] = ()  # a param lands there as one quoted word
+    verbatim_fields: ClassVar[tuple[str, ...]] = ()  # numbers there keep their written form
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
