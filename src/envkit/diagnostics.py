@@ -7,10 +7,12 @@ Nothing else reaches the user on error.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 Path_ = tuple[str | int, ...]
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def format_path(path: Path_) -> str:
@@ -45,7 +47,7 @@ class Diagnostic:
         text = f"{where}: {self.path}: {self.message}"
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return _BREAKS.sub(lambda m: repr(m.group(0))[1:-1], text)  # one line, always
 
 
 class EnvkitError(Exception):

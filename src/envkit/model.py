@@ -135,6 +135,9 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     version = field_or("version", "0")
     if ok("version") and "version" in data and (msg := grammar.version(version)):
         problems.append(doc.diag(("version",), msg, "PEP 440, e.g. '1.0.0'"))
+    description = field_or("description", "")
+    if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", description):
+        problems.append(doc.diag(("description",), "must not contain control characters"))
     name = field_or("name", path.stem)
     requires = [r for i, r in enumerate(field_or("requires", [])) if ok("requires", i)]
     for i, req in enumerate(requires):
@@ -143,7 +146,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
         elif req in requires[:i]:
             problems.append(doc.diag(("requires", i), f"'{req}' is listed twice"))
     return Recipe(
-        name=name, description=field_or("description", ""), version=version,
+        name=name, description=description, version=version,
         path=path, doc=doc, base=field_or("base", ""), params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},

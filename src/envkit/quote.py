@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from . import envvalue
 
 _BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # inside quotes, other characters are literal
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # what an editor may show as a break
 
 
 class QuoteError(ValueError):
@@ -41,6 +42,14 @@ def sh(value: object) -> str:
         else:
             out.append(ch)
     return "$'" + "".join(out) + "'"
+
+
+def sh_cmd(value: object) -> str:
+    """A word in command position: quoted if bash would read it as an assignment (X=1)."""
+    text = sh(value)
+    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\+?=", text):
+        return "'" + text + "'"
+    return text
 
 
 def sh_words(values: Iterable[object]) -> str:
@@ -80,7 +89,7 @@ def df_json(values: Iterable[object]) -> str:
 
 def comment(value: object) -> str:
     """Text for a comment line: control characters become spaces so nothing ends the line."""
-    return _CONTROL.sub(" ", str(value))
+    return _BREAKS.sub(" ", str(value))
 
 
 def ident(value: object) -> str:
@@ -101,7 +110,7 @@ def image(value: object) -> str:
 
 def df_run(body: str, mounts: Iterable[str] = ()) -> str:
     """A RUN from a partial's commands (one per line, already quoted), joined with &&."""
-    lines = [line for line in body.strip().splitlines() if line.strip()]
+    lines = [line for line in body.strip().split("\n") if line.strip()]
     if not lines:
         return ""
     flags = []
@@ -113,12 +122,23 @@ def df_run(body: str, mounts: Iterable[str] = ()) -> str:
 
 
 def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
-    """One ENV instruction for several variables."""
-    items = [f"{ident(k)}={df_env(v)}" for k, v in pairs]
-    return "ENV " + " \\\n    ".join(items) if items else ""
+    """ENV instructions for several variables. Docker expands every reference in one ENV
+    from the environment before it, so a value naming an earlier variable of the same group
+    starts a new ENV; the shell script's exports see it set, and so does the image."""
+    groups: list[list[str]] = []
+    names: set[str] = set()
+    for key, value in pairs:
+        refs = {text for kind, text in envvalue.parts(value) if kind == "ref"}
+        if not groups or refs & names:
+            groups.append([])
+            names = set()
+        groups[-1].append(f"{ident(key)}={df_env(value)}")
+        names.add(key)
+    return "\n".join("ENV " + " \\\n    ".join(items) for items in groups)
 
 
 FILTERS = {
+    "sh_cmd": sh_cmd,
     "df_run": df_run,
     "df_env_pairs": df_env_pairs,
     "sh": sh,

@@ -29,7 +29,8 @@ def _oneline(value: object) -> str:
 
 
 def _block(value: object) -> str:
-    return "\n".join(line.rstrip() for line in str(value).strip("\n").splitlines())
+    """Trim the blank lines around a partial's output; inside, every character stays."""
+    return str(value).strip("\n")
 
 
 @functools.cache
@@ -59,7 +60,7 @@ def render(plan: Plan, fmt: str) -> str:
                                params_json=json.dumps(plan.params, sort_keys=True))
     except QuoteError as exc:  # validation should have stopped this value; never emit it
         raise error(f"cannot render {plan.name}: {exc}", file=plan.source, path=fmt) from None
-    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
+    return text.lstrip("\n")
 
 
 def write_outputs(plan: Plan, formats: list[str], out: Path) -> list[Path]:

@@ -44,7 +44,8 @@ class Venv(Step):
         return []
 
     def env(self) -> list[tuple[str, str]]:
-        return [("VIRTUAL_ENV", self.path), ("PATH", f"{self.path.rstrip('/')}/bin:${{PATH}}")]
+        literal = self.path.replace("$", "$$")  # env values expand $NAME; a path must not
+        return [("VIRTUAL_ENV", literal), ("PATH", f"{literal.rstrip('/')}/bin:${{PATH}}")]
 
     def title(self) -> str:
         return f"venv {self.path} ({self.interpreter})"
