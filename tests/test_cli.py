@@ -70,3 +70,18 @@ def test_validate_a_broken_file_exits_nonzero(tmp_path: Path) -> None:
         f"{bad}:6:11: steps[0].pip[0]: not a valid pip requirement (PEP 508): "
         + done.stderr.split("(PEP 508): ", 1)[1].strip())
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_name_is_a_catalog_name_even_when_a_folder_has_it(tmp_path: Path) -> None:
+    (tmp_path / "paddle-cpu").mkdir()
+    done = subprocess.run([sys.executable, "-m", "invoke", "-r", str(REPO), "render",
+                           "--recipe", "paddle-cpu"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_absurd_names_are_one_line_errors() -> None:
+    for ref in ("a" * 300, "a" * 300 + ".yaml"):
+        done = invoke("render", "--recipe", ref)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -401,11 +401,12 @@ def test_grammar_applies_to_a_value_given_with_set(recipe) -> None:
         params:
           pkg: {type: string, default: numpy}
         steps:
+          - venv: {path: /opt/v}
           - pip: ["{{ pkg }}"]
     """)
     assert problems(path) == []
     line = only(problems(path, {"pkg": "numpy=>1"}))
-    assert line.startswith("t.yaml:8:11: steps[0].pip[0]: not a valid pip requirement")
+    assert line.startswith("t.yaml:9:11: steps[1].pip[0]: not a valid pip requirement")
 
 
 # --- all problems at once -------------------------------------------------------------------

@@ -197,6 +197,7 @@ def test_pip_and_apt_render_as_expected(recipe) -> None:
         steps:
           - apt: [curl]
           - pip:
+              python: python3
               packages: ["numpy>=2,<3", requests]
               index: https://example.org/simple
               extra_index: [https://example.com/simple]
@@ -208,3 +209,27 @@ def test_pip_and_apt_render_as_expected(recipe) -> None:
     assert ("python3 -m pip install --no-input --index-url https://example.org/simple "
             "--extra-index-url https://example.com/simple --no-deps 'numpy>=2,<3' requests"
             in text)
+
+
+@pytest.mark.skipif(not shutil.which("git"), reason="git not installed")
+def test_git_checks_out_a_branch_that_is_not_the_default(recipe, repo,
+                                                         tmp_path: Path) -> None:
+    src, first, _ = repo
+    _git("checkout", "-q", "-b", "dev", first, cwd=src)
+    (src / "f").write_text("dev\n")
+    _git("commit", "-qam", "dev", cwd=src)
+    _git("checkout", "-q", "main", cwd=src)
+    path = recipe(f"""
+        steps:
+          - git: {{url: "file://{src}", ref: dev, dest: "{tmp_path}/co"}}
+          - git: {{url: "file://{src}", ref: "{first}", dest: "{tmp_path}/co2"}}
+    """)
+    done = run_script(path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "co" / "f").read_text() == "dev\n"
+    assert (tmp_path / "co2" / "f").read_text() == "v1\n"
+
+
+def test_a_failing_run_step_is_reported_once(recipe, tmp_path: Path) -> None:
+    done = run_script(recipe("steps: [{run: 'false'}]\n"), tmp_path)
+    assert done.returncode != 0 and done.stderr.count("failed") == 1, done.stderr

@@ -74,13 +74,43 @@ def test_string_param_pattern(recipe) -> None:
     assert line.startswith("--set: tag: ") and "does not match" in line
 
 
-def test_param_in_a_run_script_is_one_quoted_word(recipe) -> None:
+def test_param_in_a_run_script_must_be_inert(recipe) -> None:
+    """The author's quoting around {{ p }} is unknown, so only inert characters arrive."""
     path = recipe("""
         params:
           msg: {type: string, default: "a b; rm -rf /"}
-        steps: [{run: "echo {{ msg }}"}]
+          ver: {type: string, default: "3.11.7"}
+        steps: [{run: "echo {{ ver }} \\"{{ msg }}\\""}]
     """)
-    assert plan_of(path).steps[0].step.script == "echo 'a b; rm -rf /'"
+    [line] = problems(path)
+    assert line.endswith("steps[0].run: param 'msg' is 'a b; rm -rf /': in a run script a "
+                         "param may hold only letters, digits and @%+=:,./_- (pass it through "
+                         "env (MY_VAR: \"{{ msg }}\") and use \"$MY_VAR\")")
+    assert plan_of(path, {"msg": "ok"}).steps[0].step.script == 'echo 3.11.7 "ok"'
+
+
+def test_a_param_in_an_env_value_is_literal(recipe) -> None:
+    path = recipe("""
+        params:
+          home: {type: string, default: "/opt/$HOME$$x"}
+        env: {D: "{{ home }}/data", P: "${PATH}"}
+    """)
+    assert plan_of(path).steps[0].step.vars == {"D": "/opt/$$HOME$$$$x/data", "P": "${PATH}"}
+    assert 'ENV D="/opt/\\$HOME\\$\\$x/data"' in render(plan_of(path), "dockerfile")
+
+
+def test_pip_needs_a_venv(recipe) -> None:
+    [line] = problems(recipe("steps: [{pip: [numpy]}]\n"))
+    assert line.endswith("steps[0].pip: pip needs a venv step before it, or an explicit 'python'")
+
+
+def test_two_recipes_with_one_name(write, tmp_path) -> None:
+    write("name: python-venv\ndescription: mine\nversion: 1.0.0\nbase: debian:bookworm-slim\n",
+          "python-venv")
+    top = write("name: top\ndescription: t\nversion: 1.0.0\n"
+                "requires: [python-venv, paddle-cpu]\n", "top")
+    lines = problems(top)
+    assert any("is already used under that name" in line for line in lines), lines
 
 
 def test_base_override_and_its_grammar(catalog: Catalog) -> None:
@@ -171,3 +201,22 @@ def test_unclosed_flow_list_names_where_it_opened(write) -> None:
 def test_cmake_jobs_message(recipe) -> None:
     [line] = problems(recipe("steps: [{cmake: {source: /s, jobs: many}}]\n"))
     assert line.endswith("steps[0].cmake.jobs: expected 'auto', got 'many'")
+
+
+def test_copy_refuses_links_out_of_the_folder_and_loops(write, tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "out").symlink_to("/etc/hostname")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    path = write("""
+        name: t
+        description: c
+        version: 1.0.0
+        base: debian:bookworm-slim
+        steps:
+          - copy: {src: d, dest: /opt/d}
+          - copy: {src: loop, dest: /opt/l}
+    """)
+    lines = problems(path)
+    assert len(lines) == 2, lines
+    assert "steps[0].copy.src: d/out links outside the folder" in lines[0]
+    assert "steps[1].copy.src: cannot read" in lines[1]

@@ -90,7 +90,8 @@ def test_every_template_expression_is_quoted() -> None:
         for expr in re.findall(r"\{\{(.*?)\}\}", text, re.S):
             expr = expr.strip()
             last = re.search(r"\|\s*(\w+)(\([^()]*\))?\s*$", expr)
-            if (last and last.group(1) in allowed) or re.fullmatch(r"[mk]\.\w+\(.*\)", expr):
+            macro_call = re.fullmatch(r"([mk]\.)?\w+\(s(, \w+)?\)|[mk]\.\w+\(.*\)", expr)
+            if (last and last.group(1) in allowed) or macro_call:
                 continue
             bad.append(f"{path.name}: {{{{ {expr} }}}}")
     assert bad == []

@@ -77,3 +77,12 @@ def test_other_hostile_shapes(tmp_path: Path) -> None:
 def test_text_stays_text() -> None:
     doc = load_text("\ufeffday: 2024-01-01\nv: '3.10'\n", "t.yaml")
     assert doc.data == {"day": "2024-01-01", "v": "3.10"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("version: !!int one\n", "'one' is not a valid int"),
+    ("base: !!bool maybe\n", "'maybe' is not a valid bool"),
+    ('run: "echo \\ud800"\n', "lone surrogate"),
+])
+def test_explicit_tags_and_surrogates(text: str, message: str) -> None:
+    assert message in one_error(text)

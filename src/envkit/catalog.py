@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from . import paths
 from .diagnostics import did_you_mean, error
 from .model import Recipe, load_recipe
+
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")  # the schema's name pattern, bounded
 
 
 def _display(path: Path) -> str:
@@ -40,19 +43,23 @@ class Catalog:
 
     def find(self, ref: str) -> Recipe:
         """``--recipe``: a catalog name, or a path to a YAML file anywhere."""
-        candidate = Path(ref)
-        if ref.endswith((".yaml", ".yml")) or "/" in ref or candidate.exists():
-            if not candidate.is_file():
-                raise error(f"no recipe file at {ref}", path="--recipe")
-            return self.load(candidate)
+        if ref.endswith((".yaml", ".yml")) or "/" in ref:
+            try:
+                if not Path(ref).is_file():
+                    raise error(f"no recipe file at {ref}", path="--recipe")
+            except OSError as exc:
+                raise error(f"cannot read {ref[:80]}: {exc.strerror}", path="--recipe") from None
+            return self.load(Path(ref))
         path = self.root / f"{ref}.yaml"
-        if not path.is_file():
+        if not NAME.fullmatch(ref) or not path.is_file():
             raise error(f"unknown recipe '{ref}'", path="--recipe",
                         hint=did_you_mean(ref, self.names()) or f"see: {', '.join(self.names())}")
         return self.load(path)
 
     def locate(self, name: str, near: Path) -> Path | None:
         """The file a ``requires`` name means: next to the requiring recipe, else the catalog."""
+        if not NAME.fullmatch(name):
+            return None
         for folder in (near, self.root):
             path = folder / f"{name}.yaml"
             if path.is_file():

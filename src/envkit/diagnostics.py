@@ -7,12 +7,13 @@ Nothing else reaches the user on error.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .chars import BREAKS
+
 Path_ = tuple[str | int, ...]
-_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BREAKS = BREAKS
 
 
 def format_path(path: Path_) -> str:

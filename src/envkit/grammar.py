@@ -12,8 +12,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-# C0 and C1 controls and the Unicode line separators: anything a reader may take as a break.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from .chars import BREAKS
+
+_CONTROL = BREAKS
 _APT = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
 _URL = re.compile(r"(https?|ftp)://[A-Za-z0-9.-]+(:[0-9]+)?(/[^\s\x00-\x1f\x7f]*)?")
 _GIT_URL = re.compile(

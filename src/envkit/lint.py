@@ -43,7 +43,9 @@ def tool(name: str) -> str:
 
 
 def config(name: str) -> Path:
-    for folder in (Path.cwd(), paths.package_dir().parents[1], paths.package_dir()):
+    # the checkout's root, else the copy in the wheel; never the caller's directory, so the
+    # verdict does not depend on where validate runs
+    for folder in (paths.package_dir().parents[1], paths.package_dir()):
         if (folder / name).is_file():
             return folder / name
     raise error(f"{name} not found", path="lint", hint="run from the envkit checkout")

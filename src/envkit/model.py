@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import grammar, schema
+from .chars import BREAKS
 from .checks import CHECKS
 from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
 from .steps import REGISTRY
@@ -136,7 +137,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     if ok("version") and "version" in data and (msg := grammar.version(version)):
         problems.append(doc.diag(("version",), msg, "PEP 440, e.g. '1.0.0'"))
     description = field_or("description", "")
-    if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", description):
+    if BREAKS.search(description.replace("\n", " ").replace("\t", " ")):
         problems.append(doc.diag(("description",), "must not contain control characters"))
     name = field_or("name", path.stem)
     requires = [r for i, r in enumerate(field_or("requires", [])) if ok("requires", i)]
@@ -219,7 +220,7 @@ def placeholder_names(text: str) -> list[str]:
 
 
 def walk_strings(value: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
-    """Every string in a nested value, with its path (keys of mappings included)."""
+    """Every string value in a nested value, with its path."""
     out: list[tuple[Path_, str]] = []
     if isinstance(value, str):
         out.append((path, value))

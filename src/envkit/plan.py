@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from .catalog import Catalog
 from .checks import CHECKS, Check
 from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
 from .model import PLACEHOLDER, Item, Param, Recipe
-from .quote import sh
 from .steps import REGISTRY, State, Step
+
+# Characters with no meaning to bash in any quoting context (bare, "..", '..', heredocs).
+INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 
 BUILTIN_PARAMS = {
     "prefix": Param("prefix", "string", "/opt/envkit",
@@ -93,6 +96,7 @@ def expand(root: Recipe, catalog: Catalog) -> tuple[list[Recipe], list[Diagnosti
     """Every recipe ``root`` needs, dependencies first, each once, in written order."""
     order: list[Recipe] = []
     done: set[Path] = set()
+    by_name: dict[str, Path] = {root.name: root.path}
     problems: list[Diagnostic] = []
 
     def visit(recipe: Recipe, stack: list[Recipe]) -> None:
@@ -106,6 +110,12 @@ def expand(root: Recipe, catalog: Catalog) -> tuple[list[Recipe], list[Diagnosti
                 dep = catalog.load(path)
             except EnvkitError as exc:
                 problems.extend(exc.diagnostics)
+                continue
+            other = by_name.setdefault(dep.name, dep.path)
+            if other != dep.path:
+                problems.append(recipe.doc.diag(
+                    ("requires", i), f"'{name}' resolves to {dep.doc.file}, but {other} "
+                    "is already used under that name", "one recipe per name in a plan"))
                 continue
             if dep.path in (r.path for r in stack):
                 names = [r.name for r in stack[[r.path for r in stack].index(dep.path):]]
@@ -127,7 +137,11 @@ class _Binder:
     def __init__(self, recipe: Recipe, values: dict[str, Any], problems: list[Diagnostic]):
         self.recipe, self.values, self.problems = recipe, values, problems
 
-    def text(self, text: str, path: Path_, shell: bool = False) -> str:
+    def text(self, text: str, path: Path_, mode: str = "plain") -> str:
+        """Substitute params. ``mode`` says where the text lands: 'plain', 'env' (an env
+        value: a '$' in a param is literal there) or 'shell' (a run script: only inert
+        characters may arrive, since the author's quoting around it is unknown)."""
+
         def one(m: Any) -> str:
             name = m.group(1).strip()
             if name in self.recipe.unusable or not name.isidentifier():
@@ -138,17 +152,23 @@ class _Binder:
                     did_you_mean(name, self.values) or "declare it under params"))
                 return m.group(0)
             value = param_text(self.values[name])
-            return sh(value) if shell else value
+            if mode == "shell" and not INERT.fullmatch(value):
+                self.problems.append(self.recipe.doc.diag(
+                    path, f"param '{name}' is {value!r}: in a run script a param may hold only "
+                    "letters, digits and @%+=:,./_-",
+                    f"pass it through env (MY_VAR: \"{{{{ {name} }}}}\") and use \"$MY_VAR\""))
+                return m.group(0)
+            return value.replace("$", "$$") if mode == "env" else value
 
         return PLACEHOLDER.sub(one, text)
 
-    def value(self, value: Any, path: Path_, shell: bool = False, verbatim: bool = False) -> Any:
+    def value(self, value: Any, path: Path_, mode: str = "plain", verbatim: bool = False) -> Any:
         if isinstance(value, str):
-            return self.text(value, path, shell)
+            return self.text(value, path, mode)
         if isinstance(value, list):
-            return [self.value(v, (*path, i), shell, verbatim) for i, v in enumerate(value)]
+            return [self.value(v, (*path, i), mode, verbatim) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {k: self.value(v, (*path, k), shell, verbatim) for k, v in value.items()}
+            return {k: self.value(v, (*path, k), mode, verbatim) for k, v in value.items()}
         if verbatim and isinstance(value, int | float) and not isinstance(value, bool):
             # as written: YAML reads 0755 as 493 and 1.10 as 1.1, not what an env value means
             return self.recipe.doc.raw.get(path, str(value))
@@ -157,9 +177,11 @@ class _Binder:
     def fields(self, item: Item, cls: Any) -> tuple[dict[str, Any], dict[str, Path_]]:
         fields = cls.normalize(item.raw)
         where = {name: (*item.path, *cls.field_path(item.raw, name)) for name in fields}
-        bound = {name: self.value(v, where[name], name in cls.shell_fields,
-                                  name in cls.verbatim_fields)
-                 for name, v in fields.items()}
+        bound = {}
+        for name, v in fields.items():
+            mode = ("shell" if name in cls.shell_fields
+                    else "env" if name in cls.env_fields else "plain")
+            bound[name] = self.value(v, where[name], mode, name in cls.verbatim_fields)
         return bound, where
 
     def report(self, problems: list[tuple[Path_, str]], where: dict[str, Path_],

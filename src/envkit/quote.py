@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterable
 
 from . import envvalue
+from .chars import ASCII_CONTROL, BREAKS
 
 _BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # inside quotes, other characters are literal
-_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # what an editor may show as a break
+_CONTROL = ASCII_CONTROL  # inside quotes, other characters are literal
 
 
 class QuoteError(ValueError):
@@ -89,7 +89,7 @@ def df_json(values: Iterable[object]) -> str:
 
 def comment(value: object) -> str:
     """Text for a comment line: control characters become spaces so nothing ends the line."""
-    return _BREAKS.sub(" ", str(value))
+    return BREAKS.sub(" ", str(value))
 
 
 def ident(value: object) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 
 from . import __version__, paths
-from .diagnostics import EnvkitError, error
+from .diagnostics import EnvkitError, did_you_mean, error
 from .plan import Plan, param_text
 from .quote import FILTERS, QuoteError
 
@@ -50,10 +50,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(plan: Plan, fmt: str) -> str:
+def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise error(f"unknown format '{fmt}'", path="--format", hint="shell or dockerfile")
-    template = environment().get_template(FORMATS[fmt][0])
+        raise error(f"unknown format '{fmt}'", path="--format",
+                    hint=did_you_mean(fmt, FORMATS) or "shell or dockerfile")
+    return fmt
+
+
+def render(plan: Plan, fmt: str) -> str:
+    template = environment().get_template(FORMATS[check_format(fmt)][0])
     params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
     try:
         text = template.render(plan=plan, version=__version__, params_text=params_text,

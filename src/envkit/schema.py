@@ -22,7 +22,7 @@ from .steps import REGISTRY
 from .yamlsrc import Document
 
 SCHEMA_ID = "https://envkit.invalid/recipe.schema.json"
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 _PARAM = {
     "type": "object",
@@ -61,10 +61,11 @@ def recipe_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "name": {"type": "string", "pattern": NAME_PATTERN,
-                     "errorMessage": "a name is lower-case letters, digits, '.', '_' and '-'"},
+                     "errorMessage": "a name is up to 100 lower-case letters, digits, . _ -"},
             "description": {"type": "string", "minLength": 1},
             "version": {"type": "string", "minLength": 1},
-            "base": {"type": "string", "description": "Base image; --base overrides it."},
+            "base": {"type": "string", "minLength": 1,
+                     "description": "Base image; --base overrides it."},
             "params": {"type": "object",
                        "propertyNames": {"pattern": f"^{envvalue.NAME}$"},
                        "additionalProperties": _PARAM},
@@ -99,10 +100,8 @@ def validate(doc: Document) -> list[Diagnostic]:
         out.extend(_explain(err, doc))
     # An unknown key already says what is wrong with its object; drop the echo.
     unknown = {d.path for d in out if d.message.startswith("unknown")}
-    out = [d for d in out if not (d.message.startswith("a step needs") and
-                                  any(u.startswith(d.path + ".") for u in unknown))
-           and not (d.message.startswith("a check needs") and
-                    any(u.startswith(d.path + ".") for u in unknown))]
+    out = [d for d in out if not (d.message.startswith(("a step needs", "a check needs"))
+                                  and any(u.startswith(d.path + ".") for u in unknown))]
     return sorted(set(out))
 
 

@@ -16,7 +16,7 @@ from . import mirrors, schema
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
 from .plan import expand, make_plan, merged_params, param_text
-from .render import FORMATS, render, write_outputs
+from .render import FORMATS, check_format, render, write_outputs
 from .validate import validate as run_validate
 
 
@@ -38,6 +38,13 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:  # `envkit list | head`: the reader has gone, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=0) from None
+        except (Exit, SystemExit):
+            raise
+        except Exception as exc:  # a bug of ours: still one line, and no half-written file
+            sys.stdout.flush()
+            print(f"envkit: internal error: {type(exc).__name__}: {exc} "
+                  "(please report it with the recipe that caused it)", file=sys.stderr)
+            raise Exit(code=2) from None
 
     return wrapper
 
@@ -65,13 +72,12 @@ def list_(c):
     for path in catalog.all():
         try:
             recipe = catalog.load(path)
-            order, problems = expand(recipe, catalog)
-            params, more = merged_params(order)
-            problems += more + [d for r in order for d in r.problems]
-            if problems:
-                raise EnvkitError(problems)
+            make_plan(recipe, catalog)  # listed only when it renders with its defaults
+            order, _ = expand(recipe, catalog)
+            params, _ = merged_params(order)
         except EnvkitError as exc:
-            print(f"{path.stem:<16} (invalid: {len(exc.diagnostics)} problems; "
+            n = len(exc.diagnostics)
+            print(f"{path.stem:<16} (invalid: {n} problem{'s' * (n != 1)}; "
                   f"run: invoke validate --recipe {path.stem})")
             continue
         print(f"{recipe.name:<16} {recipe.description}")
@@ -102,10 +108,7 @@ def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
         raise error("which recipe? pass --recipe NAME or --recipe PATH", path="--recipe",
                     hint="invoke list shows the catalog")
     catalog = Catalog()
-    formats = [format] if format else (list(FORMATS) if out else ["dockerfile"])
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise error(f"unknown format '{fmt}'", path="--format", hint="shell or dockerfile")
+    formats = [check_format(format)] if format else (list(FORMATS) if out else ["dockerfile"])
     plan = make_plan(catalog.find(recipe), catalog, _settings(set_),
                      mirror or _config(c, "mirror"), base or None)
     if out:

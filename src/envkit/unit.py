@@ -17,7 +17,8 @@ class Unit:
     properties: ClassVar[dict[str, Any]]
     required: ClassVar[tuple[str, ...]] = ()
     shorthand: ClassVar[str | None] = None
-    shell_fields: ClassVar[tuple[str, ...]] = ()  # a param lands there as one quoted word
+    shell_fields: ClassVar[tuple[str, ...]] = ()  # bash code: params there must be inert
+    env_fields: ClassVar[tuple[str, ...]] = ()  # env values: a '$' in a param is literal
     verbatim_fields: ClassVar[tuple[str, ...]] = ()  # numbers there keep their written form
 
     @classmethod

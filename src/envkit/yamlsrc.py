@@ -8,6 +8,7 @@ else sees the data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ _SAFE_TAGS = {
     "tag:yaml.org,2002:map",
 }
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -117,9 +119,16 @@ class _Builder:
             return node.value
         if tag not in _SAFE_TAGS:
             return self._bad_tag(node, path)
-        value = self.constructor.construct_object(node)
+        try:
+            value = self.constructor.construct_object(node)
+        except (ValueError, KeyError, IndexError, yaml.YAMLError):  # e.g. !!int one
+            self._err(node, path, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}")
+            return None
         if isinstance(value, str) and "\x00" in value:
             self._err(node, path, "NUL characters are not allowed")
+            return ""
+        if isinstance(value, str) and _SURROGATE.search(value):
+            self._err(node, path, "lone surrogate characters (\\ud800-\\udfff) are not allowed")
             return ""
         return value
 

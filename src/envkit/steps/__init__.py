@@ -29,6 +29,7 @@ class State:
     """What earlier steps leave for later ones while a plan is built."""
 
     python: str = "python3"  # the interpreter pip steps use; a venv step changes it
+    venv: str = ""  # the active venv's path
     recipe: str = ""
     recipe_dir: Path = field(default_factory=Path)
     files: list[tuple[Path, str]] = field(default_factory=list)  # (source, context path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -49,12 +50,18 @@ class Copy(Step):
         return problems
 
     def bind(self, state: State) -> list[Problem]:
-        root = state.recipe_dir.resolve()
-        source = (root / self.src).resolve()
-        if not source.is_relative_to(root):
-            return [(("src",), "resolves outside the recipe's folder")]
-        if not source.exists():
-            return [(("src",), f"no such file next to the recipe: {self.src}")]
+        try:
+            root = state.recipe_dir.resolve()
+            source = (root / self.src).resolve()
+            if not source.is_relative_to(root):
+                return [(("src",), "resolves outside the recipe's folder")]
+            if not source.exists():
+                return [(("src",), f"no such file next to the recipe: {self.src}")]
+            for path in _files(source):  # a link may not lead out: the image would lack it
+                if path.is_symlink() and not path.resolve().is_relative_to(root):
+                    return [(("src",), f"{path.relative_to(root)} links outside the folder")]
+        except (OSError, RuntimeError) as exc:
+            return [(("src",), f"cannot read: {exc}")]
         self.source = source
         self.context_path = f"files/{state.recipe}/{self.src.strip('/')}"
         state.files.append((source, self.context_path))
@@ -77,7 +84,10 @@ class Copy(Step):
         digest = hashlib.sha256()
         for path in _files(self.source):
             digest.update(str(path.relative_to(self.source.parent)).encode() + b"\0")
-            digest.update(path.read_bytes() if path.is_file() else b"")
+            if path.is_symlink():  # what gets copied is the link, not its target
+                digest.update(b"link:" + os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
         return digest.hexdigest()
 
     def title(self) -> str:

@@ -17,6 +17,7 @@ class Env(Step):
     summary = "Set environment variables; ${NAME} refers to another variable."
     properties = {}
     verbatim_fields = ("vars",)  # numbers keep their written form
+    env_fields = ("vars",)
 
     vars: dict[str, str]
 

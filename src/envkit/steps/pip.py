@@ -42,6 +42,9 @@ class Pip(Step):
         return problems
 
     def bind(self, state: State) -> list[Problem]:
+        if not self.python and not state.venv:
+            # Debian's own python3 refuses pip installs (PEP 668, externally managed)
+            return [(("packages",), "pip needs a venv step before it, or an explicit 'python'")]
         self.python = self.python or state.python
         return []
 

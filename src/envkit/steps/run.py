@@ -12,14 +12,14 @@ from . import Problem, Step, kind
 @dataclass
 class Run(Step):
     kind = "run"
-    summary = "Run a bash script (multi-line); params are substituted as quoted words."
+    summary = "Run a bash script (multi-line); params in it may hold only inert characters."
     properties = {
         "script": {"type": "string", "minLength": 1},
         "workdir": {"type": "string", "description": "Directory to run in (absolute)."},
     }
     required = ("script",)
     shorthand = "script"
-    shell_fields = ("script",)  # a param lands here as one quoted shell word
+    shell_fields = ("script",)  # a param here may hold only characters inert to bash
 
     script: str
     workdir: str = ""

@@ -41,6 +41,7 @@ class Venv(Step):
 
     def bind(self, state: State) -> list[Problem]:
         state.python = f"{self.path.rstrip('/')}/bin/python"
+        state.venv = self.path
         return []
 
     def env(self) -> list[tuple[str, str]]:
