@@ -184,6 +184,15 @@ class _Binder:
             bound[name] = self.value(v, where[name], mode, name in cls.verbatim_fields)
         return bound, where
 
+    def build(self, item: Item, cls: Any, **extra: Any) -> tuple[Any, dict[str, Path_]]:
+        """The typed step or check with params bound and its grammar checked, or None."""
+        before = len(self.problems)
+        fields, where = self.fields(item, cls)
+        if len(self.problems) > before:  # an unknown param: its values cannot be judged
+            return None, where
+        unit = cls(**fields, **extra)
+        return (unit if self.report(unit.check(), where, item) else None), where
+
     def report(self, problems: list[tuple[Path_, str]], where: dict[str, Path_],
                item: Item) -> bool:
         for sub, message in problems:
@@ -200,17 +209,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         problems += recipe.problems
     params, more = merged_params(order)
     problems += more
-    values = {name: p.default for name, p in params.items()}
-    for key, raw in (settings or {}).items():
-        if key not in params:
-            problems.append(Diagnostic("--set", 0, 0, key, f"unknown param '{key}'",
-                                       did_you_mean(key, params) or
-                                       "params: " + ", ".join(sorted(params))))
-            continue
-        try:
-            values[key] = params[key].coerce(raw)
-        except ValueError as exc:
-            problems.append(Diagnostic("--set", 0, 0, key, str(exc)))
+    values = _bind_params(params, settings or {}, problems)
     try:
         profile = mirrors.get(mirror)
     except EnvkitError as exc:
@@ -219,33 +218,20 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
 
     state = State()
     steps: list[tuple[str, str, Step]] = []
-    check_items: list[tuple[Recipe, Item]] = []
+    check_items: list[tuple[_Binder, Item]] = []
     for recipe in order:
         binder = _Binder(recipe, values, problems)
         state.recipe, state.recipe_dir = recipe.name, recipe.folder
         items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
         for item in items:
-            cls = REGISTRY[item.kind]
-            before = len(problems)
-            fields, where = binder.fields(item, cls)
-            if len(problems) > before:  # an unknown param: its values cannot be judged
-                continue
-            step = cls(**fields)
-            if binder.report(step.check(), where, item) and binder.report(
-                    step.bind(state), where, item):
+            step, where = binder.build(item, REGISTRY[item.kind])
+            if step and binder.report(step.bind(state), where, item):
                 steps.append((recipe.name, item.name or step.title(), step))
-        check_items += [(recipe, item) for item in recipe.verify]
-
+        check_items += [(binder, item) for item in recipe.verify]
     checks = []
-    for recipe, item in check_items:
-        binder = _Binder(recipe, values, problems)
-        cls = CHECKS[item.kind]
-        before = len(problems)
-        fields, where = binder.fields(item, cls)
-        if len(problems) > before:
-            continue
-        check = cls(**fields, name=item.name)
-        if binder.report(check.check(), where, item):
+    for binder, item in check_items:  # after all steps: checks run in the finished result
+        check, _ = binder.build(item, CHECKS[item.kind], name=item.name)
+        if check:
             check.bind(state.python)
             checks.append(check)
 
@@ -264,6 +250,23 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
     return plan
+
+
+def _bind_params(params: dict[str, Param], settings: dict[str, str],
+                 problems: list[Diagnostic]) -> dict[str, Any]:
+    """Defaults, then ``--set`` values checked against each param's type."""
+    values = {name: p.default for name, p in params.items()}
+    for key, raw in settings.items():
+        if key not in params:
+            problems.append(Diagnostic("--set", 0, 0, key, f"unknown param '{key}'",
+                                       did_you_mean(key, params) or
+                                       "params: " + ", ".join(sorted(params))))
+            continue
+        try:
+            values[key] = params[key].coerce(raw)
+        except ValueError as exc:
+            problems.append(Diagnostic("--set", 0, 0, key, str(exc)))
+    return values
 
 
 def _base(order: list[Recipe], values: dict[str, Any], override: str | None,
