@@ -77,6 +77,12 @@ def each(values: list[str], checker: Any, base: Path_) -> list[Problem]:
     return [((*base, i), msg) for i, v in enumerate(values) if (msg := checker(v))]
 
 
+def checked(step: Step, **checkers: Any) -> list[Problem]:
+    """Each named field, when set, through its grammar check."""
+    return [((name,), msg) for name, checker in checkers.items()
+            if (value := getattr(step, name)) and (msg := checker(value))]
+
+
 def _discover() -> None:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{info.name}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import grammar
-from . import Problem, Step, kind
+from . import Problem, Step, checked, kind
 
 _OPTION = r"^[A-Za-z_][A-Za-z0-9_]*(:(BOOL|STRING|PATH|FILEPATH|INTERNAL))?$"
 
@@ -43,11 +43,8 @@ class Cmake(Step):
     targets: list[str] = field(default_factory=list)
 
     def check(self) -> list[Problem]:
-        problems: list[Problem] = []
-        for name in ("source", "build_dir", "install_prefix"):
-            value = getattr(self, name)
-            if value and (msg := grammar.abs_path(value)):
-                problems.append(((name,), msg))
+        problems = checked(self, source=grammar.abs_path, build_dir=grammar.abs_path,
+                           install_prefix=grammar.abs_path)
         for key, value in self.options.items():
             if msg := grammar.single_line(str(value)):
                 problems.append((("options", key), msg))

@@ -6,7 +6,7 @@ import posixpath
 from dataclasses import dataclass
 
 from .. import grammar
-from . import Problem, Step, kind
+from . import Problem, Step, checked, kind
 
 
 @kind
@@ -31,13 +31,8 @@ class Download(Step):
     strip_components: int = 0
 
     def check(self) -> list[Problem]:
-        problems: list[Problem] = []
-        if msg := grammar.url(self.url):
-            problems.append((("url",), msg))
-        if msg := grammar.abs_path(self.dest):
-            problems.append((("dest",), msg))
-        if self.extract and (msg := grammar.abs_path(self.extract)):
-            problems.append((("extract",), msg))
+        problems = checked(self, url=grammar.url, dest=grammar.abs_path,
+                           extract=grammar.abs_path)
         if self.strip_components and not self.extract:
             problems.append((("strip_components",), "only applies with 'extract'"))
         return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import grammar
-from . import Problem, Step, kind
+from . import Problem, Step, checked, kind
 
 
 @kind
@@ -34,14 +34,7 @@ class Git(Step):
     depth: int = 0
 
     def check(self) -> list[Problem]:
-        problems: list[Problem] = []
-        if msg := grammar.git_url(self.url):
-            problems.append((("url",), msg))
-        if msg := grammar.git_ref(self.ref):
-            problems.append((("ref",), msg))
-        if msg := grammar.abs_path(self.dest):
-            problems.append((("dest",), msg))
-        return problems
+        return checked(self, url=grammar.git_url, ref=grammar.git_ref, dest=grammar.abs_path)
 
     def title(self) -> str:
         return f"git {self.url.rstrip('/').rsplit('/', 1)[-1]} @ {self.ref}"

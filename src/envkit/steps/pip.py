@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import grammar
-from . import Problem, State, Step, each, kind, strings
+from . import Problem, State, Step, checked, each, kind, strings
 
 
 @kind
@@ -32,14 +32,10 @@ class Pip(Step):
     python: str = ""
 
     def check(self) -> list[Problem]:
-        problems = each(self.packages, grammar.requirement, ("packages",))
-        if self.index and (msg := grammar.url(self.index)):
-            problems.append((("index",), msg))
-        problems += each(self.extra_index, grammar.url, ("extra_index",))
-        problems += each(self.options, _option, ("options",))
-        if self.python and (msg := grammar.path(self.python)):
-            problems.append((("python",), msg))
-        return problems
+        return (each(self.packages, grammar.requirement, ("packages",))
+                + checked(self, index=grammar.url, python=grammar.path)
+                + each(self.extra_index, grammar.url, ("extra_index",))
+                + each(self.options, _option, ("options",)))
 
     def bind(self, state: State) -> list[Problem]:
         if not self.python and not state.venv:

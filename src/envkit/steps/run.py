@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import grammar
-from . import Problem, Step, kind
+from . import Problem, Step, checked, kind
 
 
 @kind
@@ -28,9 +28,7 @@ class Run(Step):
         problems: list[Problem] = []
         if "\x00" in self.script:
             problems.append((("script",), "NUL characters are not allowed"))
-        if self.workdir and (msg := grammar.abs_path(self.workdir)):
-            problems.append((("workdir",), msg))
-        return problems
+        return problems + checked(self, workdir=grammar.abs_path)
 
     def title(self) -> str:
         lines = [ln.strip() for ln in self.script.splitlines() if ln.strip()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import grammar
-from . import Problem, State, Step, kind
+from . import Problem, State, Step, checked, kind
 
 
 @kind
@@ -26,12 +26,7 @@ class Venv(Step):
     system_site_packages: bool = False
 
     def check(self) -> list[Problem]:
-        problems: list[Problem] = []
-        if msg := grammar.abs_path(self.path):
-            problems.append((("path",), msg))
-        if msg := grammar.path(self.python):
-            problems.append((("python",), msg))
-        return problems
+        return checked(self, path=grammar.abs_path, python=grammar.path)
 
     @property
     def interpreter(self) -> str:
