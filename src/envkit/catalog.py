@@ -8,8 +8,9 @@ from pathlib import Path
 from . import paths
 from .diagnostics import did_you_mean, error
 from .model import Recipe, load_recipe
+from .schema import NAME_PATTERN
 
-NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")  # the schema's name pattern, bounded
+NAME = re.compile(NAME_PATTERN)
 
 
 def _display(path: Path) -> str:

@@ -54,6 +54,7 @@ class Plan:
     params: dict[str, Any]
     mirror: mirrors.Mirror
     recipes: list[str]
+    declared: dict[str, Param] = field(default_factory=dict)  # every param, as declared
     steps: list[PlannedStep] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
@@ -202,13 +203,19 @@ class _Binder:
         return not problems
 
 
-def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = None,
-              mirror: str | None = None, base: str | None = None) -> Plan:
+def resolve(root: Recipe, catalog: Catalog
+            ) -> tuple[list[Recipe], dict[str, Param], list[Diagnostic]]:
+    """The recipes ``root`` needs in order, their params, and every problem so far."""
     order, problems = expand(root, catalog)
     for recipe in order:
         problems += recipe.problems
     params, more = merged_params(order)
-    problems += more
+    return order, params, problems + more
+
+
+def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = None,
+              mirror: str | None = None, base: str | None = None) -> Plan:
+    order, params, problems = resolve(root, catalog)
     values = _bind_params(params, settings or {}, problems)
     try:
         profile = mirrors.get(mirror)
@@ -242,7 +249,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     plan = Plan(name=root.name, description=root.description, version=root.version,
                 source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
-                recipes=[r.name for r in order], checks=checks, files=state.files)
+                recipes=[r.name for r in order], declared=params, checks=checks,
+                files=state.files)
     prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
     for number, (recipe_name, title, step) in enumerate(steps, 1):
         prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),

@@ -15,7 +15,7 @@ from invoke import Collection, Exit, task
 from . import mirrors, schema
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
-from .plan import expand, make_plan, merged_params, param_text
+from .plan import make_plan, param_text
 from .render import FORMATS, check_format, render, write_outputs
 from .validate import validate as run_validate
 
@@ -72,9 +72,7 @@ def list_(c):
     for path in catalog.all():
         try:
             recipe = catalog.load(path)
-            make_plan(recipe, catalog)  # listed only when it renders with its defaults
-            order, _ = expand(recipe, catalog)
-            params, _ = merged_params(order)
+            params = make_plan(recipe, catalog).declared  # listed when it plans with defaults
         except EnvkitError as exc:
             n = len(exc.diagnostics)
             print(f"{path.stem:<16} (invalid: {n} problem{'s' * (n != 1)}; "

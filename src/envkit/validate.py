@@ -14,7 +14,7 @@ from . import lint, mirrors
 from .catalog import Catalog
 from .diagnostics import Diagnostic, EnvkitError
 from .model import Recipe
-from .plan import expand, make_plan, merged_params, param_text
+from .plan import make_plan, param_text, resolve
 from .render import FORMATS, render
 
 
@@ -43,8 +43,7 @@ class Report:
 
 
 def variants(recipe: Recipe, catalog: Catalog) -> list[Variant]:
-    order, _ = expand(recipe, catalog)
-    params, _ = merged_params(order)
+    _, params, _ = resolve(recipe, catalog)
     out = [Variant({}, mirrors.DEFAULT)]
     for name in sorted(params):
         for value in params[name].variants():

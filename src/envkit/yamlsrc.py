@@ -143,6 +143,13 @@ class _Abort(Exception):
         self.node, self.path, self.message, self.hint = node, path, message, hint
 
 
+def _line_col(data: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``offset`` in text or bytes."""
+    newline = "\n" if isinstance(data, str) else b"\n"
+    before = data[:offset]
+    return before.count(newline) + 1, offset - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
+
+
 def _check_depth(text: str, file: str) -> None:
     """PyYAML's composer recurses per level; stop deep nesting with events first."""
     depth = 0
@@ -172,8 +179,7 @@ def load_text(text: str, file: str) -> Document:
         diag = Diagnostic(file, line, col, "(yaml)", f"invalid YAML: {problem}")
         raise EnvkitError(diag) from None
     except yaml.reader.ReaderError as exc:  # a control character; it knows the offset only
-        before = text[: exc.position]
-        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        line, col = _line_col(text, exc.position)
         diag = Diagnostic(file, line, col, "(yaml)",
                           f"control character {exc.character!r} is not allowed",
                           "write it as an escape in a double-quoted string")
@@ -214,9 +220,7 @@ def load_file(path: Path, display: str | None = None) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        line, col = _line_col(raw, exc.start)
         diag = Diagnostic(name, line, col, "(file)", f"not UTF-8: byte 0x{raw[exc.start]:02x}")
         raise EnvkitError(diag) from None
     if text.startswith("\ufeff"):
