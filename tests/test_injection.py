@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from conftest import HEADER, plan_of, problems
+from envkit import ca
 from envkit.model import PLACEHOLDER
 from envkit.plan import INERT
 from envkit.render import render, write_outputs
@@ -211,27 +212,36 @@ def docker_env_values(text: str) -> dict[str, str]:
     return env
 
 
+def _without_mounts(command: str) -> str:
+    while m := re.match(r"--mount=\S+\s+", command):
+        command = command[m.end():]
+    return command
+
+
 def run_argv(text: str) -> list[str]:
     """The exec-form array of the only RUN ["..."] instruction."""
-    runs = [inst for inst in instructions(text) if inst.startswith("RUN [")]
+    runs = [_without_mounts(inst[4:].lstrip()) for inst in instructions(text)
+            if inst.startswith("RUN ")]
+    runs = [r for r in runs if r.startswith("[")]
     assert len(runs) == 1, runs
-    argv = json.loads(runs[0][4:])
+    argv = json.loads(runs[0])
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     return argv
 
 
 def kinds(text: str) -> list[str]:
-    return [inst.split(None, 1)[0] for inst in instructions(text)]
+    """Instruction keywords, after checking the fixed CA ARG block is exactly as expected."""
+    insts = instructions(text)
+    assert [i for i in insts if i.startswith("ARG ")] == [f"ARG {v}" for v in ca.VARS]
+    return [inst.split(None, 1)[0] for inst in insts if not inst.startswith("ARG ")]
 
 
 def shell_form_runs(text: str) -> list[str]:
     """The command of every shell-form RUN, without its --mount flags."""
     out = []
     for inst in instructions(text):
-        if inst.startswith("RUN ") and not inst.startswith("RUN ["):
-            command = inst[4:].lstrip()
-            while m := re.match(r"--mount=\S+\s+", command):
-                command = command[m.end():]
+        command = _without_mounts(inst[4:].lstrip()) if inst.startswith("RUN ") else "["
+        if not command.startswith("["):
             out.append(command)
     return out
 

@@ -108,17 +108,28 @@ def image(value: object) -> str:
     return text
 
 
-def df_run(body: str, mounts: Iterable[str] = ()) -> str:
+def df_mounts(caches: Iterable[str] = (), secrets: Iterable[tuple[str, str]] = ()) -> str:
+    """RUN --mount flags: kinds' cache folders, then build secrets as (id, target)."""
+    flags = []
+    for target in caches:
+        if not re.fullmatch(r"/[A-Za-z0-9_./-]+", target):  # kinds' own constants; be sure
+            raise QuoteError(f"unsafe cache mount target: {target!r}")
+        flags.append(f"--mount=type=cache,target={target},sharing=locked")
+    for sid, target in secrets:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", sid) or not re.fullmatch(r"/[A-Za-z0-9_./-]+",
+                                                                         target):
+            raise QuoteError(f"unsafe secret mount: {sid!r} at {target!r}")
+        flags.append(f"--mount=type=secret,id={sid},target={target},mode=0444")
+    return "".join(flag + " \\\n    " for flag in flags)
+
+
+def df_run(body: str, caches: Iterable[str] = (),
+           secrets: Iterable[tuple[str, str]] = ()) -> str:
     """A RUN from a partial's commands (one per line, already quoted), joined with &&."""
     lines = [line for line in body.strip().split("\n") if line.strip()]
     if not lines:
         return ""
-    flags = []
-    for target in mounts:
-        if not re.fullmatch(r"/[A-Za-z0-9_./-]+", target):  # kinds' own constants; be sure
-            raise QuoteError(f"unsafe cache mount target: {target!r}")
-        flags.append(f"--mount=type=cache,target={target},sharing=locked \\\n    ")
-    return "RUN " + "".join(flags) + " \\\n && ".join(lines)
+    return "RUN " + df_mounts(caches, secrets) + " \\\n && ".join(lines)
 
 
 def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
@@ -139,6 +150,7 @@ def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 
 FILTERS = {
     "sh_cmd": sh_cmd,
+    "df_mounts": df_mounts,
     "df_run": df_run,
     "df_env_pairs": df_env_pairs,
     "sh": sh,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, paths
+from . import __version__, ca, paths
 from .diagnostics import EnvkitError, did_you_mean, error
 from .plan import Plan, param_text
 from .quote import FILTERS, QuoteError
@@ -47,6 +47,8 @@ def environment() -> jinja2.Environment:
     env.filters["oneline"] = _oneline
     env.filters["rendered"] = str  # text a partial already quoted, or the author's own script
     env.filters["block"] = _block  # a partial's output, trimmed to sit between two lines
+    env.globals["ca_vars"] = ca.VARS
+    env.globals["secrets"] = [(ca.SECRET_ID, ca.TARGET)]  # on every RUN; absent unless given
     return env
 
 

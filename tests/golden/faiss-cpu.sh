@@ -23,6 +23,21 @@ envkit_end() {
     "$((SECONDS - envkit_started))" >&2
 }
 
+# Host mode: with ENVKIT_SYSTEM=check, apt steps only check that packages are installed.
+envkit_need_packages() {
+  local pkg missing=()
+  for pkg in "$@"; do
+    pkg="${pkg%%=*}"
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+      missing+=("$pkg")
+    fi
+  done
+  if ((${#missing[@]})); then
+    printf '[envkit] missing Debian packages: %s (install them: apt-get install %s; or let envkit: --allow-system)\n' "${missing[*]}" "${missing[*]}" >&2
+    return 1
+  fi
+}
+
 trap 'printf "[envkit] step %s/%s failed after %ss: %s\n" "$envkit_step" "$ENVKIT_TOTAL" "$((SECONDS - envkit_started))" "$envkit_title" >&2' ERR
 
 # Mirror profile pypi: the tools' own settings, set before any download.
@@ -31,8 +46,12 @@ export UV_DEFAULT_INDEX=https://pypi.org/simple
 
 # [1/4] python-venv: system Python
 envkit_begin 1 'python-venv: system Python'
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+if [ "${ENVKIT_SYSTEM:-install}" = check ]; then
+  envkit_need_packages ca-certificates python3.11 python3.11-venv
+else
+  apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} update
+  DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+fi
 envkit_end
 
 # [2/4] python-venv: virtual environment
@@ -44,8 +63,12 @@ envkit_end
 
 # [3/4] faiss-cpu: OpenMP runtime
 envkit_begin 3 'faiss-cpu: OpenMP runtime'
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgomp1
+if [ "${ENVKIT_SYSTEM:-install}" = check ]; then
+  envkit_need_packages libgomp1
+else
+  apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} update
+  DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} install -y --no-install-recommends libgomp1
+fi
 envkit_end
 
 # [4/4] faiss-cpu: faiss and numpy

@@ -3,6 +3,16 @@
 FROM debian:bookworm-slim
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# A CA bundle for HTTPS through a proxy: `invoke build --ca-bundle FILE` mounts it on each RUN
+# as the secret envkit-ca and sets these to its path; no layer keeps it.
+ARG ENVKIT_CA
+ARG PIP_CERT
+ARG SSL_CERT_FILE
+ARG REQUESTS_CA_BUNDLE
+ARG CURL_CA_BUNDLE
+ARG GIT_SSL_CAINFO
+ARG NODE_EXTRA_CA_CERTS
+
 # Mirror profile pypi: the tools' own settings, set before any download.
 ENV PIP_INDEX_URL="https://pypi.org/simple" \
     UV_DEFAULT_INDEX="https://pypi.org/simple"
@@ -10,13 +20,15 @@ ENV PIP_INDEX_URL="https://pypi.org/simple" \
 # [1/2] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt,sharing=locked \
+    --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
- && apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+ && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} update \
+ && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
 
 # [2/2] python-venv: virtual environment
-RUN python3.11 -m venv /opt/envkit/venv
+RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
+    python3.11 -m venv /opt/envkit/venv
 ENV VIRTUAL_ENV="/opt/envkit/venv" \
     PATH="/opt/envkit/venv/bin:${PATH}"
 

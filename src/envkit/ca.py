@@ -1,0 +1,69 @@
+"""A custom CA bundle for HTTPS through an intercepting proxy (company networks).
+
+In a Docker build the bundle is the BuildKit secret ``envkit-ca``, mounted on
+every RUN and named by build args that exist only while the build runs, so no
+layer and no image setting keeps it. On the host the same variables point at
+the file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from .diagnostics import error
+
+SECRET_ID = "envkit-ca"
+TARGET = "/run/secrets/envkit-ca"
+# Each tool's own setting: apt reads ENVKIT_CA through its partial's -o option.
+VARS = ("ENVKIT_CA", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS")
+_MAX = 16 * 1024 * 1024
+_TLS = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem"
+                  r"|server certificate verification failed", re.IGNORECASE)
+
+
+HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the admin added
+
+
+def choose(value: str) -> Path | None:
+    """``auto`` (the default): $SSL_CERT_FILE or the host's bundle, when there is one;
+    ``none``: no bundle; anything else: that file, checked."""
+    if value in ("", "auto"):
+        found = os.environ.get("SSL_CERT_FILE") or HOST_BUNDLE
+        return bundle(found) if os.path.isfile(found) else None
+    if value == "none":
+        return None
+    return bundle(value)
+
+
+def bundle(path: str) -> Path:
+    """The bundle file, checked: readable and holding at least one PEM certificate."""
+    file = Path(path).expanduser()
+    try:
+        with file.open("rb") as fh:
+            head = fh.read(_MAX + 1)
+    except OSError as exc:
+        raise error(f"cannot read the CA bundle {path}: {exc.strerror or exc}",
+                    path="--ca-bundle") from None
+    if len(head) > _MAX:
+        raise error(f"{path} is over 16 MiB; that is not a CA bundle", path="--ca-bundle")
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise error(f"{path} holds no PEM certificate", path="--ca-bundle",
+                    hint="Debian's bundle is /etc/ssl/certs/ca-certificates.crt")
+    return file.resolve()
+
+
+def env(target: str) -> dict[str, str]:
+    """Every tool's CA setting, pointing at ``target``."""
+    return dict.fromkeys(VARS, target)
+
+
+def hint(lines: Iterable[str], given: Path | None) -> str:
+    """'pass --ca-bundle' when a failure's last lines show a certificate check failing."""
+    if given or not any(_TLS.search(line) for line in lines):
+        return ""
+    return ("HTTPS is intercepted on this network? pass --ca-bundle "
+            "/etc/ssl/certs/ca-certificates.crt or your company's bundle; ")
