@@ -12,7 +12,8 @@ from typing import Any
 
 from invoke import Collection, Exit, task
 
-from . import mirrors, schema
+from . import ca, grammar, mirrors, schema
+from .build import Options
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
 from .plan import make_plan, param_text
@@ -102,9 +103,7 @@ def list_(c):
 @_reports_errors
 def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
     """Render a recipe as a shell script or a Dockerfile."""
-    if not recipe:
-        raise error("which recipe? pass --recipe NAME or --recipe PATH", path="--recipe",
-                    hint="invoke list shows the catalog")
+    _need_recipe(recipe)
     catalog = Catalog()
     formats = [check_format(format)] if format else (list(FORMATS) if out else ["dockerfile"])
     plan = make_plan(catalog.find(recipe), catalog, _settings(set_),
@@ -149,6 +148,113 @@ def schema_(c, check=False):
     print(path)
 
 
-ns = Collection(list_, render_, validate, schema_)
-# Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror.
-ns.configure({"envkit": {"mirror": ""}})
+def _need_recipe(recipe: str) -> None:
+    if not recipe:
+        raise error("which recipe? pass --recipe NAME or --recipe PATH", path="--recipe",
+                    hint="invoke list shows the catalog")
+
+
+def _options(c: Any, recipe: str, set_: list[str] | None, mirror: str, base: str = "",
+             ca_bundle: str = "", **kw: Any) -> Options:
+    _need_recipe(recipe)
+    bundle = ca.choose(ca_bundle or _config(c, "ca_bundle") or "auto")
+    return Options(recipe=recipe, settings=_settings(set_), mirror=mirror or _config(c, "mirror"),
+                   base=base or None, ca_bundle=bundle,
+                   docker=_config(c, "docker") or "", **kw)
+
+
+def _check_tag(tag: str) -> str:
+    if msg := grammar.image(tag):
+        raise error(msg, path="--tag")
+    return tag
+
+
+_COMMON = {
+    "recipe": "Catalog name or path to a recipe YAML file.",
+    "set_": "KEY=VALUE for a param; repeat for several.",
+    "mirror": "Mirror profile: " + ", ".join(sorted(mirrors.profiles())) + ".",
+    "ca_bundle": "PEM CA bundle apt, pip, uv, curl and git trust while building (HTTPS "
+                 "through a proxy); in no layer of the image. Default 'auto': the host's "
+                 "(/etc/ssl/certs/ca-certificates.crt); 'none': no bundle. Or envkit.ca_bundle.",
+    "verbose": "Print the tools' whole output, not one line per step.",
+    "allow_system": "Host: let apt steps install Debian packages (root). Without it they only "
+                    "check that the packages are installed.",
+}
+
+
+@task(
+    iterable=["set_"],
+    help={**_COMMON,
+          "base": "Base image instead of the recipe's.",
+          "tag": "Image tag (default: envkit/NAME:<build hash>, and envkit/NAME:latest).",
+          "target": "docker or host (default: docker when an engine answers, else host).",
+          "no_verify": "Skip the recipe's checks after the build.",
+          "no_cache": "Build even if the image exists, without the layer cache."},
+)
+@_reports_errors
+def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
+          no_verify=False, no_cache=False, allow_system=False, verbose=False):
+    """Build a recipe into a Docker image (or on this host) and verify it."""
+    from .build import build as run_build
+
+    if tag:
+        _check_tag(tag)
+    opts = _options(c, recipe, set_, mirror, base, ca_bundle, tag=tag, target=target,
+                    verify=not no_verify, no_cache=no_cache, allow_system=allow_system,
+                    verbose=verbose)
+    run_build(opts)
+
+
+@task(name="run", iterable=["set_"], help=_COMMON)
+@_reports_errors
+def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False):
+    """Run a recipe's shell script on this host, into .envkit/envs/NAME (no verify)."""
+    from .build import build_host
+
+    opts = _options(c, recipe, set_, mirror, "", ca_bundle, allow_system=allow_system,
+                    verbose=verbose, target="host")
+    build_host(opts, Catalog(), sys.stdout, verify=False)
+
+
+@task(iterable=["set_"],
+      help={"recipe": _COMMON["recipe"], "set_": _COMMON["set_"],
+            "image": "Verify this Docker image (its labels give the params it was built with).",
+            "env": "Verify this host environment (a folder invoke build --target host made)."})
+@_reports_errors
+def verify(c, recipe="", image="", env="", set_=None):
+    """Run a recipe's checks in an image or a host environment."""
+    from .build import verify_env, verify_image
+
+    if bool(image) == bool(env):
+        raise error("verify what? pass --image TAG or --env PATH (one of them)",
+                    path="--image")
+    opts = _options(c, recipe, set_, "")
+    if image:
+        verify_image(opts, image, sys.stdout)
+    else:
+        verify_env(opts, Path(env), sys.stdout)
+
+
+@task(help={"suite": "Debian suite (default bookworm).",
+            "tag": "Image tag (default envkit/base:SUITE).",
+            "mirror_url": "Debian mirror debootstrap downloads from."})
+@_reports_errors
+def base(c, suite="", tag="", mirror_url=""):
+    """Make a minimal Debian base image with debootstrap; no registry involved."""
+    from . import baseimage, engine
+
+    suite = suite or baseimage.DEFAULT_SUITE
+    tag = _check_tag(tag or baseimage.default_tag(suite))
+    client = engine.connect()
+    started = time.perf_counter()
+    print(f"envkit: debootstrap {suite} (minbase); about a minute", flush=True)
+    image_id = baseimage.make(client, suite, tag, mirror_url or baseimage.DEFAULT_MIRROR,
+                              sys.stdout)
+    size = engine.size_text(engine.image(client, tag).attrs.get("Size", 0))
+    print(f"envkit: {tag} ({image_id[:19]}, {size}) in {time.perf_counter() - started:.0f}s")
+
+
+ns = Collection(list_, render_, validate, schema_, build, run_, verify, base)
+# Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
+# envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
+ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})

@@ -1,0 +1,142 @@
+"""Base images without a registry: debootstrap a Debian root, ``docker import`` it.
+
+For air-gapped machines, networks where Docker Hub is blocked, and for our
+own tests. ``ensure`` finds a recipe's base: on the engine, else pulled, else
+(for ``debian:<suite>[-slim]``) the base ``invoke base`` makes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import engine
+from .diagnostics import error
+
+DEFAULT_SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+STABLE = ("bullseye", "bookworm", "trixie")  # suites with -updates and -security
+_DEBIAN = re.compile(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)(?:-slim)?")
+_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def default_tag(suite: str) -> str:
+    return f"envkit/base:{suite}"
+
+
+def ensure(client: Any, ref: str, out: TextIO) -> str:
+    """The base to build on: ``ref`` itself when the engine has it or can pull it, else the
+    envkit base of the same Debian suite (made here if missing and possible)."""
+    if engine.image(client, ref) is not None:
+        return ref
+    why = engine.pull(client, ref)
+    if not why:
+        print(f"envkit: pulled {ref}", file=out)
+        return ref
+    m = _DEBIAN.fullmatch(ref)
+    if not m:
+        raise error(f"base image {ref} is not on this engine and cannot be pulled: {why}",
+                    path="base", hint="docker load it, or pass --base IMAGE "
+                    "(invoke base makes a Debian base without a registry)")
+    suite, local = m[1], default_tag(m[1])
+    if engine.image(client, local) is not None:
+        print(f"envkit: {ref} cannot be pulled ({why}); using {local} (made by invoke base)",
+              file=out)
+        return local
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        raise error(f"base image {ref} is not on this engine and cannot be pulled: {why}",
+                    path="base", hint=f"make one without a registry: invoke base --suite {suite} "
+                    "(needs root and debootstrap), or pass --base IMAGE")
+    print(f"envkit: {ref} cannot be pulled ({why}); making {local} with debootstrap "
+          "(invoke base; about a minute)", file=out, flush=True)
+    make(client, suite, local, DEFAULT_MIRROR, out)
+    return local
+
+
+def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
+    """debootstrap --variant=minbase, tidy, import; returns the image id."""
+    if not re.fullmatch(r"[a-z]+", suite):
+        raise error(f"'{suite}' is not a Debian suite name", path="--suite",
+                    hint="e.g. bookworm")
+    if os.geteuid() != 0:
+        raise error("debootstrap needs root", path="base", hint="run as root (sudo invoke base)")
+    if not shutil.which("debootstrap"):
+        raise error("debootstrap is not installed", path="base",
+                    hint="apt-get install debootstrap")
+    with tempfile.TemporaryDirectory(prefix="envkit-base-", dir="/var/tmp") as tmp:
+        root, log = Path(tmp) / "rootfs", Path(tmp) / "debootstrap.log"
+        with open(log, "w") as fh:
+            done = subprocess.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
+                                  stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+            raise error(f"debootstrap {suite} failed (exit {done.returncode}): {tail}",
+                        path="base", hint=f"is {mirror} reachable, and is '{suite}' a suite?")
+        _tidy(root, suite, mirror)
+        print(f"envkit: importing {tag}", file=out, flush=True)
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE)
+        repo, version = engine.split_ref(tag)
+        try:
+            result = client.api.import_image(
+                src=tar.stdout, repository=repo, tag=version,
+                changes=[f"ENV {_PATH}", 'CMD ["bash"]',
+                         f"LABEL io.envkit.base=debootstrap-{suite}"],
+                stream_src=True)
+        finally:
+            if tar.stdout:
+                tar.stdout.close()
+            tar.wait()
+    image = engine.image(client, tag)
+    if image is None:
+        raise error(f"docker import of {tag} failed: {str(result)[:200]}", path="base")
+    return str(image.id)
+
+
+# As Debian's -slim images do: docs, manuals and translations never get installed.
+_SLIM = """\
+# envkit base: like Debian's -slim images, no docs, manuals or translations
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/info/*
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+"""
+
+
+def _tidy(root: Path, suite: str, mirror: str) -> None:
+    """Sources with updates and security, slim dpkg settings, no caches or logs."""
+    (root / "etc/dpkg/dpkg.cfg.d/envkit-slim").write_text(_SLIM)
+    for folder in ("usr/share/info", "usr/share/man", "usr/share/groff", "usr/share/lintian",
+                   "usr/share/linda", "usr/share/locale"):
+        for path in (root / folder).glob("*"):
+            _remove(path)
+    for doc in (root / "usr/share/doc").glob("*"):
+        for path in doc.iterdir() if doc.is_dir() and not doc.is_symlink() else ():
+            if path.name != "copyright":
+                _remove(path)
+    lines = [f"deb {mirror} {suite} main"]
+    if suite in STABLE:
+        lines += [f"deb {mirror} {suite}-updates main", f"deb {SECURITY} {suite}-security main"]
+    (root / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
+    for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                    "var/log/*.log", "var/cache/debconf/*-old", "var/log/apt/*"):
+        for path in root.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,241 @@
+"""Build a recipe on a backend, then verify it: the ``build``, ``run``, ``verify`` tasks.
+
+docker: plan -> build/NAME/ (Dockerfile + files/) -> BuildKit -> tagged image ->
+each check in a fresh container. host: plan with prefix .envkit/envs/NAME ->
+install.sh run here -> each check with that environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import baseimage, buildkit, ca, engine, host
+from .catalog import Catalog
+from .diagnostics import EnvkitError, error
+from .plan import Plan, make_plan
+from .render import write_outputs
+from .verify import run_checks
+
+TARGETS = ("docker", "host")
+DOCKERIGNORE = "# Only files/ is context; the Dockerfile and logs are not.\n*\n!files/\n"
+
+
+@dataclass
+class Options:
+    recipe: str
+    settings: dict[str, str] = field(default_factory=dict)
+    mirror: str | None = None
+    base: str | None = None
+    tag: str = ""
+    ca_bundle: Path | None = None
+    target: str = ""  # "" = docker when an engine answers, else host
+    verify: bool = True
+    no_cache: bool = False
+    allow_system: bool = False
+    verbose: bool = False
+    docker: str = ""  # a docker CLI to build with, instead of choosing one
+    build_dir: Path = Path("build")
+
+
+class VerifyFailed(EnvkitError):
+    pass
+
+
+def _plan(opts: Options, catalog: Catalog, base: str | None = None,
+          settings: dict[str, str] | None = None) -> Plan:
+    return make_plan(catalog.find(opts.recipe), catalog,
+                     opts.settings if settings is None else settings, opts.mirror,
+                     base or opts.base)
+
+
+def build(opts: Options, out: TextIO = sys.stdout) -> str:
+    """Build (or provision) and verify; returns the image tag or the environment path."""
+    if opts.target not in ("", *TARGETS):
+        raise error(f"unknown target '{opts.target}'", path="--target", hint="docker or host")
+    catalog = Catalog()
+    _plan(opts, catalog)  # every recipe problem surfaces before the engine is asked
+    if opts.target != "host":
+        try:
+            client = engine.connect()
+        except EnvkitError as exc:
+            if opts.target == "docker":
+                raise
+            print(f"envkit: {exc.diagnostics[0].message}; provisioning on this host instead "
+                  "(--target docker insists on an engine)", file=out, flush=True)
+        else:
+            return build_image(client, opts, catalog, out)
+    return build_host(opts, catalog, out)
+
+
+# --- docker -------------------------------------------------------------------------------
+
+
+def build_id(plan: Plan, base_id: str) -> str:
+    """What the image is made of: the plan (steps, files, mirror) and the exact base."""
+    return hashlib.sha256(f"{plan.hash}\n{base_id}".encode()).hexdigest()[:12]
+
+
+def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> str:
+    builder = buildkit.choose(opts.docker)
+    print(f"envkit: builder {builder.about}", file=out, flush=True)
+    plan = _plan(opts, catalog)
+    base = baseimage.ensure(client, plan.base, out)
+    if base != plan.base:
+        plan = _plan(opts, catalog, base=base)
+    base_image = engine.image(client, base)
+    bid = build_id(plan, base_image.id if base_image is not None else base)
+    tags = [opts.tag] if opts.tag else [f"envkit/{plan.name}:{bid}", f"envkit/{plan.name}:latest"]
+    context = opts.build_dir / plan.name
+    with _locked(context):
+        write_outputs(plan, ["dockerfile"], context)
+        (context / ".dockerignore").write_text(DOCKERIGNORE)
+        existing = engine.image(client, tags[0])
+        if (existing is not None and not opts.no_cache
+                and (existing.labels or {}).get("io.envkit.build") == bid):
+            print(f"envkit: {tags[0]} is already built from this recipe; skipping the build "
+                  "(--no-cache rebuilds)", file=out, flush=True)
+        else:
+            _run_build(builder, plan, context, tags, bid, opts, out)
+    image = engine.image(client, tags[0])
+    size = engine.size_text(image.attrs.get("Size", 0)) if image is not None else "?"
+    base_size = engine.size_text(base_image.attrs.get("Size", 0)) if base_image else "?"
+    print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out, flush=True)
+    if opts.verify:
+        _verify(plan, engine.container_runner(client, tags[0]), tags[0], out)
+    return tags[0]
+
+
+def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[str],
+               bid: str, opts: Options, out: TextIO) -> None:
+    dockerfile = (context / "Dockerfile").read_text()
+    titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
+    progress = buildkit.Progress(titles, buildkit.instruction_steps(dockerfile), out,
+                                 opts.verbose)
+    log = context / "build.log"
+    secrets, args = {}, {}
+    if opts.ca_bundle:
+        secrets[ca.SECRET_ID] = opts.ca_bundle
+        args = ca.env(ca.TARGET)
+    print(f"envkit: building {tags[0]} from {context / 'Dockerfile'} "
+          f"({len(plan.steps)} steps; log: {log})", file=out, flush=True)
+    if opts.ca_bundle:
+        print(f"envkit: the build trusts {opts.ca_bundle} (a BuildKit secret, in no layer; "
+              "--ca-bundle none to build without)", file=out, flush=True)
+    outcome = buildkit.build(builder, context, tags, {"io.envkit.build": bid}, progress, log,
+                             secrets=secrets, build_args=args, no_cache=opts.no_cache)
+    if not outcome.ok:
+        failed = progress.failed
+        for line in outcome.tail:
+            print(f"  | {line}", file=out)
+        where = (f"step {failed.number}/{len(plan.steps)} {failed.title}" if failed
+                 else "before the recipe's steps")
+        hint = ca.hint(outcome.tail, opts.ca_bundle) + f"last lines above; full log: {log}"
+        raise error(f"{plan.name}: the build failed at {where} after {outcome.seconds:.1f}s",
+                    path="build", hint=hint)
+    cached, built = progress.counts()
+    print(f"envkit: built {tags[0]} in {outcome.seconds:.1f}s ({cached} steps cached, "
+          f"{built} run)", file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One build per folder at a time: a second one says so instead of mixing files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(f"another envkit build is using {folder}", path="build",
+                        hint="wait for it to finish") from None
+        yield
+
+
+def _verify(plan: Plan, runner: Any, where: str, out: TextIO) -> None:
+    if not run_checks(plan.checks, runner, where, out):
+        raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
+                                 path="verify", hint="see the table above").diagnostics)
+
+
+# --- host ---------------------------------------------------------------------------------
+
+
+def _host_plan(opts: Options, catalog: Catalog, target: Path) -> Plan:
+    settings = dict(opts.settings)
+    settings.setdefault("prefix", str(target))
+    return _plan(opts, catalog, settings=settings)
+
+
+def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None = None
+               ) -> str:
+    name = catalog.find(opts.recipe).name
+    target = host.env_dir(name)
+    plan = _host_plan(opts, catalog, target)
+    print(f"envkit: provisioning {plan.name} on this host into {target}", file=out, flush=True)
+    with _locked(target):
+        seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
+                                 ca_bundle=opts.ca_bundle, verbose=opts.verbose)
+    print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
+    if opts.verify if verify is None else verify:
+        _verify(plan, host.runner(plan), str(target), out)
+    return str(target)
+
+
+# --- verify alone -------------------------------------------------------------------------
+
+
+def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
+    client = engine.connect()
+    image = engine.image(client, image_ref)
+    if image is None:
+        raise error(f"no image {image_ref} on this engine", path="--image",
+                    hint="invoke build makes one")
+    labels = image.labels or {}
+    catalog = Catalog()
+    name = catalog.find(opts.recipe).name
+    if labels.get("io.envkit.recipe") not in (None, name):
+        raise error(f"{image_ref} was built from recipe '{labels['io.envkit.recipe']}', "
+                    f"not '{name}'", path="--image")
+    recorded = _known(opts, catalog, _built_params(labels.get("io.envkit.params", "")))
+    plan = _plan(opts, catalog, settings={**recorded, **opts.settings})
+    _verify(plan, engine.container_runner(client, image_ref), image_ref, out)
+
+
+def verify_env(opts: Options, path: Path, out: TextIO) -> None:
+    target = path.absolute()
+    data = host.manifest(target)
+    catalog = Catalog()
+    name = catalog.find(opts.recipe).name
+    if data.get("recipe") not in (None, name):
+        raise error(f"{target} was provisioned from recipe '{data['recipe']}', not '{name}'",
+                    path="--env")
+    params = data.get("params")
+    recorded = _known(opts, catalog, {k: _text(v) for k, v in params.items()}
+                      if isinstance(params, dict) else {})
+    plan = _plan(opts, catalog, settings={**recorded, **opts.settings, "prefix": str(target)})
+    _verify(plan, host.runner(plan), str(target), out)
+
+
+def _built_params(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return {k: _text(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _known(opts: Options, catalog: Catalog, values: dict[str, str]) -> dict[str, str]:
+    """Recorded params the recipe still declares (it may have changed since)."""
+    declared = _plan(opts, catalog).declared
+    return {k: v for k, v in values.items() if k in declared}

@@ -1,0 +1,244 @@
+"""BuildKit builds through the docker CLI, with progress in the recipe's own terms.
+
+The Docker SDK cannot build with BuildKit (docker/docker-py#2230), and the
+Dockerfiles need it for cache mounts and secrets. So a build runs
+``docker buildx build`` where the buildx plugin exists, else
+``DOCKER_BUILDKIT=1 docker build`` with a client older than 23.0 (whose
+``build`` still has BuildKit inside; Debian 12's docker.io is one). The plain
+progress output is read line by line: every vertex ``[k/M]`` maps back to the
+recipe step whose instruction it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from .diagnostics import error
+
+_FIX = ("install Debian's docker.io (its client builds with DOCKER_BUILDKIT=1) or the "
+        "buildx plugin; set envkit.docker in invoke.yaml to pick a client")
+
+
+@dataclass(frozen=True)
+class Builder:
+    client: str
+    args: tuple[str, ...]  # ("buildx", "build", "--load") or ("build",)
+    env: tuple[tuple[str, str], ...]
+    about: str
+
+
+def _clients() -> list[str]:
+    found = [shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker"]
+    out: list[str] = []
+    for path in found:
+        if path and os.access(path, os.X_OK) and os.path.realpath(path) not in map(
+                os.path.realpath, out):
+            out.append(path)
+    return out
+
+
+def _output(argv: list[str]) -> tuple[int, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                              errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def probe(client: str) -> tuple[Builder | None, str]:
+    """A builder on this client, or why it cannot build with BuildKit."""
+    code, text = _output([client, "buildx", "version"])
+    if code == 0:
+        return Builder(client, ("buildx", "build", "--load"), (),
+                       f"{client} buildx ({text.splitlines()[0][:60]})"), ""
+    code, text = _output([client, "--version"])
+    m = re.search(r"version (\d+)\.(\d+)\.?(\d*)", text)
+    if code != 0 or not m:
+        return None, f"{client} does not run ({text[:80]})"
+    version = ".".join(g for g in m.groups() if g)
+    if (18, 9) <= (int(m[1]), int(m[2])) < (23, 0):
+        return Builder(client, ("build",), (("DOCKER_BUILDKIT", "1"),),
+                       f"{client} {version} with DOCKER_BUILDKIT=1"), ""
+    return None, f"{client} {version} has no buildx plugin"
+
+
+@functools.cache
+def choose(preferred: str = "") -> Builder:
+    """The first client that can build with BuildKit; once per process."""
+    clients = [preferred] if preferred else _clients()
+    if not clients:
+        raise error("no docker client on PATH", path="builder", hint=_FIX)
+    reasons = []
+    for client in clients:
+        builder, why = probe(client)
+        if builder:
+            return builder
+        reasons.append(why)
+    raise error("no docker client here builds with BuildKit: " + "; ".join(reasons),
+                path="builder", hint=_FIX)
+
+
+# --- progress ---------------------------------------------------------------------------
+
+_HEAD = re.compile(r"#(\d+) \[(?:[\w.-]+ )?(\d+)/(\d+)\] ")
+_STATUS = re.compile(r"#(\d+) (CACHED|DONE ([\d.]+)s|ERROR:? ?(.*)|CANCELED)$")
+_OUTPUT = re.compile(r"#(\d+) [\d.]+ (.*)$")
+_INSTRUCTION = re.compile(r"(FROM|RUN|COPY|ADD|WORKDIR)\s", re.IGNORECASE)
+_STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
+
+
+def instruction_steps(dockerfile: str) -> list[int]:
+    """For each instruction BuildKit shows as ``[k/M]``, the recipe step it belongs to
+    (0 for FROM). Our template marks every step with a ``# [n/N]`` comment."""
+    steps, current = [], 0
+    for line in dockerfile.splitlines():
+        if m := _STEP_COMMENT.match(line):
+            current = int(m[1])
+        elif _INSTRUCTION.match(line):
+            steps.append(current)
+    return steps
+
+
+@dataclass
+class StepLog:
+    number: int
+    title: str
+    state: str = ""  # "", running, cached, done, failed
+    seconds: float = 0.0
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """Turns BuildKit's plain progress into one line per recipe step."""
+
+    titles: dict[int, str]  # step number -> "recipe: title"
+    steps_of: list[int]  # from instruction_steps()
+    out: TextIO
+    verbose: bool = False
+    vertex_step: dict[str, int] = field(default_factory=dict)
+    logs: dict[int, StepLog] = field(default_factory=dict)
+    failed: StepLog | None = None
+
+    def _say(self, log: StepLog, text: str) -> None:
+        total = max(self.titles, default=0)
+        print(f"  step {log.number}/{total} {log.title}: {text}", file=self.out, flush=True)
+
+    def feed(self, line: str) -> None:
+        if self.verbose:
+            print(line, file=self.out, flush=True)
+        if m := _HEAD.match(line):
+            k = int(m[2])
+            if m[1] not in self.vertex_step and 1 < k <= len(self.steps_of):
+                number = self.steps_of[k - 1]
+                self.vertex_step[m[1]] = number
+                self.logs.setdefault(number, StepLog(number, self.titles.get(number, "")))
+            return
+        if m := _STATUS.match(line):
+            log = self._log(m[1])
+            if log is None:
+                return
+            if m[2] == "CACHED":
+                if log.state != "cached":
+                    log.state = "cached"
+                    self._say(log, "cached")
+            elif m[3] is not None:
+                log.seconds += float(m[3])
+                if log.state != "cached":
+                    log.state = "done"
+                    self._say(log, f"done in {log.seconds:.1f}s")
+            elif m[2] != "CANCELED":
+                log.state = "failed"
+                log.lines.append(m[4] or m[2])
+                self.failed = self.failed or log
+            return
+        if m := _OUTPUT.match(line):
+            log = self._log(m[1])
+            if log is None:
+                return
+            log.lines = [*log.lines[-199:], m[2]]
+            if not log.state:
+                log.state = "running"
+                self._say(log, "running")
+
+    def _log(self, vertex: str) -> StepLog | None:
+        number = self.vertex_step.get(vertex)
+        return self.logs.get(number) if number is not None else None
+
+    def counts(self) -> tuple[int, int]:
+        cached = sum(1 for log in self.logs.values() if log.state == "cached")
+        return cached, len(self.logs) - cached
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    seconds: float
+    progress: Progress
+    tail: list[str]  # the failing step's last lines, or the log's
+
+
+def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, str],
+          progress: Progress, log_path: Path, *, secrets: dict[str, Path] | None = None,
+          build_args: dict[str, str] | None = None, no_cache: bool = False) -> Outcome:
+    argv = [builder.client, *builder.args, "--progress=plain",
+            "-f", str(context / "Dockerfile")]
+    for tag in tags:
+        argv += ["-t", tag]
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for sid, src in sorted((secrets or {}).items()):
+        argv += ["--secret", f"id={sid},src={src}"]
+    for key, value in sorted((build_args or {}).items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    if no_cache:
+        argv.append("--no-cache")
+    argv.append(str(context))
+    env = {**os.environ, **dict(builder.env)}
+    started = time.monotonic()
+    recent: list[str] = []
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(argv) + "\n")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, text=True,
+                                errors="replace", start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                log.write(raw)
+                recent = [*recent[-39:], line]
+                progress.feed(line)
+            code = proc.wait()
+        except BaseException:  # Ctrl-C, or anything else: never leave the build running
+            _stop(proc)
+            log.write("\n[envkit] build interrupted\n")
+            raise
+    seconds = time.monotonic() - started
+    if code == 0:
+        return Outcome(True, seconds, progress, [])
+    tail = progress.failed.lines[-20:] if progress.failed else recent[-20:]
+    return Outcome(False, seconds, progress, tail)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGINT first: the docker CLI then cancels the build on the engine."""
+    for sig, wait in ((signal.SIGINT, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,126 @@
+"""The Docker engine through its Python SDK: is it there, images, verify containers.
+
+Builds do not go through the SDK (it has no BuildKit, docker/docker-py#2230);
+see ``buildkit``. The SDK is imported when first needed: listing and rendering
+never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from .checks import Runner
+from .diagnostics import EnvkitError, error
+
+CHECK_TIMEOUT = 600  # seconds one verify check may take
+
+
+def where() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect(timeout: float = 300) -> Any:
+    """A client of an engine that answers, or an error saying how to get one."""
+    import docker
+    import requests
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise error(f"no Docker engine answers at {where()}: {_reason(exc)}", path="engine",
+                    hint="start it (dockerd, or systemctl start docker), set DOCKER_HOST, "
+                    "or use --target host") from None
+    return client
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("FileNotFoundError", "ConnectionRefusedError", "PermissionError"):
+        if marker in text:
+            return {"FileNotFoundError": "no socket there",
+                    "ConnectionRefusedError": "connection refused",
+                    "PermissionError": "permission denied (join the docker group or use root)"
+                    }[marker]
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:200]
+
+
+def image(client: Any, ref: str) -> Any | None:
+    """The image with this reference on the engine, or None."""
+    import docker
+
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 404:
+            return None
+        raise error(f"cannot inspect image {ref}: {exc.explanation or exc}",
+                    path="engine") from None
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> (repo, tag); a registry port is not a tag."""
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return repo, tag
+
+
+def pull(client: Any, ref: str) -> str:
+    """Pull ``ref``; '' when it worked, else why not (one line)."""
+    import docker
+    import requests
+
+    repo, tag = split_ref(ref)
+    try:
+        client.images.pull(repo, tag=tag)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        text = getattr(exc, "explanation", None) or str(exc)
+        return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return ""
+
+
+def size_text(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "kB") else f"{value:.2f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> Runner:
+    """Run each argv in a fresh container of ``ref``: no network, removed afterwards."""
+    import docker
+    import requests
+
+    def run(argv: list[str]) -> tuple[int, str]:
+        try:
+            container = client.containers.create(ref, command=argv, network_disabled=True,
+                                                 labels={"io.envkit.verify": "1"})
+        except docker.errors.APIError as exc:
+            raise EnvkitError(error(f"cannot create a container of {ref}: "
+                                    f"{exc.explanation or exc}", path="verify").diagnostics
+                              ) from None
+        try:
+            try:
+                container.start()
+            except docker.errors.APIError as exc:  # e.g. the program is not in the image
+                return 127, str(exc.explanation or exc)
+            try:
+                code = container.wait(timeout=timeout).get("StatusCode", 1)
+            except requests.RequestException:
+                container.kill()
+                return 124, f"timed out after {timeout:.0f}s"
+            output = container.logs(stdout=True, stderr=True)
+            return int(code), output.decode("utf-8", "replace")
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    return run

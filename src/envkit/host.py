@@ -1,0 +1,113 @@
+"""The host backend: the rendered shell script, run on this machine into a prefix.
+
+Everything a recipe builds goes under ``.envkit/envs/NAME`` (the ``prefix``
+param). apt steps only check that the packages are installed unless the user
+allows system changes; the script reads that from ENVKIT_SYSTEM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import TextIO
+
+from . import ca, envvalue
+from .checks import Runner, local_runner
+from .diagnostics import error
+from .plan import Plan
+from .render import write_outputs
+
+ENVS = Path(".envkit") / "envs"
+MANIFEST = "envkit.json"
+SCRIPT = "install.sh"
+LOG = "install.log"
+
+
+def env_dir(name: str) -> Path:
+    return (Path.cwd() / ENVS / name).absolute()
+
+
+def base_environment() -> dict[str, str]:
+    """This process's environment without the virtualenv envkit itself may run in."""
+    env = dict(os.environ)
+    venv = env.pop("VIRTUAL_ENV", "")
+    env.pop("PYTHONHOME", None)
+    if venv:
+        bin_dir = os.path.join(venv, "bin")
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                      if p and os.path.realpath(p) != os.path.realpath(bin_dir))
+    return env
+
+
+def environment(plan: Plan, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the script leaves: the mirror's and each step's variables, in order."""
+    env = dict(base_environment() if base is None else base)
+    pairs = list(plan.mirror.env())
+    for ps in plan.steps:
+        pairs += ps.step.env()
+    for key, value in pairs:
+        env[key] = "".join(env.get(text, "") if kind == "ref" else text
+                           for kind, text in envvalue.parts(value))
+    return env
+
+
+def runner(plan: Plan) -> Runner:
+    return local_runner(env=environment(plan))
+
+
+def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = False,
+              ca_bundle: Path | None = None, verbose: bool = False) -> float:
+    """Render the script into ``target`` and run it; returns the seconds it took."""
+    if allow_system and os.geteuid() != 0:
+        raise error("--allow-system installs Debian packages, which needs root", path="host",
+                    hint="run as root, or install the missing packages yourself")
+    write_outputs(plan, ["shell"], target)
+    (target / MANIFEST).unlink(missing_ok=True)  # present again only if this run succeeds
+    env = base_environment()
+    env["ENVKIT_SYSTEM"] = "install" if allow_system else "check"
+    if ca_bundle:
+        env.update(ca.env(str(ca_bundle)))
+    started = time.monotonic()
+    recent: list[str] = []
+    with open(target / LOG, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(["bash", str(target / SCRIPT)], cwd=target, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                recent = [*recent[-39:], line.rstrip("\n")]
+                if verbose or line.startswith("[envkit] "):
+                    print("  " + line.rstrip("\n").removeprefix("[envkit] "), file=out,
+                          flush=True)
+            code = proc.wait()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+    seconds = time.monotonic() - started
+    if code != 0:
+        failing = next((ln for ln in reversed(recent) if " failed after " in ln), "")
+        if not verbose:
+            for line in recent[-20:]:
+                print(f"  | {line}", file=out)
+        raise error(f"{plan.name}: the script failed (exit {code})"
+                    + (f" at {failing.removeprefix('[envkit] ')}" if failing else ""),
+                    path="host", hint=ca.hint(recent, ca_bundle) + f"full log: {target / LOG}")
+    manifest = {"recipe": plan.name, "hash": plan.hash, "params": plan.params,
+                "mirror": plan.mirror.name}
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return seconds
+
+
+def manifest(target: Path) -> dict[str, object]:
+    try:
+        data = json.loads((target / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise error(f"{target} is not an environment envkit provisioned (no {MANIFEST})",
+                    path="--env", hint="invoke build --target host makes one") from None
+    return data if isinstance(data, dict) else {}
