@@ -60,7 +60,7 @@ def probe(client: str) -> tuple[Builder | None, str]:
     code, text = _output([client, "buildx", "version"])
     if code == 0:
         return Builder(client, ("buildx", "build", "--load"), (),
-                       f"{client} buildx ({text.splitlines()[0][:60]})"), ""
+                       f"{client} buildx ({(text.splitlines() or ['?'])[0][:60]})"), ""
     code, text = _output([client, "--version"])
     m = re.search(r"version (\d+)\.(\d+)\.?(\d*)", text)
     if code != 0 or not m:

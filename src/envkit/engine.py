@@ -64,7 +64,11 @@ def image(client: Any, ref: str) -> Any | None:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """``repo[:tag]`` -> (repo, tag); a registry port is not a tag."""
+    """``repo[:tag]`` -> (repo, tag); a registry port is not a tag; ``repo@sha256:..`` ->
+    (repo, 'sha256:..'), which the SDK's pull turns back into a digest."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo, digest
     repo, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return ref, "latest"

@@ -1,0 +1,298 @@
+"""End to end: real builds on a real Docker engine, and real provisioning on this host.
+
+``-m docker`` tests need a running engine; ``-m network`` tests reach PyPI. Both run
+the commands as a user types them, from a scratch folder, so ``build/`` and
+``.envkit/`` land there. Behind an intercepting proxy (this machine) pip needs the
+host's CA bundle, which is exactly what ``--ca-bundle`` is for.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+TEST_BASE = "envkit-test/base:bookworm"
+ENVKIT = str(Path(sys.executable).parent / "envkit")
+
+
+def envkit(*args: str, cwd: Path, env: dict[str, str] | None = None,
+           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([ENVKIT, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    return done
+
+
+def show(done: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+
+
+def small_recipe(folder: Path, extra_steps: str = "", verify: str = "") -> Path:
+    """A venv with one small PyPI package (six), verified by importing it."""
+    path = folder / "small.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: small
+        description: a venv with one small PyPI package
+        version: 1.0.0
+        requires: [python-venv]
+        steps:
+          - pip:
+              packages: ["six==1.17.0"]
+              options: ["--retries=1", "--timeout=30"]
+        """) + textwrap.indent(textwrap.dedent(extra_steps), "  ") + "verify:\n"
+        "  - python_import: {module: six, version: \"==1.17.0\"}\n" + textwrap.dedent(verify))
+    return path
+
+
+# --- docker -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def client() -> object:
+    from envkit import engine
+
+    return engine.connect()  # under -m docker a missing engine is a failure, not a skip
+
+
+@pytest.fixture(scope="session")
+def base(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A base made by `invoke base` in this run: no registry, nothing pulled."""
+    done = envkit("base", "--tag", TEST_BASE, cwd=tmp_path_factory.mktemp("base"))
+    assert done.returncode == 0, show(done)
+    assert re.search(r"envkit: envkit-test/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
+    return TEST_BASE
+
+
+def image_bytes(image: str, folder: Path) -> Iterator[tuple[str, bytes]]:
+    """Every file of every layer of ``docker save IMAGE``, and the image's metadata files."""
+    archive = folder / "image.tar"
+    subprocess.run(["docker", "save", "-o", str(archive), image], check=True)
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()  # type: ignore[union-attr]
+            yield member.name, data
+            if member.name.endswith(".tar") or member.name.startswith("blobs/"):
+                try:
+                    with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                        for inner in layer.getmembers():
+                            if inner.isfile():
+                                f = layer.extractfile(inner)
+                                yield f"{member.name}:{inner.name}", f.read() if f else b""
+                except tarfile.TarError:
+                    pass
+
+
+@pytest.mark.docker
+def test_python_venv_builds_on_our_base_and_verifies(base: str, tmp_path: Path) -> None:
+    done = envkit("build", "--recipe", "python-venv", "--base", base, "--ca-bundle", HOST_CA,
+                  "--no-cache", cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    out = done.stdout
+    assert "envkit: builder " in out and ("DOCKER_BUILDKIT=1" in out or "buildx" in out)
+    assert "step 1/2 python-venv: system Python: done in" in out
+    assert "step 2/2 python-venv: virtual environment: done in" in out
+    assert "all 2 checks passed" in out
+    tag = re.search(r"envkit: built (envkit/python-venv:[0-9a-f]{12}) in", out)[1]  # type: ignore[index]
+    assert (tmp_path / "build/python-venv/Dockerfile").read_text().startswith("# Generated")
+    log = (tmp_path / "build/python-venv/build.log").read_text()
+    assert "python3.11 -m venv /opt/envkit/venv" in log
+    labels = json.loads(subprocess.run(["docker", "inspect", "--format",
+                                        "{{json .Config.Labels}}", tag],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert labels["io.envkit.recipe"] == "python-venv"
+    assert labels["io.envkit.build"] == tag.rsplit(":", 1)[1]
+
+    again = envkit("build", "--recipe", "python-venv", "--base", base, cwd=tmp_path)
+    assert again.returncode == 0, show(again)  # --ca-bundle auto: the same host bundle
+    assert f"envkit: {tag} is already built from this recipe; skipping the build" in again.stdout
+    assert "all 2 checks passed" in again.stdout
+
+
+@pytest.mark.docker
+def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
+                                                                   tmp_path: Path) -> None:
+    args = ("build", "--recipe", "paddle-cpu", "--base", base, "--ca-bundle", HOST_CA)
+    first = envkit(*args, cwd=tmp_path)
+    assert first.returncode == 0, show(first)
+    assert "all 4 checks passed" in first.stdout
+    assert "PASS  paddle.utils.run_check()" in first.stdout
+    tag = re.search(r"envkit: image (envkit/paddle-cpu:[0-9a-f]{12}):", first.stdout)[1]  # type: ignore[index]
+
+    run = subprocess.run(["docker", "run", "--rm", tag, "python", "-c",
+                          "import paddle; paddle.utils.run_check()"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "PaddlePaddle is installed successfully" in (
+        run.stdout + run.stderr), run.stderr
+
+    second = envkit(*args, cwd=tmp_path)
+    assert second.returncode == 0, show(second)
+    assert f"envkit: {tag} is already built from this recipe; skipping the build" in second.stdout
+    assert "all 4 checks passed" in second.stdout
+
+    verify = envkit("verify", "--recipe", "paddle-cpu", "--image", tag, cwd=tmp_path)
+    assert verify.returncode == 0 and "all 4 checks passed" in verify.stdout, show(verify)
+
+
+@pytest.mark.docker
+def test_the_ca_bundle_is_in_no_layer_history_or_log(base: str, tmp_path: Path) -> None:
+    marker = f"envkit-ca-marker-{uuid.uuid4().hex}"
+    bundle = tmp_path / "company-ca.pem"
+    bundle.write_text(f"# {marker}\n" + Path(HOST_CA).read_text())
+    small_recipe(tmp_path)
+    tag = f"envkit-test/small:{uuid.uuid4().hex[:8]}"
+    done = envkit("build", "--recipe", "./small.yaml", "--base", base, "--tag", tag,
+                  "--ca-bundle", str(bundle), "--no-cache", cwd=tmp_path)
+    try:
+        assert done.returncode == 0, show(done)
+        assert "all 3 checks passed" in done.stdout  # pip reached PyPI through the proxy
+        files = list(image_bytes(tag, tmp_path))
+        assert any(name.endswith("site-packages/six.py") for name, _ in files)  # searched inside
+        assert [name for name, data in files if marker.encode() in data] == []
+        history = subprocess.run(["docker", "history", "--no-trunc", tag], capture_output=True,
+                                 text=True, check=True).stdout
+        inspect = subprocess.run(["docker", "inspect", tag], capture_output=True, text=True,
+                                 check=True).stdout
+        assert marker not in history and marker not in inspect
+        assert str(bundle) not in inspect  # only the in-build mount path, never the file
+        for path in (tmp_path / "build").rglob("*"):
+            if path.is_file():
+                assert marker not in path.read_text(errors="replace"), path
+        check = subprocess.run(["docker", "run", "--rm", tag, "bash", "-c",
+                                "test ! -e /run/secrets/envkit-ca && echo absent; "
+                                "env | grep -c -e PIP_CERT -e SSL_CERT_FILE || true"],
+                               capture_output=True, text=True, check=True)
+        assert check.stdout.split() == ["absent", "0"]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.docker
+def test_without_the_ca_bundle_pip_fails_and_the_failure_names_the_step(base: str,
+                                                                          tmp_path: Path) -> None:
+    small_recipe(tmp_path)
+    done = envkit("build", "--recipe", "./small.yaml", "--base", base, "--no-cache",
+                  "--tag", "envkit-test/small:noca", "--ca-bundle", "none", cwd=tmp_path)
+    assert done.returncode == 1, show(done)
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1, done.stderr
+    assert "the build failed at step 3/3 small: pip six==1.17.0" in errors[0]
+    assert "pass --ca-bundle" in errors[0] and "build/small/build.log" in errors[0]
+    assert "  | " in done.stdout and "certificate" in done.stdout.lower()
+
+
+@pytest.mark.docker
+def test_a_failing_build_step_shows_its_name_and_last_lines(base: str, tmp_path: Path) -> None:
+    (tmp_path / "fails.yaml").write_text(textwrap.dedent(f"""\
+        name: fails
+        description: the second step fails
+        version: 1.0.0
+        base: {base}
+        steps:
+          - name: first
+            run: echo one
+          - name: breaks on purpose
+            run: |
+              echo "about to fail {uuid.uuid4().hex}"
+              exit 7
+        """))
+    done = envkit("build", "--recipe", "./fails.yaml", "--no-cache", cwd=tmp_path)
+    assert done.returncode == 1, show(done)
+    assert "the build failed at step 2/2 fails: breaks on purpose" in done.stderr
+    assert re.search(r"  \| about to fail [0-9a-f]{32}", done.stdout), done.stdout
+
+
+@pytest.mark.docker
+def test_a_failing_check_fails_the_build(base: str, tmp_path: Path) -> None:
+    (tmp_path / "checked.yaml").write_text(textwrap.dedent(f"""\
+        name: checked
+        description: one check passes, one fails
+        version: 1.0.0
+        base: {base}
+        steps:
+          - run: mkdir -p /opt/here
+        verify:
+          - file_exists: /opt/here
+          - name: this one fails
+            command:
+              argv: [bash, -c, "echo nope; exit 3"]
+        """))
+    done = envkit("build", "--recipe", "./checked.yaml", cwd=tmp_path)
+    assert done.returncode == 1, show(done)
+    assert re.search(r"PASS  exists /opt/here", done.stdout)
+    assert re.search(r"FAIL  this one fails .*exit 3, expected 0: nope", done.stdout)
+    assert "1 of 2 checks failed" in done.stdout
+    assert "checked: verification failed in envkit/checked:" in done.stderr
+    skipped = envkit("build", "--recipe", "./checked.yaml", "--no-verify", cwd=tmp_path)
+    assert skipped.returncode == 0 and "verify" not in skipped.stdout, show(skipped)
+
+
+@pytest.mark.docker
+def test_target_docker_without_an_engine_says_so(tmp_path: Path) -> None:
+    done = envkit("build", "--recipe", "python-venv", "--target", "docker", cwd=tmp_path,
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "no Docker engine answers at unix://" in done.stderr and "--target host" in done.stderr
+
+
+# --- host ---------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_host_target_provisions_and_verifies(tmp_path: Path) -> None:
+    small_recipe(tmp_path)
+    done = envkit("build", "--recipe", "./small.yaml", "--target", "host",
+                  "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    env = tmp_path / ".envkit/envs/small"
+    assert f"provisioning small on this host into {env}" in done.stdout
+    assert "all 3 checks passed" in done.stdout
+    assert (env / "venv/bin/python").exists() and (env / "install.log").exists()
+    manifest = json.loads((env / "envkit.json").read_text())
+    assert manifest["recipe"] == "small" and manifest["params"]["prefix"] == str(env)
+
+    verify = envkit("verify", "--recipe", "./small.yaml", "--env", str(env), cwd=tmp_path)
+    assert verify.returncode == 0 and "all 3 checks passed" in verify.stdout, show(verify)
+
+    (env / "venv/bin/python").unlink()  # break it: verify must notice
+    broken = envkit("verify", "--recipe", "./small.yaml", "--env", str(env), cwd=tmp_path)
+    assert broken.returncode == 1 and "FAIL" in broken.stdout, show(broken)
+
+
+@pytest.mark.network
+def test_no_engine_falls_back_to_the_host(tmp_path: Path) -> None:
+    small_recipe(tmp_path)
+    done = envkit("build", "--recipe", "./small.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path,
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert done.returncode == 0, show(done)
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("envkit: no Docker engine answers at unix://")
+    assert first.endswith("provisioning on this host instead (--target docker insists on an "
+                          "engine)")
+    assert "all 3 checks passed" in done.stdout
+
+
+@pytest.mark.network
+def test_host_apt_steps_only_check_without_allow_system(tmp_path: Path) -> None:
+    small_recipe(tmp_path, extra_steps="""\
+          - apt: [bash, envkit-no-such-package]
+        """)
+    done = envkit("run", "--recipe", "./small.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 1, show(done)
+    assert "missing Debian packages: envkit-no-such-package" in done.stdout
+    assert "small: the script failed (exit 1) at step 4/4" in done.stderr, done.stderr
+    assert not (tmp_path / ".envkit/envs/small/envkit.json").exists()
