@@ -910,7 +910,9 @@ def test_provision_failure(recipe: MakeRecipe, tmp_path: Path) -> None:
     with pytest.raises(EnvkitError) as info:
         host.provision(plan, target, out)
     text = one_line(info.value)
-    assert "t: the script failed (exit 3) at step 2/3 failed after " in text
+    assert "t: the script failed (exit 3) at step 2/3 t: run echo about to fail…" in text
+    assert "[envkit]" not in "".join(ln for ln in out.getvalue().splitlines()
+                                     if ln.startswith("  | "))  # shown once, not again
     assert f"full log: {target / 'install.log'}" in text
     assert not (target / "envkit.json").exists()
     assert "  | about to fail" in out.getvalue()
@@ -924,7 +926,7 @@ def test_provision_checks_debian_packages(recipe: MakeRecipe, tmp_path: Path) ->
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
         host.provision(plan, target, out)
-    assert "at step 1/1 failed after" in one_line(info.value)
+    assert "at step 1/1 t: apt bash envkit-no-such-pkg" in one_line(info.value)
     assert "missing Debian packages: envkit-no-such-pkg (" in out.getvalue()
     assert "missing Debian packages: bash" not in out.getvalue()
     plan = plan_of(recipe("steps:\n  - apt: [bash]\n", name="u"), {"prefix": str(target)})
@@ -1217,6 +1219,10 @@ def envkit(*args: str, cwd: Path, where: str) -> subprocess.CompletedProcess[str
      "envkit: --recipe: unknown recipe 'python-vnv' (did you mean 'python-venv'?)"),
     (["run", "--recipe", "python-venv", "--set", "oops"],
      "envkit: --set: expected KEY=VALUE, got 'oops'"),
+    (["build", "--recipe", "python-venv", "--tag", f"x@sha256:{'a' * 64}"],
+     "envkit: --tag: a tag names an image; "),
+    (["base", "--suite", "Bookworm!"],
+     "envkit: --suite: 'Bookworm!' is not a Debian suite name"),
 ])
 def test_tasks_refuse_bad_options(tmp_path: Path, no_engine: str, args: list[str],
                                   expected: str) -> None:
@@ -1226,3 +1232,113 @@ def test_tasks_refuse_bad_options(tmp_path: Path, no_engine: str, args: list[str
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(expected), done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written: no build/, no .envkit/
+
+
+# --- what review found --------------------------------------------------------------------
+
+
+def test_where_follows_the_docker_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    import hashlib
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert engine.where() == "unix:///var/run/docker.sock"  # no config at all
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "rootless"}))
+    meta = tmp_path / "contexts/meta" / hashlib.sha256(b"rootless").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps(
+        {"Name": "rootless", "Endpoints": {"docker": {"Host": "unix:///run/user/1000/d.sock"}}}))
+    assert engine.where() == "unix:///run/user/1000/d.sock"
+    monkeypatch.setenv("DOCKER_CONTEXT", "default")
+    assert engine.where() == "unix:///var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "tcp://h:2375")
+    assert engine.where() == "tcp://h:2375"
+
+
+def test_a_refused_user_is_not_a_missing_engine(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_reason", lambda exc: "permission denied (join the docker "
+                        "group or use root)")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/x.sock")
+    with pytest.raises(EnvkitError) as info:
+        engine.connect()
+    assert not isinstance(info.value, engine.NoEngine)
+    assert "refuses this user: permission denied" in one_line(info.value)
+    monkeypatch.undo()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/x.sock")
+    with pytest.raises(engine.NoEngine):
+        engine.connect()
+
+
+def test_fallback_names_the_options_it_ignores(recipe: MakeRecipe, no_engine: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = recipe("steps:\n  - run: echo hi\n")
+    monkeypatch.setattr(buildmod, "build_host", lambda opts, catalog, out: "host")
+    out = io.StringIO()
+    buildmod.build(buildmod.Options(recipe=str(path), tag="a/b:c", no_cache=True), out)
+    assert "envkit: --tag, --no-cache only apply to images; ignored here" in out.getvalue()
+
+
+def test_build_id_covers_the_ca_switch(recipe: MakeRecipe) -> None:
+    plan = plan_of(recipe("steps:\n  - run: echo one\n"))
+    assert buildmod.build_id(plan, "sha256:a") != buildmod.build_id(plan, "sha256:a", True)
+
+
+@pytest.mark.parametrize("name", ["foo-", "a..b", "x.", "a_-b"])
+def test_a_recipe_name_docker_cannot_use_asks_for_a_tag(name: str) -> None:
+    with pytest.raises(EnvkitError) as info:
+        buildmod.default_repo(name)
+    assert "pass --tag REPO:TAG" in one_line(info.value)
+    assert buildmod.default_repo("paddle-cpu") == "envkit/paddle-cpu"
+    assert buildmod.default_repo("a.b_c--d") == "envkit/a.b_c--d"
+
+
+def test_secret_flag_is_one_csv_record() -> None:
+    assert buildkit._csv("id=envkit-ca", "src=/etc/ca.pem") == "id=envkit-ca,src=/etc/ca.pem"
+    assert buildkit._csv("id=envkit-ca", 'src=/a,b"c') == 'id=envkit-ca,"src=/a,b""c"'
+
+
+def test_ca_auto_none_and_a_stale_ssl_cert_file(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))
+    assert ca.choose("auto") == Path(ca.HOST_BUNDLE).resolve()  # falls back to the host's
+    assert ca.choose("none") is None
+    mine = tmp_path / "mine.pem"
+    mine.write_text(Path(ca.HOST_BUNDLE).read_text())
+    monkeypatch.setenv("SSL_CERT_FILE", str(mine))
+    assert ca.choose("") == mine.resolve()
+
+
+def test_ca_hint_with_and_without_a_bundle() -> None:
+    lines = ["SSL: CERTIFICATE_VERIFY_FAILED certificate verify failed"]
+    assert "pass --ca-bundle /etc/ssl/certs" in ca.hint(lines, None)
+    given = ca.hint(lines, Path("/x.pem"))
+    assert "although /x.pem was trusted" in given
+    assert ca.hint(["all fine"], None) == ""
+
+
+@pytest.mark.parametrize(("exc", "text", "bug"), [
+    (PermissionError(13, "Permission denied", "build/x/.lock"),
+     "build/x/.lock: Permission denied", False),
+    (requests.ConnectionError("Connection aborted."),
+     "engine: Connection aborted. (is the Docker engine still running?)", False),
+    (ValueError("boom\nmore"), "internal error: ValueError: boom more (please report", True),
+])
+def test_unexpected_failures_are_one_line(exc: Exception, text: str, bug: bool) -> None:
+    from envkit import tasks
+
+    assert tasks._one_line(exc).startswith(text)
+    assert "\n" not in tasks._one_line(exc)
+    assert tasks._is_bug(exc) is bug
+
+
+def test_verify_ignores_a_broken_ssl_cert_file(tmp_path: Path, no_engine: str) -> None:
+    exe = Path(sys.executable).parent / "envkit"
+    done = subprocess.run([str(exe), "verify", "--recipe", "python-venv", "--env",
+                           str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "DOCKER_HOST": no_engine,
+                               "SSL_CERT_FILE": "/etc/passwd"})
+    assert done.returncode == 1
+    assert "--ca-bundle" not in done.stderr and "envkit.json" in done.stderr, done.stderr

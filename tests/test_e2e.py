@@ -130,6 +130,7 @@ def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
     assert first.returncode == 0, show(first)
     assert "all 4 checks passed" in first.stdout
     assert "PASS  paddle.utils.run_check()" in first.stdout
+    assert "envkit: tagged envkit/paddle-cpu:latest" in first.stdout
     tag = re.search(r"envkit: image (envkit/paddle-cpu:[0-9a-f]{12}):", first.stdout)[1]  # type: ignore[index]
 
     run = subprocess.run(["docker", "run", "--rm", tag, "python", "-c",
@@ -217,6 +218,7 @@ def test_a_failing_build_step_shows_its_name_and_last_lines(base: str, tmp_path:
 
 @pytest.mark.docker
 def test_a_failing_check_fails_the_build(base: str, tmp_path: Path) -> None:
+    subprocess.run(["docker", "rmi", "envkit/checked:latest"], capture_output=True)
     (tmp_path / "checked.yaml").write_text(textwrap.dedent(f"""\
         name: checked
         description: one check passes, one fails
@@ -236,6 +238,9 @@ def test_a_failing_check_fails_the_build(base: str, tmp_path: Path) -> None:
     assert re.search(r"FAIL  this one fails .*exit 3, expected 0: nope", done.stdout)
     assert "1 of 2 checks failed" in done.stdout
     assert "checked: verification failed in envkit/checked:" in done.stderr
+    latest = subprocess.run(["docker", "image", "inspect", "envkit/checked:latest"],
+                            capture_output=True)
+    assert latest.returncode != 0  # :latest never names an image that failed its checks
     skipped = envkit("build", "--recipe", "./checked.yaml", "--no-verify", cwd=tmp_path)
     assert skipped.returncode == 0 and "verify" not in skipped.stdout, show(skipped)
 

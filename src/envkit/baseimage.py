@@ -7,6 +7,7 @@ own tests. ``ensure`` finds a recipe's base: on the engine, else pulled, else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -59,11 +60,16 @@ def ensure(client: Any, ref: str, out: TextIO) -> str:
     return local
 
 
-def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
-    """debootstrap --variant=minbase, tidy, import; returns the image id."""
+def check_suite(suite: str) -> str:
     if not re.fullmatch(r"[a-z]+", suite):
         raise error(f"'{suite}' is not a Debian suite name", path="--suite",
                     hint="e.g. bookworm")
+    return suite
+
+
+def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
+    """debootstrap --variant=minbase, tidy, import; returns the image id."""
+    check_suite(suite)
     if os.geteuid() != 0:
         raise error("debootstrap needs root", path="base", hint="run as root (sudo invoke base)")
     if not shutil.which("debootstrap"):
@@ -92,7 +98,12 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
         finally:
             if tar.stdout:
                 tar.stdout.close()
-            tar.wait()
+            code = tar.wait()
+        if code != 0:  # a truncated root must not become a base
+            with contextlib.suppress(Exception):
+                client.images.remove(tag, force=True)
+            raise error(f"tar of the debootstrap root failed (exit {code}); {tag} not made",
+                        path="base")
     image = engine.image(client, tag)
     if image is None:
         raise error(f"docker import of {tag} failed: {str(result)[:200]}", path="base")

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from . import baseimage, buildkit, ca, engine, host
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
 from .plan import Plan, make_plan
-from .render import write_outputs
+from .render import render, write_outputs
 from .verify import run_checks
 
 TARGETS = ("docker", "host")
@@ -65,11 +66,16 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
     if opts.target != "host":
         try:
             client = engine.connect()
-        except EnvkitError as exc:
+        except engine.NoEngine as exc:
             if opts.target == "docker":
                 raise
             print(f"envkit: {exc.diagnostics[0].message}; provisioning on this host instead "
                   "(--target docker insists on an engine)", file=out, flush=True)
+            unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
+                                               ("--no-cache", opts.no_cache)) if value]
+            if unused:
+                print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
+                      file=out, flush=True)
         else:
             return build_image(client, opts, catalog, out)
     return build_host(opts, catalog, out)
@@ -78,9 +84,25 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
 # --- docker -------------------------------------------------------------------------------
 
 
-def build_id(plan: Plan, base_id: str) -> str:
-    """What the image is made of: the plan (steps, files, mirror) and the exact base."""
-    return hashlib.sha256(f"{plan.hash}\n{base_id}".encode()).hexdigest()[:12]
+def build_id(plan: Plan, base_id: str, with_ca: bool = False) -> str:
+    """What the image is made of: the Dockerfile exactly as rendered (so a template change
+    counts), the plan hash (which covers copied files' content), the exact base image, and
+    whether the CA build args were set (they are part of every layer's cache key)."""
+    text = render(plan, "dockerfile")
+    key = f"{text}\n{plan.hash}\n{base_id}\nca={int(with_ca)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+# Docker's rule for a repository path component; recipe names allow a little more.
+_REPO = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def default_repo(name: str) -> str:
+    if not _REPO.fullmatch(name):
+        raise error(f"'{name}' cannot be a Docker repository name (it must start and end with "
+                    "a letter or digit, with single . or _ or dashes between)", path="--tag",
+                    hint="pass --tag REPO:TAG")
+    return f"envkit/{name}"
 
 
 def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> str:
@@ -91,8 +113,9 @@ def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> st
     if base != plan.base:
         plan = _plan(opts, catalog, base=base)
     base_image = engine.image(client, base)
-    bid = build_id(plan, base_image.id if base_image is not None else base)
-    tags = [opts.tag] if opts.tag else [f"envkit/{plan.name}:{bid}", f"envkit/{plan.name}:latest"]
+    bid = build_id(plan, base_image.id if base_image is not None else base, bool(opts.ca_bundle))
+    repo = "" if opts.tag else default_repo(plan.name)
+    tags = [opts.tag or f"{repo}:{bid}"]
     context = opts.build_dir / plan.name
     with _locked(context):
         write_outputs(plan, ["dockerfile"], context)
@@ -110,6 +133,9 @@ def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> st
     print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out, flush=True)
     if opts.verify:
         _verify(plan, engine.container_runner(client, tags[0]), tags[0], out)
+    if repo and image is not None:  # :latest only ever names a build that passed its checks
+        image.tag(repo, "latest")
+        print(f"envkit: tagged {repo}:latest", file=out, flush=True)
     return tags[0]
 
 
@@ -135,10 +161,10 @@ def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[
         failed = progress.failed
         for line in outcome.tail:
             print(f"  | {line}", file=out)
-        where = (f"step {failed.number}/{len(plan.steps)} {failed.title}" if failed
-                 else "before the recipe's steps")
+        where = (f"at step {failed.number}/{len(plan.steps)} {failed.title}" if failed
+                 else "outside the recipe's steps (base image, context or export)")
         hint = ca.hint(outcome.tail, opts.ca_bundle) + f"last lines above; full log: {log}"
-        raise error(f"{plan.name}: the build failed at {where} after {outcome.seconds:.1f}s",
+        raise error(f"{plan.name}: the build failed {where} after {outcome.seconds:.1f}s",
                     path="build", hint=hint)
     cached, built = progress.counts()
     print(f"envkit: built {tags[0]} in {outcome.seconds:.1f}s ({cached} steps cached, "
@@ -219,7 +245,8 @@ def verify_env(opts: Options, path: Path, out: TextIO) -> None:
     params = data.get("params")
     recorded = _known(opts, catalog, {k: _text(v) for k, v in params.items()}
                       if isinstance(params, dict) else {})
-    plan = _plan(opts, catalog, settings={**recorded, **opts.settings, "prefix": str(target)})
+    settings = {"prefix": str(target), **recorded, **opts.settings}  # recorded: the real prefix
+    plan = _plan(opts, catalog, settings=settings)
     _verify(plan, host.runner(plan), str(target), out)
 
 

@@ -198,7 +198,7 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
     for key, value in sorted(labels.items()):
         argv += ["--label", f"{key}={value}"]
     for sid, src in sorted((secrets or {}).items()):
-        argv += ["--secret", f"id={sid},src={src}"]
+        argv += ["--secret", _csv(f"id={sid}", f"src={src}")]
     for key, value in sorted((build_args or {}).items()):
         argv += ["--build-arg", f"{key}={value}"]
     if no_cache:
@@ -229,6 +229,12 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
         return Outcome(True, seconds, progress, [])
     tail = progress.failed.lines[-20:] if progress.failed else recent[-20:]
     return Outcome(False, seconds, progress, tail)
+
+
+def _csv(*fields: str) -> str:
+    """Docker reads --secret as one CSV record: a field with , or " goes in quotes."""
+    return ",".join('"' + f.replace('"', '""') + '"' if any(c in f for c in ',"') else f
+                    for f in fields)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

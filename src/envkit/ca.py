@@ -32,8 +32,10 @@ def choose(value: str) -> Path | None:
     """``auto`` (the default): $SSL_CERT_FILE or the host's bundle, when there is one;
     ``none``: no bundle; anything else: that file, checked."""
     if value in ("", "auto"):
-        found = os.environ.get("SSL_CERT_FILE") or HOST_BUNDLE
-        return bundle(found) if os.path.isfile(found) else None
+        for found in (os.environ.get("SSL_CERT_FILE", ""), HOST_BUNDLE):
+            if found and os.path.isfile(found):
+                return bundle(found)
+        return None
     if value == "none":
         return None
     return bundle(value)
@@ -63,7 +65,10 @@ def env(target: str) -> dict[str, str]:
 
 def hint(lines: Iterable[str], given: Path | None) -> str:
     """'pass --ca-bundle' when a failure's last lines show a certificate check failing."""
-    if given or not any(_TLS.search(line) for line in lines):
+    if not any(_TLS.search(line) for line in lines):
         return ""
+    if given:
+        return (f"a certificate check failed although {given} was trusted: is the proxy's CA "
+                "in it? pass --ca-bundle with your company's bundle; ")
     return ("HTTPS is intercepted on this network? pass --ca-bundle "
             "/etc/ssl/certs/ca-certificates.crt or your company's bundle; ")

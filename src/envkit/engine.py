@@ -8,7 +8,10 @@ never pay for it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from .checks import Runner
@@ -17,33 +20,64 @@ from .diagnostics import EnvkitError, error
 CHECK_TIMEOUT = 600  # seconds one verify check may take
 
 
+class NoEngine(EnvkitError):
+    """Nothing listens where the engine should be: the host target can stand in."""
+
+
 def where() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """The engine's address as the docker CLI sees it: DOCKER_HOST, else the current
+    docker context (rootless Docker, Docker Desktop), else the default socket."""
+    return os.environ.get("DOCKER_HOST") or _context_host() or "unix:///var/run/docker.sock"
+
+
+def _context_host() -> str:
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        name = os.environ.get("DOCKER_CONTEXT") or json.loads(
+            (config / "config.json").read_text()).get("currentContext", "")
+        if not name or name == "default":
+            return ""
+        meta = config / "contexts/meta" / hashlib.sha256(name.encode()).hexdigest() / "meta.json"
+        host = json.loads(meta.read_text())["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return host if isinstance(host, str) else ""
 
 
 def connect(timeout: float = 300) -> Any:
-    """A client of an engine that answers, or an error saying how to get one."""
+    """A client of an engine that answers, or an error saying how to get one. Only an
+    engine that is not there at all raises NoEngine (the host target can stand in)."""
     import docker
     import requests
 
     try:
-        client = docker.from_env(timeout=timeout)
+        if os.environ.get("DOCKER_HOST"):
+            client = docker.from_env(timeout=10)  # also reads DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
+        else:
+            client = docker.DockerClient(base_url=where(), timeout=10)
         client.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise error(f"no Docker engine answers at {where()}: {_reason(exc)}", path="engine",
-                    hint="start it (dockerd, or systemctl start docker), set DOCKER_HOST, "
-                    "or use --target host") from None
+        reason = _reason(exc)
+        fix = ("start it (dockerd, or systemctl start docker), set DOCKER_HOST, "
+               "or use --target host")
+        if reason.startswith("permission denied"):
+            raise error(f"the Docker engine at {where()} refuses this user: {reason}",
+                        path="engine") from None
+        raise NoEngine(error(f"no Docker engine answers at {where()}: {reason}",
+                             path="engine", hint=fix).diagnostics) from None
+    client.api.timeout = timeout  # pings are quick; image imports and waits are not
     return client
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    for marker in ("FileNotFoundError", "ConnectionRefusedError", "PermissionError"):
-        if marker in text:
-            return {"FileNotFoundError": "no socket there",
-                    "ConnectionRefusedError": "connection refused",
-                    "PermissionError": "permission denied (join the docker group or use root)"
-                    }[marker]
+    for marker, reason in (("FileNotFoundError", "no socket there"),
+                           ("ConnectionRefusedError", "connection refused"),
+                           ("Timeout", "no answer within 10s"),
+                           ("PermissionError",
+                            "permission denied (join the docker group or use root)")):
+        if marker in text or marker in type(exc).__name__:
+            return reason
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first[:200]
 
@@ -105,7 +139,9 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> R
 
     def run(argv: list[str]) -> tuple[int, str]:
         try:
-            container = client.containers.create(ref, command=argv, network_disabled=True,
+            # the argv exactly, as a check says: not as arguments to an image's ENTRYPOINT
+            container = client.containers.create(ref, entrypoint=argv[:1], command=argv[1:],
+                                                 network_disabled=True,
                                                  labels={"io.envkit.verify": "1"})
         except docker.errors.APIError as exc:
             raise EnvkitError(error(f"cannot create a container of {ref}: "
@@ -119,7 +155,8 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> R
             try:
                 code = container.wait(timeout=timeout).get("StatusCode", 1)
             except requests.RequestException:
-                container.kill()
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
                 return 124, f"timed out after {timeout:.0f}s"
             output = container.logs(stdout=True, stderr=True)
             return int(code), output.decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ ENVS = Path(".envkit") / "envs"
 MANIFEST = "envkit.json"
 SCRIPT = "install.sh"
 LOG = "install.log"
+_FAILED = re.compile(r"\[envkit\] step (\d+/\d+) failed after \d+s: (.*)$")
 
 
 def env_dir(name: str) -> Path:
@@ -91,12 +93,12 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
             raise
     seconds = time.monotonic() - started
     if code != 0:
-        failing = next((ln for ln in reversed(recent) if " failed after " in ln), "")
-        if not verbose:
-            for line in recent[-20:]:
+        failing = next((m for ln in reversed(recent) if (m := _FAILED.match(ln))), None)
+        if not verbose:  # the tools' last lines; envkit's own were shown as they came
+            for line in [ln for ln in recent if not ln.startswith("[envkit] ")][-20:]:
                 print(f"  | {line}", file=out)
-        raise error(f"{plan.name}: the script failed (exit {code})"
-                    + (f" at {failing.removeprefix('[envkit] ')}" if failing else ""),
+        where = f" at step {failing[1]} {failing[2]}" if failing else ""
+        raise error(f"{plan.name}: the script failed (exit {code}){where}",
                     path="host", hint=ca.hint(recent, ca_bundle) + f"full log: {target / LOG}")
     manifest = {"recipe": plan.name, "hash": plan.hash, "params": plan.params,
                 "mirror": plan.mirror.name}

@@ -34,20 +34,43 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 print(diag, file=sys.stderr)
             raise Exit(code=1) from None
         except KeyboardInterrupt:
-            print("envkit: interrupted; nothing was written", file=sys.stderr)
+            print("envkit: interrupted (no output file is ever half-written, and no image is "
+                  "tagged by an interrupted build)", file=sys.stderr)
             raise Exit(code=130) from None
         except BrokenPipeError:  # `envkit list | head`: the reader has gone, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=0) from None
         except (Exit, SystemExit):
             raise
-        except Exception as exc:  # a bug of ours: still one line, and no half-written file
+        except Exception as exc:
             sys.stdout.flush()
-            print(f"envkit: internal error: {type(exc).__name__}: {exc} "
-                  "(please report it with the recipe that caused it)", file=sys.stderr)
-            raise Exit(code=2) from None
+            print(f"envkit: {_one_line(exc)}", file=sys.stderr)
+            raise Exit(code=2 if _is_bug(exc) else 1) from None
 
     return wrapper
+
+
+def _is_engine(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("docker", "requests", "urllib3")
+
+
+def _is_bug(exc: BaseException) -> bool:
+    return not (_is_engine(exc) or isinstance(exc, OSError))
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected failure, still as one line: the engine went away mid-way, a file of
+    ours could not be written, or (exit 2) a bug of ours."""
+    if _is_engine(exc):  # requests' errors are OSErrors too: this test comes first
+        text = (getattr(exc, "explanation", None) or str(exc)).strip().splitlines()
+        return (f"engine: {text[0][:300] if text else type(exc).__name__} "
+                "(is the Docker engine still running?)")
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    text = " ".join(str(exc).split())[:300]
+    return (f"internal error: {type(exc).__name__}: {text} "
+            "(please report it with the recipe that caused it)")
 
 
 def _settings(pairs: list[str] | None) -> dict[str, str]:
@@ -155,9 +178,11 @@ def _need_recipe(recipe: str) -> None:
 
 
 def _options(c: Any, recipe: str, set_: list[str] | None, mirror: str, base: str = "",
-             ca_bundle: str = "", **kw: Any) -> Options:
+             ca_bundle: str | None = None, **kw: Any) -> Options:
+    """Options for a task; ``ca_bundle=None`` for tasks that download nothing."""
     _need_recipe(recipe)
-    bundle = ca.choose(ca_bundle or _config(c, "ca_bundle") or "auto")
+    bundle = (None if ca_bundle is None
+              else ca.choose(ca_bundle or _config(c, "ca_bundle") or "auto"))
     return Options(recipe=recipe, settings=_settings(set_), mirror=mirror or _config(c, "mirror"),
                    base=base or None, ca_bundle=bundle,
                    docker=_config(c, "docker") or "", **kw)
@@ -166,6 +191,9 @@ def _options(c: Any, recipe: str, set_: list[str] | None, mirror: str, base: str
 def _check_tag(tag: str) -> str:
     if msg := grammar.image(tag):
         raise error(msg, path="--tag")
+    if "@" in tag:
+        raise error(f"a tag names an image; {tag!r} is a digest", path="--tag",
+                    hint="e.g. envkit/paddle:dev")
     return tag
 
 
@@ -243,7 +271,7 @@ def base(c, suite="", tag="", mirror_url=""):
     """Make a minimal Debian base image with debootstrap; no registry involved."""
     from . import baseimage, engine
 
-    suite = suite or baseimage.DEFAULT_SUITE
+    suite = baseimage.check_suite(suite or baseimage.DEFAULT_SUITE)
     tag = _check_tag(tag or baseimage.default_tag(suite))
     client = engine.connect()
     started = time.perf_counter()
