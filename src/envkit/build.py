@@ -109,12 +109,12 @@ def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> st
     builder = buildkit.choose(opts.docker)
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     plan = _plan(opts, catalog)
+    repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
     base = baseimage.ensure(client, plan.base, out)
     if base != plan.base:
         plan = _plan(opts, catalog, base=base)
     base_image = engine.image(client, base)
     bid = build_id(plan, base_image.id if base_image is not None else base, bool(opts.ca_bundle))
-    repo = "" if opts.tag else default_repo(plan.name)
     tags = [opts.tag or f"{repo}:{bid}"]
     context = opts.build_dir / plan.name
     with _locked(context):
