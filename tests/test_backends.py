@@ -479,7 +479,7 @@ def test_build_interrupted_stops_the_client(tmp_path: Path, full_plan: Plan) -> 
     with pytest.raises(KeyboardInterrupt):
         buildkit.build(builder, tmp_path, ["x:1"], {}, progress, log)
     assert time.monotonic() - started < 10
-    assert log.read_text().endswith("[envkit] build interrupted\n")
+    assert log.read_text().endswith("[envkit] interrupted\n")
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
 

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from . import baseimage, buildkit, ca, engine, host
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
-from .plan import Plan, make_plan
+from .plan import Plan, make_plan, param_text
 from .render import render, write_outputs
 from .verify import run_checks
 
@@ -243,7 +243,7 @@ def verify_env(opts: Options, path: Path, out: TextIO) -> None:
         raise error(f"{target} was provisioned from recipe '{data['recipe']}', not '{name}'",
                     path="--env")
     params = data.get("params")
-    recorded = _known(opts, catalog, {k: _text(v) for k, v in params.items()}
+    recorded = _known(opts, catalog, {k: param_text(v) for k, v in params.items()}
                       if isinstance(params, dict) else {})
     settings = {"prefix": str(target), **recorded, **opts.settings}  # recorded: the real prefix
     plan = _plan(opts, catalog, settings=settings)
@@ -255,11 +255,9 @@ def _built_params(text: str) -> dict[str, str]:
         data = json.loads(text) if text else {}
     except ValueError:
         return {}
-    return {k: _text(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return {k: param_text(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _text(value: object) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _known(opts: Options, catalog: Catalog, values: dict[str, str]) -> dict[str, str]:

@@ -15,13 +15,13 @@ import functools
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from . import logged
 from .diagnostics import error
 
 _FIX = ("install Debian's docker.io (its client builds with DOCKER_BUILDKIT=1) or the "
@@ -206,24 +206,7 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
     argv.append(str(context))
     env = {**os.environ, **dict(builder.env)}
     started = time.monotonic()
-    recent: list[str] = []
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, text=True,
-                                errors="replace", start_new_session=True)
-        try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                log.write(raw)
-                recent = [*recent[-39:], line]
-                progress.feed(line)
-            code = proc.wait()
-        except BaseException:  # Ctrl-C, or anything else: never leave the build running
-            _stop(proc)
-            log.write("\n[envkit] build interrupted\n")
-            raise
+    code, recent = logged.run(argv, log_path, progress.feed, env=env)
     seconds = time.monotonic() - started
     if code == 0:
         return Outcome(True, seconds, progress, [])
@@ -235,16 +218,3 @@ def _csv(*fields: str) -> str:
     """Docker reads --secret as one CSV record: a field with , or " goes in quotes."""
     return ",".join('"' + f.replace('"', '""') + '"' if any(c in f for c in ',"') else f
                     for f in fields)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGINT first: the docker CLI then cancels the build on the engine."""
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue

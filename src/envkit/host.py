@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import TextIO
 
-from . import ca, envvalue
+from . import ca, envvalue, logged
 from .checks import Runner, local_runner
 from .diagnostics import error
 from .plan import Plan
@@ -73,24 +72,13 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
     if ca_bundle:
         env.update(ca.env(str(ca_bundle)))
     started = time.monotonic()
-    recent: list[str] = []
-    with open(target / LOG, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(["bash", str(target / SCRIPT)], cwd=target, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                recent = [*recent[-39:], line.rstrip("\n")]
-                if verbose or line.startswith("[envkit] "):
-                    print("  " + line.rstrip("\n").removeprefix("[envkit] "), file=out,
-                          flush=True)
-            code = proc.wait()
-        except BaseException:
-            proc.terminate()
-            proc.wait()
-            raise
+
+    def show(line: str) -> None:
+        if verbose or line.startswith("[envkit] "):
+            print("  " + line.removeprefix("[envkit] "), file=out, flush=True)
+
+    code, recent = logged.run(["bash", str(target / SCRIPT)], target / LOG, show, env=env,
+                              cwd=target)
     seconds = time.monotonic() - started
     if code != 0:
         failing = next((m for ln in reversed(recent) if (m := _FAILED.match(ln))), None)
