@@ -62,7 +62,7 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
     if opts.target not in ("", *TARGETS):
         raise error(f"unknown target '{opts.target}'", path="--target", hint="docker or host")
     catalog = Catalog()
-    _plan(opts, catalog)  # every recipe problem surfaces before the engine is asked
+    plan = _plan(opts, catalog)  # every recipe problem surfaces before the engine is asked
     if opts.target != "host":
         try:
             client = engine.connect()
@@ -77,7 +77,7 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
                 print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
                       file=out, flush=True)
         else:
-            return build_image(client, opts, catalog, out)
+            return build_image(client, opts, catalog, plan, out)
     return build_host(opts, catalog, out)
 
 
@@ -105,10 +105,9 @@ def default_repo(name: str) -> str:
     return f"envkit/{name}"
 
 
-def build_image(client: Any, opts: Options, catalog: Catalog, out: TextIO) -> str:
+def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: TextIO) -> str:
     builder = buildkit.choose(opts.docker)
     print(f"envkit: builder {builder.about}", file=out, flush=True)
-    plan = _plan(opts, catalog)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
     base = baseimage.ensure(client, plan.base, out)
     if base != plan.base:
