@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from conftest import HEADER, plan_of, problems
-from envkit import ca
+from envkit import ca, mirrors, paths, quote
 from envkit.model import PLACEHOLDER
 from envkit.plan import INERT
 from envkit.render import render, write_outputs
@@ -128,7 +128,8 @@ def run_bash(args: list[str], cwd: Path, stubs: Path | None = None) -> list[list
     log = cwd / ".calls"
     path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {"HOME": str(cwd), "PATH": f"{stubs}:{path}" if stubs else path,
-           "LC_ALL": "C.UTF-8", "ENVKIT_TEST_LOG": str(log), "REF_A": HOSTILE_ENV}
+           "LC_ALL": "C.UTF-8", "ENVKIT_TEST_LOG": str(log), "REF_A": HOSTILE_ENV,
+           "BASH_ENV": str(paths.data_dir() / "mirror.sh")}  # as the Dockerfile's ARG does
     done = subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True,
                           timeout=30, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -229,11 +230,20 @@ def run_argv(text: str) -> list[str]:
     return argv
 
 
+FIXED_ARGS = [f"ARG {v}" for v in ca.VARS] + [
+    f"ARG {k}={quote.df_str(v)}" for k, v in mirrors.get(None).env()
+] + ["ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh"]
+HELPER_COPY = "COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh"
+
+
 def kinds(text: str) -> list[str]:
-    """Instruction keywords, after checking the fixed CA ARG block is exactly as expected."""
+    """Instruction keywords, after checking the fixed ARG block (CA, mirrors) and the
+    mirror helper's COPY are exactly as expected."""
     insts = instructions(text)
-    assert [i for i in insts if i.startswith("ARG ")] == [f"ARG {v}" for v in ca.VARS]
-    return [inst.split(None, 1)[0] for inst in insts if not inst.startswith("ARG ")]
+    assert [i for i in insts if i.startswith("ARG ")] == FIXED_ARGS
+    assert insts.count(HELPER_COPY) == 1
+    return [inst.split(None, 1)[0] for inst in insts
+            if not inst.startswith("ARG ") and inst != HELPER_COPY]
 
 
 def shell_form_runs(text: str) -> list[str]:
@@ -277,7 +287,7 @@ def check_env_value(recipe: Callable[..., Path], root: Path, value: str) -> None
     assert pwned(root) == []
 
     docker = render(plan_of(path), "dockerfile")
-    assert kinds(docker) == ["FROM", "SHELL", "ENV", "ENV", "ENV", "RUN", "LABEL"]
+    assert kinds(docker) == ["FROM", "SHELL", "ENV", "ENV", "RUN", "LABEL"]
     env = dockerfile_env(docker)
     assert env["TOP"] == spec_parts(value)
     assert env["STEP"] == spec_parts(value)
@@ -335,7 +345,7 @@ def check_run_param(recipe: Callable[..., Path], root: Path, value: str, source:
     script = plan.steps[-1].step.script
     assert script == f"printf '%s' {value} > out.txt"
     docker = render(plan, "dockerfile")
-    assert kinds(docker) == ["FROM", "SHELL", "ENV", "RUN", "LABEL"]
+    assert kinds(docker) == ["FROM", "SHELL", "RUN", "LABEL"]
     argv = run_argv(docker)
     assert argv == ["/bin/bash", "-euo", "pipefail", "-c", script]
     # ... and which, run as Docker would run it, writes the value literally too
@@ -482,7 +492,8 @@ def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path
         assert dest.read_bytes() == b"data\n"
         src = value if field == "copy-src" else "data.txt"
         docker = (out / "Dockerfile").read_text()
-        copies = [inst for inst in instructions(docker) if inst.startswith("COPY ")]
+        copies = [inst for inst in instructions(docker)
+                  if inst.startswith("COPY ") and inst != HELPER_COPY]
         assert [json.loads(c[5:]) for c in copies] == [[f"files/t/{src}", str(dest)]]
     else:
         calls = run_shell(path, cwd, stubs=stubs)
@@ -494,7 +505,7 @@ def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path
         # run as SHELL ["/bin/bash", "-o", "pipefail", "-c"] would, makes the same calls.
         docker = render(plan, "dockerfile")
         steps = ["RUN", "ENV", "RUN"] if field == "venv-path" else ["RUN"]
-        assert kinds(docker) == ["FROM", "SHELL", "ENV", *steps, "LABEL"]
+        assert kinds(docker) == ["FROM", "SHELL", *steps, "LABEL"]
         docker_cwd = tmp_path / "docker"
         docker_cwd.mkdir()
         docker_calls = []
@@ -536,7 +547,7 @@ def test_line_separator_in_a_run_script_keeps_run_one_instruction(
     path = recipe("steps:\n  - run: " + yq("printf '%s' 'a\u2028RUN touch /PWNED #' > out.txt")
                   + "\n")
     docker = render(plan_of(path), "dockerfile")
-    assert kinds(docker) == ["FROM", "SHELL", "ENV", "RUN", "LABEL"]
+    assert kinds(docker) == ["FROM", "SHELL", "RUN", "LABEL"]
     cwd = tmp_path / "run"
     cwd.mkdir()
     run_shell(path, cwd)

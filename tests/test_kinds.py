@@ -206,6 +206,8 @@ def test_pip_and_apt_render_as_expected(recipe) -> None:
     text = render(plan_of(path), "shell")
     assert ("DEBIAN_FRONTEND=noninteractive apt-get "
             '${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} '
+            '${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" '
+            '-o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} '
             "install -y --no-install-recommends curl" in text)
     assert ("python3 -m pip install --no-input --index-url https://example.org/simple "
             "--extra-index-url https://example.com/simple --no-deps 'numpy>=2,<3' requests"

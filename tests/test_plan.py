@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO, plan_of, problems
+from envkit import mirrors
 from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
 from envkit.plan import make_plan
@@ -122,7 +125,7 @@ def test_base_override_and_its_grammar(catalog: Catalog) -> None:
 
 
 @pytest.mark.parametrize("mirror, index", [
-    ("pypi", "https://pypi.org/simple"),
+    ("default", "https://pypi.org/simple"),
     ("tuna", "https://pypi.tuna.tsinghua.edu.cn/simple"),
     ("aliyun", "https://mirrors.aliyun.com/pypi/simple"),
     ("ustc", "https://mirrors.ustc.edu.cn/pypi/simple"),
@@ -131,10 +134,40 @@ def test_mirror_profile_is_rendered_as_the_tools_settings(catalog: Catalog, mirr
                                                           index: str) -> None:
     plan = make_plan(catalog.find("paddle-cpu"), catalog, mirror=mirror)
     docker, shell = render(plan, "dockerfile"), render(plan, "shell")
-    assert f'PIP_INDEX_URL="{index}"' in docker and f'UV_DEFAULT_INDEX="{index}"' in docker
-    assert f"export PIP_INDEX_URL={index}\n" in shell
+    assert f'ARG ENVKIT_MIRROR_PIP="{index}' in docker
+    line = next(x for x in shell.splitlines() if x.startswith("export ENVKIT_MIRROR_PIP="))
+    assert line.split("=", 1)[1].strip("'").split()[0] == index
+    assert "ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh" in docker
     # commands themselves name no mirror
     assert "--index-url" not in docker and "-i " not in docker
+
+
+def test_every_tool_follows_the_profile_with_its_fallbacks_in_order() -> None:
+    tuna = mirrors.get("tuna")
+    assert tuna.candidates("pip") == [
+        "https://pypi.tuna.tsinghua.edu.cn/simple", "https://mirrors.ustc.edu.cn/pypi/simple",
+        "https://mirrors.aliyun.com/pypi/simple", "https://pypi.org/simple"]
+    # upstream has no apt/conda/github mirror: '-' (the tool's default) ends the list
+    assert tuna.candidates("apt") == ["http://mirrors.tuna.tsinghua.edu.cn",
+                                      "http://mirrors.ustc.edu.cn", "http://mirrors.aliyun.com",
+                                      "-"]
+    assert tuna.candidates("github") == ["https://gitclone.com/github.com/", "-"]
+    assert tuna.goproxy() == ("https://goproxy.cn|https://mirrors.aliyun.com/goproxy|"
+                              "https://proxy.golang.org,direct")
+    assert tuna.registries() == ["docker.m.daocloud.io"]
+    default = mirrors.get(None)
+    assert default.name == "default" and default.candidates("apt") == ["-"]
+    assert dict(default.env())["GOPROXY"] == "https://proxy.golang.org,direct"
+
+
+def test_a_broken_mirror_file_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "mirrors.yaml"
+    path.write_text("a:\n  description: x\n  fallbacks: [b]\n  pip: not-a-url\n")
+    with pytest.raises(EnvkitError) as exc:
+        mirrors.profiles(path)
+    text = str(exc.value)
+    assert "mirrors.yaml:4:" in text and "not an http(s) URL" in text
+    assert "mirrors.yaml:3:" in text and "unknown profile 'b'" in text
 
 
 def test_unknown_mirror(catalog: Catalog) -> None:

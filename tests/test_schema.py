@@ -9,6 +9,7 @@ import yaml
 
 from conftest import REPO
 from envkit import schema
+from envkit.catalog import Catalog
 from envkit.checks import CHECKS
 from envkit.steps import REGISTRY
 
@@ -31,6 +32,6 @@ def test_catalog_validates_against_the_shipped_file_alone() -> None:
     """What an editor does with the file: plain jsonschema, no envkit code."""
     shipped = json.loads(schema.shipped_schema_path().read_text())
     validator = jsonschema.Draft202012Validator(shipped)
-    for path in sorted((REPO / "recipes").glob("*.yaml")):
+    for path in Catalog(REPO / "recipes").all():
         errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
         assert errors == [], (path.name, [e.message for e in errors])

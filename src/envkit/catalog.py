@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import paths
+from . import compat, paths
 from .diagnostics import did_you_mean, error
 from .model import Recipe, load_recipe
 from .schema import NAME_PATTERN
@@ -25,11 +25,12 @@ class Catalog:
     def __init__(self, root: Path | None = None):
         self.root = (root or paths.catalog_dir()).resolve()
         self._cache: dict[Path, Recipe] = {}
+        self._compat: compat.Table | None = None
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.stem for p in self.root.glob("*.yaml"))
+        return sorted(p.stem for p in self.all())
 
     def load(self, path: Path) -> Recipe:
         path = path.resolve()
@@ -52,7 +53,7 @@ class Catalog:
                 raise error(f"cannot read {ref[:80]}: {exc.strerror}", path="--recipe") from None
             return self.load(Path(ref))
         path = self.root / f"{ref}.yaml"
-        if not NAME.fullmatch(ref) or not path.is_file():
+        if not NAME.fullmatch(ref) or not path.is_file() or path.name == compat.FILE:
             raise error(f"unknown recipe '{ref}'", path="--recipe",
                         hint=did_you_mean(ref, self.names()) or f"see: {', '.join(self.names())}")
         return self.load(path)
@@ -63,9 +64,15 @@ class Catalog:
             return None
         for folder in (near, self.root):
             path = folder / f"{name}.yaml"
-            if path.is_file():
+            if path.is_file() and path.name != compat.FILE:
                 return path
         return None
 
     def all(self) -> list[Path]:
-        return sorted(self.root.glob("*.yaml"))
+        """Every recipe file; compat.yaml is the compatibility table, not a recipe."""
+        return sorted(p for p in self.root.glob("*.yaml") if p.name != compat.FILE)
+
+    def compat_table(self) -> compat.Table:
+        if self._compat is None:
+            self._compat = compat.load(self.root / compat.FILE)
+        return self._compat

@@ -92,6 +92,14 @@ def image(value: str) -> str:
     return "" if _IMAGE.fullmatch(value) else f"not a Docker image reference: {value!r}"
 
 
+def image_registry(value: str) -> str:
+    """A registry host, e.g. docker.m.daocloud.io or registry.local:5000."""
+    if re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]+)?",
+                    value):
+        return ""
+    return f"not a registry host: {value!r} (e.g. docker.m.daocloud.io)"
+
+
 def abs_path(value: str) -> str:
     if not value.startswith("/"):
         return f"must be an absolute path: {value!r}"

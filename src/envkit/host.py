@@ -44,9 +44,9 @@ def base_environment() -> dict[str, str]:
 
 
 def environment(plan: Plan, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the script leaves: the mirror's and each step's variables, in order."""
+    """The environment the script leaves: each step's variables, in order."""
     env = dict(base_environment() if base is None else base)
-    pairs = list(plan.mirror.env())
+    pairs: list[tuple[str, str]] = []
     for ps in plan.steps:
         pairs += ps.step.env()
     for key, value in pairs:

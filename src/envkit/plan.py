@@ -8,6 +8,7 @@ on the one before it: the plan hash names what gets built.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, grammar, mirrors
+from . import __version__, compat, grammar, mirrors, paths
 from .catalog import Catalog
 from .checks import CHECKS, Check
 from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
@@ -24,6 +25,8 @@ from .steps import REGISTRY, State, Step
 
 # Characters with no meaning to bash in any quoting context (bare, "..", '..', heredocs).
 INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+
+MIRROR_HELPER = "files/envkit/mirror.sh"  # in the build context; the Dockerfile COPYs it
 
 BUILTIN_PARAMS = {
     "prefix": Param("prefix", "string", "/opt/envkit",
@@ -222,18 +225,28 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     except EnvkitError as exc:
         problems.extend(exc.diagnostics)
         profile = mirrors.get(None)
+    try:
+        table = catalog.compat_table()
+    except EnvkitError as exc:
+        problems.extend(exc.diagnostics)
+        table = compat.Table()
+    bound = {**_derived(table, values, params, problems), **values}
 
     state = State()
     steps: list[tuple[str, str, Step]] = []
+    pins: list[compat.Pin] = []
     check_items: list[tuple[_Binder, Item]] = []
     for recipe in order:
-        binder = _Binder(recipe, values, problems)
+        binder = _Binder(recipe, bound, problems)
         state.recipe, state.recipe_dir = recipe.name, recipe.folder
         items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
         for item in items:
             step, where = binder.build(item, REGISTRY[item.kind])
             if step and binder.report(step.bind(state), where, item):
                 steps.append((recipe.name, item.name or step.title(), step))
+                pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
+                         for i, req in enumerate(getattr(step, "packages", []))
+                         if step.kind == "pip"]
         check_items += [(binder, item) for item in recipe.verify]
     checks = []
     for binder, item in check_items:  # after all steps: checks run in the finished result
@@ -241,6 +254,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         if check:
             check.bind(state.python)
             checks.append(check)
+    problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
+    steps = merge_shared(steps)
 
     chosen = _base(order, values, base, problems)
     if problems:
@@ -250,7 +265,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], declared=params, checks=checks,
-                files=state.files)
+                files=[(paths.data_dir() / "mirror.sh", MIRROR_HELPER), *state.files])
     prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
     for number, (recipe_name, title, step) in enumerate(steps, 1):
         prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),
@@ -258,6 +273,48 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
     return plan
+
+
+def merge_shared(steps: list[tuple[str, str, Step]]) -> list[tuple[str, str, Step]]:
+    """Steps two recipes share run once: an identical step from another recipe is dropped,
+    and an apt step installs only packages no earlier apt step installs."""
+    seen: dict[str, str] = {}  # step digest -> recipe that has it
+    installed: set[str] = set()
+    out = []
+    for recipe, title, step in steps:
+        key = _digest({"kind": step.kind, "fields": step.fields(),
+                       "content": step.content_digest()})
+        if seen.get(key, recipe) != recipe:
+            continue
+        seen.setdefault(key, recipe)
+        if step.kind == "apt":
+            fresh = [p for p in step.packages if p not in installed]  # type: ignore[attr-defined]
+            if not fresh:
+                continue
+            if len(fresh) < len(step.packages):  # type: ignore[attr-defined]
+                step = dataclasses.replace(step, packages=fresh)  # type: ignore[call-arg]
+                title = step.title()
+            installed.update(fresh)
+        out.append((recipe, title, step))
+    return out
+
+
+def _derived(table: compat.Table, values: dict[str, Any], params: dict[str, Param],
+             problems: list[Diagnostic]) -> dict[str, Any]:
+    """A ``cuda`` param brings what goes with that CUDA version: {{ cuda_tag }} and more."""
+    if "cuda" not in values or not table.cuda:
+        return {}
+    cuda = param_text(values["cuda"])
+    if cuda not in table.cuda:
+        problems.append(Diagnostic("--set", 0, 0, "cuda",
+                                   f"CUDA {cuda} is not in the compatibility table",
+                                   "known: " + ", ".join(table.cuda) + f" ({compat.FILE})"))
+        return {}
+    return {k: v for k, v in table.derived(cuda).items() if k not in params}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else param_text(value)
 
 
 def _bind_params(params: dict[str, Param], settings: dict[str, str],

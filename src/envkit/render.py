@@ -49,6 +49,7 @@ def environment() -> jinja2.Environment:
     env.filters["block"] = _block  # a partial's output, trimmed to sit between two lines
     env.globals["ca_vars"] = ca.VARS
     env.globals["secrets"] = [(ca.SECRET_ID, ca.TARGET)]  # on every RUN; absent unless given
+    env.globals["mirror_helper"] = (paths.data_dir() / "mirror.sh").read_text()
     return env
 
 
