@@ -886,7 +886,8 @@ def test_provision_runs_the_script(recipe: MakeRecipe, tmp_path: Path) -> None:
     assert (target / "out/marker").read_text() == "hello world\n"
     assert (target / "install.sh").is_file() and (target / "install.log").is_file()
     manifest = json.loads((target / "envkit.json").read_text())
-    assert manifest == {"recipe": "t", "hash": plan.hash, "params": {"prefix": str(target)},
+    assert manifest == {"recipe": "t", "hash": plan.hash,
+                        "params": {"cache": "/var/cache/envkit", "prefix": str(target)},
                         "mirror": "default"}
     assert host.manifest(target) == manifest
     log = (target / "install.log").read_text()

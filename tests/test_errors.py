@@ -271,7 +271,7 @@ PARAMS = """\
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"python": "2.7"}, "--set: python: '2.7' is not one of: 3.11, 3.12"),
     ({"pyton": "3.11"}, "--set: pyton: unknown param 'pyton' (did you mean 'python'?)"),
-    ({"zzz": "1"}, "--set: zzz: unknown param 'zzz' (params: jobs, prefix, python)"),
+    ({"zzz": "1"}, "--set: zzz: unknown param 'zzz' (params: cache, jobs, prefix, python)"),
     ({"jobs": "abc"}, "--set: jobs: expected an integer, got 'abc'"),
 ])
 def test_bad_setting(recipe, settings, expected) -> None:

@@ -508,6 +508,8 @@ def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path
         assert kinds(docker) == ["FROM", "SHELL", *steps, "LABEL"]
         docker_cwd = tmp_path / "docker"
         docker_cwd.mkdir()
+        # the script's download is there now, checksum and all: it would not be fetched again
+        (cwd / "dl" / "file.bin").unlink(missing_ok=True)
         docker_calls = []
         for command in shell_form_runs(docker):
             docker_calls += run_bash(["-o", "pipefail", "-c", command], docker_cwd, stubs)

@@ -46,7 +46,8 @@ def test_requires_expand_dependencies_first_each_once(write) -> None:
 
 def test_params_are_shared_through_requires_and_set_overrides(catalog: Catalog) -> None:
     plan = make_plan(catalog.find("paddle-cpu"), catalog, {"paddle": "3.2.2"})
-    assert plan.params == {"paddle": "3.2.2", "prefix": "/opt/envkit", "python": "3.11"}
+    assert plan.params == {"cache": "/var/cache/envkit", "paddle": "3.2.2", "prefix": "/opt/envkit",
+                           "python": "3.11"}
     pip = next(s.step for s in plan.steps if s.kind == "pip")
     assert pip.packages == ["paddlepaddle==3.2.2"]
     assert pip.python == "/opt/envkit/venv/bin/python"  # the venv of python-venv

@@ -24,8 +24,8 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
 def test_every_kind_is_in_the_schema() -> None:
     s = schema.recipe_schema()["properties"]
-    assert set(s["steps"]["items"]["properties"]) == {"name", *REGISTRY}
-    assert set(s["verify"]["items"]["properties"]) == {"name", *CHECKS}
+    assert set(s["steps"]["items"]["properties"]) == {"name", "when", *REGISTRY}
+    assert set(s["verify"]["items"]["properties"]) == {"name", "when", *CHECKS}
 
 
 def test_catalog_validates_against_the_shipped_file_alone() -> None:

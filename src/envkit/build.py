@@ -195,6 +195,7 @@ def _verify(plan: Plan, runner: Any, where: str, out: TextIO) -> None:
 def _host_plan(opts: Options, catalog: Catalog, target: Path) -> Plan:
     settings = dict(opts.settings)
     settings.setdefault("prefix", str(target))
+    settings.setdefault("cache", str(target / "cache"))
     return _plan(opts, catalog, settings=settings)
 
 

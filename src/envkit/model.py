@@ -77,7 +77,8 @@ class Item:
     kind: str
     name: str
     raw: Any
-    path: Path_  # e.g. ('steps', 3)
+    path: Path_  # e.g. ('steps', 3, 'pip')
+    when: dict[str, Any] = field(default_factory=dict)  # params that must have these values
 
 
 @dataclass
@@ -164,7 +165,8 @@ def _items(values: list[dict[str, Any]], where: str, kinds: dict[str, Any],
         if not ok(where, i):
             continue
         kind = next(k for k in value if k in kinds)
-        items.append(Item(kind, value.get("name", ""), value[kind], (where, i, kind)))
+        items.append(Item(kind, value.get("name", ""), value[kind], (where, i, kind),
+                          value.get("when", {})))
     return items
 
 

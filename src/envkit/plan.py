@@ -31,6 +31,9 @@ MIRROR_HELPER = "files/envkit/mirror.sh"  # in the build context; the Dockerfile
 BUILTIN_PARAMS = {
     "prefix": Param("prefix", "string", "/opt/envkit",
                     description="Where recipes install what they build (venvs, sources)."),
+    "cache": Param("cache", "string", "/var/cache/envkit",
+                   description="Where big downloads go: a BuildKit cache mount in Docker "
+                               "builds (no layer keeps them; a rebuild finds them there)."),
 }
 
 
@@ -241,13 +244,16 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         state.recipe, state.recipe_dir = recipe.name, recipe.folder
         items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
         for item in items:
+            if not _holds(item, recipe, params, values, problems):
+                continue
             step, where = binder.build(item, REGISTRY[item.kind])
             if step and binder.report(step.bind(state), where, item):
                 steps.append((recipe.name, item.name or step.title(), step))
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
-        check_items += [(binder, item) for item in recipe.verify]
+        check_items += [(binder, item) for item in recipe.verify
+                        if _holds(item, recipe, params, values, problems)]
     checks = []
     for binder, item in check_items:  # after all steps: checks run in the finished result
         check, _ = binder.build(item, CHECKS[item.kind], name=item.name)
@@ -257,7 +263,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
 
-    chosen = _base(order, values, base, problems)
+    chosen = _base(order, bound, base, problems)
     if problems:
         raise EnvkitError(sorted(set(problems)))
 
@@ -273,6 +279,25 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
     return plan
+
+
+def _holds(item: Item, recipe: Recipe, params: dict[str, Param], values: dict[str, Any],
+           problems: list[Diagnostic]) -> bool:
+    """An item's ``when``: every named param has the given value (compared as its type)."""
+    holds = True
+    for name, wanted in item.when.items():
+        at = (*item.path[:2], "when", name)
+        if name not in params:
+            problems.append(recipe.doc.diag(at, f"unknown param '{name}'",
+                                            did_you_mean(name, params) or "declare it"))
+            return False
+        try:
+            wanted = params[name].coerce(wanted)
+        except ValueError as exc:
+            problems.append(recipe.doc.diag(at, str(exc)))
+            return False
+        holds = holds and param_text(wanted) == param_text(values[name])
+    return holds
 
 
 def merge_shared(steps: list[tuple[str, str, Step]]) -> list[tuple[str, str, Step]]:
@@ -342,9 +367,20 @@ def _base(order: list[Recipe], values: dict[str, Any], override: str | None,
         return override
     for recipe in reversed(order):  # the requiring recipe's choice wins
         if recipe.base:
-            chosen = _Binder(recipe, values, problems).text(recipe.base, ("base",))
+            base, at = recipe.base, ("base",)
+            if isinstance(base, dict):
+                by = base["by"]
+                key = param_text(values[by]) if by in values else ""
+                if by not in values or key not in base or key == "by":
+                    problems.append(recipe.doc.diag(
+                        ("base", "by"), f"no base for {by}={key}" if by in values
+                        else f"unknown param '{by}'",
+                        f"give one image per value of '{by}'"))
+                    return ""
+                base, at = base[key], ("base", key)
+            chosen = _Binder(recipe, values, problems).text(base, at)
             if msg := grammar.image(chosen):
-                problems.append(recipe.doc.diag(("base",), msg))
+                problems.append(recipe.doc.diag(at, msg))
             return chosen
     root = order[-1]
     if not any("base" in r.doc.data for r in order):  # else its error is reported already

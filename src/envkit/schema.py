@@ -41,11 +41,17 @@ _PARAM = {
 }
 
 
+_WHEN = {"type": "object", "minProperties": 1,
+         "additionalProperties": {"type": ["string", "integer", "boolean"]},
+         "description": "Only when each named param has this value, e.g. {gpu: true}."}
+
+
 def _items(title: str, kinds: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": title,
         "type": "object",
         "properties": {"name": {"type": "string", "minLength": 1},
+                       "when": _WHEN,
                        **{k: kinds[k].schema() for k in sorted(kinds)}},
         "additionalProperties": False,
         "oneOf": [{"required": [k]} for k in sorted(kinds)],
@@ -64,8 +70,13 @@ def recipe_schema() -> dict[str, Any]:
                      "errorMessage": "a name is up to 100 lower-case letters, digits, . _ -"},
             "description": {"type": "string", "minLength": 1},
             "version": {"type": "string", "minLength": 1},
-            "base": {"type": "string", "minLength": 1,
-                     "description": "Base image; --base overrides it."},
+            "base": {"anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "object", "required": ["by"],
+                 "properties": {"by": {"type": "string", "pattern": f"^{envvalue.NAME}$"}},
+                 "additionalProperties": {"type": "string", "minLength": 1}}],
+                "description": "Base image, or {by: PARAM, VALUE: image, ...} to choose one "
+                               "by a param's value; --base overrides it."},
             "params": {"type": "object",
                        "propertyNames": {"pattern": f"^{envvalue.NAME}$"},
                        "additionalProperties": _PARAM},
@@ -164,7 +175,8 @@ def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]
             hint = did_you_mean(key, allowed)
             if what in ("step", "check"):
                 message = f"unknown {what} kind '{key}'"
-                hint = hint or "kinds: " + ", ".join(k for k in allowed if k != "name")
+                kinds = (k for k in allowed if k not in ("name", "when"))
+                hint = hint or "kinds: " + ", ".join(kinds)
             else:
                 message = f"unknown key '{key}'"
                 hint = hint or ("allowed: " + ", ".join(allowed) if allowed else "")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import grammar
-from . import Problem, Step, checked, kind
+from . import Problem, Step, checked, each, kind
 
 
 @kind
@@ -16,6 +16,9 @@ class Download(Step):
     summary = "Download a file, verify its sha256 before anything uses it, optionally extract."
     properties = {
         "url": {"type": "string"},
+        "mirrors": {"type": "array", "items": {"type": "string", "minLength": 1},
+                    "description": "Other URLs of the same file, tried in order when one "
+                                   "fails; the sha256 is checked whichever answers."},
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
                    "errorMessage": "a sha256 is 64 lower-case hex digits"},
         "dest": {"type": "string", "description": "Absolute path of the downloaded file."},
@@ -23,19 +26,26 @@ class Download(Step):
         "strip_components": {"type": "integer", "minimum": 0},
     }
     required = ("url", "sha256", "dest")
+    cache_mounts = ("/var/cache/envkit",)  # {{ cache }}: big downloads stay out of layers
 
     url: str
     sha256: str
     dest: str
+    mirrors: list[str] = field(default_factory=list)
     extract: str = ""
     strip_components: int = 0
 
     def check(self) -> list[Problem]:
         problems = checked(self, url=grammar.url, dest=grammar.abs_path,
                            extract=grammar.abs_path)
+        problems += each(self.mirrors, grammar.url, ("mirrors",))
         if self.strip_components and not self.extract:
             problems.append((("strip_components",), "only applies with 'extract'"))
         return problems
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url, *self.mirrors]
 
     @property
     def dest_dir(self) -> str:

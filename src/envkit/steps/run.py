@@ -19,6 +19,7 @@ class Run(Step):
     }
     required = ("script",)
     shorthand = "script"
+    cache_mounts = ("/var/cache/envkit",)  # {{ cache }}, where download steps put big files
     shell_fields = ("script",)  # a param here may hold only characters inert to bash
 
     script: str
