@@ -131,6 +131,8 @@ class Progress:
     failed: StepLog | None = None
 
     def _say(self, log: StepLog, text: str) -> None:
+        if not log.number:  # the base image, envkit's own helper: not a recipe step
+            return
         total = max(self.titles, default=0)
         print(f"  step {log.number}/{total} {log.title}: {text}", file=self.out, flush=True)
 

@@ -248,7 +248,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 continue
             step, where = binder.build(item, REGISTRY[item.kind])
             if step and binder.report(step.bind(state), where, item):
-                steps.append((recipe.name, item.name or step.title(), step))
+                title = binder.text(item.name, (*item.path[:2], "name")) if item.name else ""
+                steps.append((recipe.name, title or step.title(), step))
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
@@ -256,7 +257,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                         if _holds(item, recipe, params, values, problems)]
     checks = []
     for binder, item in check_items:  # after all steps: checks run in the finished result
-        check, _ = binder.build(item, CHECKS[item.kind], name=item.name)
+        name = binder.text(item.name, (*item.path[:2], "name")) if item.name else ""
+        check, _ = binder.build(item, CHECKS[item.kind], name=name)
         if check:
             check.bind(state.python)
             checks.append(check)

@@ -139,19 +139,28 @@ def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
 
 
 @task(help={"recipe": "Only this recipe (name or path); repeat for several.",
-            "quiet": "Print problems only."},
+            "quiet": "Print problems only.",
+            "resolve": "Also resolve every pip step for the recipe's own Python and platform "
+                       "with pip --dry-run (needs the network; installs nothing).",
+            "ca-bundle": "CA bundle for --resolve: auto (default), none, or a file."},
       iterable=["recipe"])
 @_reports_errors
-def validate(c, recipe=None, quiet=False):
+def validate(c, recipe=None, quiet=False, resolve=False, ca_bundle=""):
     """Dry-run every recipe: load, plan and render every param value, lint the output."""
     started = time.perf_counter()
-    report = run_validate(recipe or None)
+    report = run_validate(recipe or None, resolve_pins=resolve,
+                          ca_bundle=ca_bundle or _config(c, "ca_bundle") or "auto")
     if not quiet:
         for line in report.lines:
             print(line)
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
     if not report.ok:
         raise EnvkitError(report.problems)
-    print(f"ok: {report.recipes} recipes, {report.renders} renders linted clean "
+    resolved = (f", {report.resolved} pip resolutions passed"
+                f"{f' ({len(report.skipped)} skipped)' if report.skipped else ''}"
+                if resolve else "")
+    print(f"ok: {report.recipes} recipes, {report.renders} renders linted clean{resolved} "
           f"in {time.perf_counter() - started:.1f}s")
 
 

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import lint, mirrors
+from . import ca, lint, mirrors
+from . import resolve as resolver
 from .catalog import Catalog
 from .diagnostics import Diagnostic, EnvkitError
 from .model import Recipe
-from .plan import make_plan, param_text, resolve
+from .plan import Plan, make_plan, param_text, resolve
 from .render import FORMATS, render
 
 
@@ -36,6 +37,8 @@ class Report:
     renders: int = 0
     problems: list[Diagnostic] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # one summary line per recipe
+    resolved: int = 0  # distinct pip resolutions that passed
+    skipped: list[str] = field(default_factory=list)  # resolutions this machine cannot do
 
     @property
     def ok(self) -> bool:
@@ -53,10 +56,12 @@ def variants(recipe: Recipe, catalog: Catalog) -> list[Variant]:
     return out
 
 
-def validate(refs: list[str] | None = None, catalog: Catalog | None = None) -> Report:
+def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
+             resolve_pins: bool = False, ca_bundle: str = "auto") -> Report:
     catalog = catalog or Catalog()
     report = Report()
     rendered: list[tuple[Recipe, Variant, str, str]] = []
+    plans: list[tuple[Recipe, Variant, Plan]] = []
     targets: list[Any] = list(refs) if refs else catalog.all()
     for ref in targets:
         report.recipes += 1
@@ -65,6 +70,8 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None) -> R
             count = 0
             for variant in variants(recipe, catalog):
                 plan = make_plan(recipe, catalog, variant.settings, variant.mirror)
+                if variant.mirror == mirrors.DEFAULT:
+                    plans.append((recipe, variant, plan))
                 for fmt in FORMATS:
                     rendered.append((recipe, variant, fmt, render(plan, fmt)))
                     count += 1
@@ -74,7 +81,35 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None) -> R
             report.lines.append(f"{ref if isinstance(ref, str) else ref.stem}: invalid")
     report.renders = len(rendered)
     report.problems += _lint(rendered)
+    if resolve_pins:
+        _resolve(plans, report, ca_bundle)
     return report
+
+
+def _resolve(plans: list[tuple[Recipe, Variant, Plan]], report: Report, ca_bundle: str) -> None:
+    """Each recipe's pip requirements for its own Python, on PyPI (default mirror)."""
+    where: dict[resolver.Job, list[tuple[Recipe, Variant, int, str]]] = {}
+    for recipe, variant, plan in plans:
+        for job, number, title in resolver.jobs_of(plan):
+            where.setdefault(job, []).append((recipe, variant, number, title))
+    bundle = ca.choose(ca_bundle)
+    env = {"PIP_CERT": str(bundle)} if bundle else {}
+    outcomes = resolver.run_all(list(where), env)
+    for job, outcome in outcomes.items():
+        recipe, variant, number, title = where[job][0]
+        label = f"{recipe.name} [{variant.label()}] step {number} ({title})"
+        if outcome.ok:
+            report.resolved += 1
+            for sdist in outcome.sdists:
+                report.lines.append(f"{label}: {sdist} has no wheel for Python {job.python}; "
+                                    "pip builds it from source")
+        elif outcome.skipped:
+            report.skipped.append(f"{label}: {outcome.message}")
+        else:
+            report.problems.append(Diagnostic(
+                recipe.doc.file, 0, 0, f"step {number} ({title}) [{variant.label()}]",
+                f"pip cannot resolve it for Python {job.python} on {resolver.PLATFORM}: "
+                f"{outcome.message}", f"index {job.index}"))
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:
