@@ -141,7 +141,7 @@ def check(table: Table, pins: list[Pin], python: str | None, cuda: str | None
         return []
     py = _python(python)
     problems: list[Diagnostic] = []
-    chosen: dict[str, tuple[Pin, Release]] = {}
+    chosen: dict[str, tuple[Pin, list[Release]]] = {}
     for pin in pins:
         try:
             req = Requirement(pin.requirement)
@@ -151,6 +151,9 @@ def check(table: Table, pins: list[Pin], python: str | None, cuda: str | None
         releases = table.packages.get(name)
         if not releases:
             continue
+        if req.marker and py is not None and not req.marker.evaluate(
+                {"python_version": f"{py.major}.{py.minor}", "python_full_version": str(py)}):
+            continue  # pip skips it on this Python
         spec, local = _public(req.specifier)
         target = _target(python, cuda)
         if local.startswith("cu") and cuda and local != table.cuda.get(cuda, {}).get("tag"):
@@ -162,7 +165,7 @@ def check(table: Table, pins: list[Pin], python: str | None, cuda: str | None
         matching = [r for r in releases if spec.contains(r.version, prereleases=True)]
         fitting = [r for r in matching if r.fits(py, cuda)]
         if fitting:
-            chosen[name] = (pin, max(fitting, key=lambda r: r.version))
+            chosen[name] = (pin, fitting)
             continue
         valid = sorted({r.version for r in releases if r.fits(py, cuda)}, reverse=True)
         listed = ", ".join(map(str, valid[:12])) + (", ..." if len(valid) > 12 else "")
@@ -170,15 +173,20 @@ def check(table: Table, pins: list[Pin], python: str | None, cuda: str | None
                else "it exists only for " + _ranges(matching))
         problems.append(_at(pin, f"{req.name}{spec} does not exist for {target}: {why}",
                             f"valid for {target}: {listed or 'none'} (see {FILE})"))
-    for name, (_, release) in chosen.items():
+    # A pinned pair must go together; an unpinned partner only needs one fitting release
+    # that is the pair (pip would pick it).
+    for name, (_, fits) in chosen.items():
+        if len(fits) != 1:
+            continue
+        release = fits[0]
         for other, version in release.goes_with.items():
-            if other in chosen:
-                other_pin, other_release = chosen[other]
-                if other_release.version != version:
-                    problems.append(_at(other_pin, f"{other} {other_release.version} does not go "
-                                        f"with {name} {release.version}",
-                                        f"{name} {release.version} goes with {other} {version} "
-                                        f"({FILE})"))
+            if other in chosen and version not in {r.version for r in chosen[other][1]}:
+                other_pin, other_fits = chosen[other]
+                got = ", ".join(str(r.version) for r in other_fits)
+                problems.append(_at(other_pin, f"{other} {got} does not go with {name} "
+                                    f"{release.version}",
+                                    f"{name} {release.version} goes with {other} {version} "
+                                    f"({FILE})"))
     return problems
 
 

@@ -302,16 +302,20 @@ def _holds(item: Item, recipe: Recipe, params: dict[str, Param], values: dict[st
     return holds
 
 
+MERGED = ("apt", "venv", "pip")  # their effect is the same wherever they run
+
+
 def merge_shared(steps: list[tuple[str, str, Step]]) -> list[tuple[str, str, Step]]:
-    """Steps two recipes share run once: an identical step from another recipe is dropped,
-    and an apt step installs only packages no earlier apt step installs."""
+    """Steps two recipes share run once: an identical apt, venv or pip step from another
+    recipe is dropped, and an apt step installs only packages no earlier apt step installs.
+    Other kinds (run, env, ...) may depend on what comes before them, so they stay."""
     seen: dict[str, str] = {}  # step digest -> recipe that has it
     installed: set[str] = set()
     out = []
     for recipe, title, step in steps:
         key = _digest({"kind": step.kind, "fields": step.fields(),
                        "content": step.content_digest()})
-        if seen.get(key, recipe) != recipe:
+        if step.kind in MERGED and seen.get(key, recipe) != recipe:
             continue
         seen.setdefault(key, recipe)
         if step.kind == "apt":

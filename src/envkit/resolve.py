@@ -2,11 +2,13 @@
 target (its ``python`` param, CPython on manylinux x86_64) without installing anything.
 
 Each pip step is resolved together with the pip steps before it (they end up in one
-venv), by ``pip install --dry-run --report`` with ``--python-version``, ``--platform``
-and ``--only-binary=:all:``, on the step's own index or the mirror profile's. A pin that
+venv), by ``pip install --dry-run --report`` on the step's own index or the mirror
+profile's: natively when the target is the Python running envkit (sdists included), else
+with ``--python-version``, ``--platform`` and ``--only-binary=:all:``. A pin that
 does not exist for that target fails with the recipe, step and package named. A package
-published only as a source archive is checked on the index's JSON API instead (it gets
-built at install time). An index this machine cannot reach is reported as skipped.
+published only as a source archive, with no Linux wheels at all, is checked on the
+index's JSON API instead (pip builds it at install time). An index this machine cannot
+reach is reported as skipped, never as passed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name, parse_sdist_filename
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from .plan import Plan
@@ -39,9 +41,6 @@ DEFAULT_PYTHON = "3.11"
 TIMEOUT = 300
 _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
-_UNREACHABLE = ("Failed to establish a new connection", "Name or service not known",
-                "Temporary failure in name resolution", "Could not fetch URL",
-                "Connection refused", "Max retries exceeded")
 
 
 @dataclass(frozen=True)
@@ -100,43 +99,71 @@ def jobs_of(plan: Plan) -> list[tuple[Job, int, str]]:
     return out
 
 
+def answers(index: str, env: dict[str, str]) -> bool:
+    """Any HTTP answer from the index (even an error status) means it is reachable."""
+    try:
+        with urllib.request.urlopen(index, timeout=20, context=_ssl_context(env)):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def native(job: Job) -> bool:
+    """The target is this interpreter on Linux x86-64: pip resolves exactly as it would
+    install, source distributions included (their metadata is built, not the package)."""
+    return (job.python == f"{sys.version_info.major}.{sys.version_info.minor}"
+            and sys.platform == "linux" and os.uname().machine == "x86_64")
+
+
 def resolve(job: Job, env: dict[str, str]) -> Outcome:
+    for index in (job.index, *job.extra):
+        if not answers(index, env):
+            return Outcome(False, message=f"{index} does not answer from here", skipped=True)
     requirements = list(job.requirements)
     sdists: list[str] = []
     while True:
         outcome = _pip(job, requirements, env)
         if outcome.ok or outcome.skipped:
-            outcome.sdists = sdists
+            outcome.sdists = sdists + outcome.sdists
             return outcome
         missing = _missing(outcome.message)
-        req = next((r for r in requirements if _name(r) == missing), None) if missing else None
-        if req is None:
-            return outcome
-        # no wheel for this target: an sdist for it is fine (pip builds it at install time)
-        found = _sdist(job, req, env)
+        if missing:
+            suspects = [r for r in requirements if _name(r) == missing]
+        else:  # e.g. an sdist whose metadata cannot be built here (psycopg2 needs pg_config)
+            suspects = list(requirements)
+        found = [(r, name) for r in suspects if (name := _sdist(job, r, env))]
         if not found:
             return outcome
-        sdists.append(found)
-        requirements.remove(req)
+        for req, name in found:
+            sdists.append(name)
+            requirements.remove(req)
         if not requirements:
             return Outcome(True, 0, sdists=sdists)
 
 
 def _pip(job: Job, requirements: list[str], env: dict[str, str]) -> Outcome:
-    abi = "cp" + job.python.replace(".", "")
     with tempfile.TemporaryDirectory(prefix="envkit-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         # --target: pip takes a foreign target only for a folder; --dry-run writes nothing
-        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                "--disable-pip-version-check", "--no-input", "--quiet",
-                "--report", str(report), "--target", str(Path(tmp) / "target"),
-                "--python-version", job.python,
-                "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-                *(a for p in PLATFORMS for a in ("--platform", p)),
-                "--only-binary=:all:", "--index-url", job.index,
+        # --isolated: this machine's pip.conf and PIP_* (extra indexes, constraints) must
+        # not decide what a recipe resolves to
+        argv = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run",
+                "--ignore-installed", "--disable-pip-version-check", "--no-input", "--quiet",
+                "--report", str(report), "--index-url", job.index,
                 "--retries", "1", "--timeout", "30"]
+        if not native(job):
+            # another Python: wheels only (pip cannot build for a foreign interpreter), and
+            # --target, the only way pip takes a foreign target; --dry-run writes nothing
+            abi = "cp" + job.python.replace(".", "")
+            argv += ["--target", str(Path(tmp) / "target"), "--python-version", job.python,
+                     "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
+                     *(a for p in PLATFORMS for a in ("--platform", p)), "--only-binary=:all:"]
         for url in job.extra:
             argv += ["--extra-index-url", url]
+        if env.get("PIP_CERT"):
+            argv += ["--cert", env["PIP_CERT"]]
         argv += ["--", *requirements]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
@@ -146,11 +173,55 @@ def _pip(job: Job, requirements: list[str], env: dict[str, str]) -> Outcome:
         text = done.stderr + done.stdout
         if done.returncode == 0:
             installs = json.loads(report.read_text()).get("install", [])
-            return Outcome(True, len(installs))
-        if any(s in text for s in _UNREACHABLE) and not _missing(text):
-            return Outcome(False, message=f"{job.index} does not answer from here",
-                           skipped=True)
+            return _built_from_source(job, installs, env)
         return Outcome(False, message=_summary(text))
+
+
+def _built_from_source(job: Job, installs: list[dict], env: dict[str, str]) -> Outcome:
+    """A release pip would build from its sdist although it has Linux wheels, only for
+    other Pythons, does not exist for this one; one with no Linux wheels at all is fine."""
+    sdists = []
+    for item in installs:
+        url = item.get("download_info", {}).get("url", "")
+        if not url.endswith((".tar.gz", ".zip")):
+            continue
+        meta = item.get("metadata", {})
+        name, version = meta.get("name", ""), meta.get("version", "")
+        others = _linux_wheels(job, name, version, env)
+        if others:
+            return Outcome(False, message=f"{name}=={version} has Linux wheels only for "
+                           f"{', '.join(sorted(others))}, none for Python {job.python} "
+                           "(pip would try to build it from source)")
+        sdists.append(url.rsplit("/", 1)[-1])
+    return Outcome(True, len(installs), sdists=sdists)
+
+
+def _linux_wheels(job: Job, name: str, version: str, env: dict[str, str]) -> set[str]:
+    """Interpreter tags of the release's Linux wheels."""
+    files = _files(job.index, name, env)
+    out: set[str] = set()
+    for f in files:
+        fname = f.get("filename", "")
+        if not fname.endswith(".whl") or f.get("yanked"):
+            continue
+        try:
+            _, v, _, tags = parse_wheel_filename(fname)
+        except Exception:
+            continue
+        if str(v) == str(Version(version)):
+            out.update(t.interpreter for t in tags if "linux" in t.platform)
+    return out
+
+
+def _files(index: str, name: str, env: dict[str, str]) -> list[dict]:
+    url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+    request = urllib.request.Request(url, headers={
+        "Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=_ssl_context(env)) as resp:
+            return list(json.load(resp).get("files", []))
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
 
 
 def _missing(text: str) -> str:
@@ -175,29 +246,33 @@ def _sdist(job: Job, requirement: str, env: dict[str, str]) -> str:
     """'name-version.tar.gz' when the index has an sdist matching the requirement whose
     Requires-Python admits the target; '' otherwise."""
     req = Requirement(requirement)
-    url = f"{job.index.rstrip('/')}/{canonicalize_name(req.name)}/"
-    request = urllib.request.Request(url, headers={
-        "Accept": "application/vnd.pypi.simple.v1+json"})
-    try:
-        context = _ssl_context(env)
-        with urllib.request.urlopen(request, timeout=30, context=context) as resp:
-            files = json.load(resp).get("files", [])
-    except (urllib.error.URLError, OSError, ValueError):
-        return ""
+    files = _files(job.index, req.name, env)
     python = Version(job.python)
+    wheels: set[str] = set()  # Linux wheels of the matching releases, for other Pythons
+    sdist = ""
     for f in files:
         name = f.get("filename", "")
-        if not name.endswith((".tar.gz", ".zip")) or f.get("yanked"):
+        if f.get("yanked"):
             continue
         try:
+            if name.endswith(".whl"):
+                _, version, _, tags = parse_wheel_filename(name)
+                if req.specifier.contains(version, prereleases=True) and any(
+                        "linux" in t.platform for t in tags):
+                    wheels.update(t.interpreter for t in tags)
+                continue
+            if not name.endswith((".tar.gz", ".zip")):
+                continue
             _, version = parse_sdist_filename(name)
-        except Exception:
+        except Exception:  # a file name that is not a distribution's
             continue
         needs = f.get("requires-python") or ""
-        if req.specifier.contains(version, prereleases=True) and (
+        if not sdist and req.specifier.contains(version, prereleases=True) and (
                 not needs or SpecifierSet(needs).contains(python, prereleases=True)):
-            return name
-    return ""
+            sdist = name
+    # Linux wheels for other Pythons only: this release does not exist for ours. A project
+    # that publishes no Linux wheels at all (psycopg2) is built from its sdist.
+    return "" if wheels else sdist
 
 
 def _ssl_context(env: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 from .. import grammar
@@ -19,8 +20,8 @@ class Download(Step):
         "mirrors": {"type": "array", "items": {"type": "string", "minLength": 1},
                     "description": "Other URLs of the same file, tried in order when one "
                                    "fails; the sha256 is checked whichever answers."},
-        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
-                   "errorMessage": "a sha256 is 64 lower-case hex digits"},
+        "sha256": {"type": "string", "minLength": 1,
+                   "description": "64 lower-case hex digits (may come from a param)."},
         "dest": {"type": "string", "description": "Absolute path of the downloaded file."},
         "extract": {"type": "string", "description": "Directory to extract the archive into."},
         "strip_components": {"type": "integer", "minimum": 0},
@@ -39,6 +40,9 @@ class Download(Step):
         problems = checked(self, url=grammar.url, dest=grammar.abs_path,
                            extract=grammar.abs_path)
         problems += each(self.mirrors, grammar.url, ("mirrors",))
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):  # checked once params are bound
+            problems.append((("sha256",), "a sha256 is 64 lower-case hex digits, "
+                             f"got {self.sha256!r}"))
         if self.strip_components and not self.extract:
             problems.append((("strip_components",), "only applies with 'extract'"))
         return problems

@@ -17,9 +17,9 @@ class Git(Step):
         "url": {"type": "string"},
         "ref": {"type": "string", "description": "Branch, tag or commit to check out."},
         "dest": {"type": "string", "description": "Absolute path of the work tree."},
-        "commit": {"type": "string", "pattern": "^[0-9a-f]{40}$",
-                   "errorMessage": "a commit is 40 lower-case hex digits",
-                   "description": "Expected commit after checkout; a mismatch stops the run."},
+        "commit": {"type": "string",
+                   "description": "Expected commit after checkout (40 lower-case hex digits); "
+                                  "a mismatch stops the run."},
         "submodules": {"type": "boolean"},
         "depth": {"type": "integer", "minimum": 1,
                   "description": "Shallow clone of a branch or tag."},
@@ -34,7 +34,8 @@ class Git(Step):
     depth: int = 0
 
     def check(self) -> list[Problem]:
-        return checked(self, url=grammar.git_url, ref=grammar.git_ref, dest=grammar.abs_path)
+        return checked(self, url=grammar.git_url, ref=grammar.git_ref, dest=grammar.abs_path,
+                       commit=grammar.git_commit)
 
     def title(self) -> str:
         return f"git {self.url.rstrip('/').rsplit('/', 1)[-1]} @ {self.ref}"
