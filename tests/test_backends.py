@@ -1344,3 +1344,37 @@ def test_verify_ignores_a_broken_ssl_cert_file(tmp_path: Path, no_engine: str) -
                                "SSL_CERT_FILE": "/etc/passwd"})
     assert done.returncode == 1
     assert "--ca-bundle" not in done.stderr and "envkit.json" in done.stderr, done.stderr
+
+
+def test_ensure_pulls_through_the_registry_mirrors_first(no_make: list[tuple[Any, ...]]
+                                                         ) -> None:
+    class Tagging(FakeImages):
+        def pull(self, repo: str, tag: str | None = None) -> Any:
+            if repo.startswith("dead.example"):
+                self.pulled.append((repo, tag or ""))
+                raise docker.errors.APIError("500", explanation="no such host")
+            image = super().pull(repo, tag)
+            image.tag = lambda r, t: self.present.__setitem__(f"{r}:{t}", image)
+            return image
+
+    images = Tagging()
+    out = io.StringIO()
+    got = baseimage.ensure(fake_client(images), "debian:bookworm-slim", out,
+                           ["dead.example", "docker.m.daocloud.io"])
+    assert got == "debian:bookworm-slim" and "debian:bookworm-slim" in images.present
+    assert images.pulled == [("dead.example/library/debian", "bookworm-slim"),
+                             ("docker.m.daocloud.io/library/debian", "bookworm-slim")]
+    assert "registry mirror dead.example cannot give debian:bookworm-slim (no such host)" in (
+        out.getvalue())
+    assert "pulled debian:bookworm-slim through docker.m.daocloud.io" in out.getvalue()
+
+
+@pytest.mark.parametrize("ref, path", [
+    ("debian:bookworm", "library/debian:bookworm"),
+    ("nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04", "nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04"),
+    ("docker.io/library/ubuntu:22.04", "library/ubuntu:22.04"),
+    ("nvcr.io/nvidia/pytorch:24.01", ""),
+    ("localhost:5000/x:1", ""),
+])
+def test_only_docker_hub_refs_go_through_a_registry_mirror(ref: str, path: str) -> None:
+    assert baseimage.hub_path(ref) == path

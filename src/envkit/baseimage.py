@@ -31,10 +31,39 @@ def default_tag(suite: str) -> str:
     return f"envkit/base:{suite}"
 
 
-def ensure(client: Any, ref: str, out: TextIO) -> str:
-    """The base to build on: ``ref`` itself when the engine has it or can pull it, else the
-    envkit base of the same Debian suite (made here if missing and possible)."""
+def hub_path(ref: str) -> str:
+    """'debian:bookworm' -> 'library/debian:bookworm'; '' for a ref on another registry."""
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        if first not in ("docker.io", "index.docker.io"):
+            return ""
+        ref = rest
+    return ref if "/" in ref else f"library/{ref}"
+
+
+def _through_mirrors(client: Any, ref: str, registries: list[str], out: TextIO) -> bool:
+    """Pull a Docker Hub ref through the mirror profile's registries, tagged as ``ref``."""
+    path = hub_path(ref)
+    for registry in registries if path else []:
+        mirrored = f"{registry}/{path}"
+        why = engine.pull(client, mirrored)
+        if why:
+            print(f"envkit: registry mirror {registry} cannot give {ref} ({why})", file=out)
+            continue
+        repo, tag = engine.split_ref(ref)
+        client.images.get(mirrored).tag(repo, tag)
+        print(f"envkit: pulled {ref} through {registry}", file=out)
+        return True
+    return False
+
+
+def ensure(client: Any, ref: str, out: TextIO, registries: list[str] | None = None) -> str:
+    """The base to build on: ``ref`` itself when the engine has it or can pull it (through
+    the mirror profile's registries first), else the envkit base of the same Debian suite
+    (made here if missing and possible)."""
     if engine.image(client, ref) is not None:
+        return ref
+    if _through_mirrors(client, ref, registries or [], out):
         return ref
     why = engine.pull(client, ref)
     if not why:

@@ -109,7 +109,7 @@ def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: T
     builder = buildkit.choose(opts.docker)
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
-    base = baseimage.ensure(client, plan.base, out)
+    base = baseimage.ensure(client, plan.base, out, plan.mirror.registries())
     if base != plan.base:
         plan = _plan(opts, catalog, base=base)
     base_image = engine.image(client, base)
