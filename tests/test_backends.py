@@ -987,7 +987,7 @@ def test_run_checks_all_pass(recipe: MakeRecipe) -> None:
     plan = plan_of(recipe(CHECKED))
     assert len(plan.checks) == 3
     run, seen = stub_runner({"tool": (0, "tool 1.2\n"), "test": (0, ""),
-                             "python3": (0, "2.0.9\n")})
+                             "python3": (0, "a warning\nenvkit-version:2.0.9\n")})
     out = io.StringIO()
     assert run_checks(plan.checks, run, "img:1", out) is True
     lines = out.getvalue().splitlines()
@@ -1001,7 +1001,7 @@ def test_run_checks_all_pass(recipe: MakeRecipe) -> None:
 def test_run_checks_one_fails(recipe: MakeRecipe) -> None:
     plan = plan_of(recipe(CHECKED))
     run, _ = stub_runner({"tool": (0, "tool 1.2\n"), "test": (1, ""),
-                          "python3": (0, "2.0.9\n")})
+                          "python3": (0, "envkit-version:2.0.9\nwarned after\n")})
     out = io.StringIO()
     assert run_checks(plan.checks, run, "/env", out) is False
     lines = out.getvalue().splitlines()

@@ -32,8 +32,11 @@ _PROBE = (
     "if not isinstance(v, str):\n"
     "    dists = md.packages_distributions().get(sys.argv[1].split('.')[0], [])\n"
     "    v = md.version(dists[0]) if dists else ''\n"
-    "print(v)\n"
+    "print('envkit-version:' + v, flush=True)\n"
 )
+# A module may warn on import (transformers without torch); in a container's log stderr and
+# stdout interleave in any order, so the version is found by its marker, not its position.
+_MARKER = "envkit-version:"
 
 
 @dataclass
@@ -154,7 +157,8 @@ class PythonImport(Check):
     def judge(self, code: int, output: str) -> tuple[bool, str]:
         if code != 0:
             return False, f"import {self.module} failed: {_tail(output)}"
-        found = output.strip().splitlines()[-1].strip() if output.strip() else ""
+        marked = [ln.split(_MARKER, 1)[1].strip() for ln in output.splitlines() if _MARKER in ln]
+        found = marked[-1] if marked else ""
         if not self.version:
             return True, f"{self.module} {found}".strip()
         try:
