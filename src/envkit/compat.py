@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
@@ -86,8 +85,7 @@ def load(path: Path) -> Table:
     if not path.is_file():
         return Table()
     doc = load_file(path)
-    problems = [doc.diag(tuple(e.absolute_path), e.message)
-                for e in jsonschema.Draft202012Validator(_SCHEMA).iter_errors(doc.data or {})]
+    problems = doc.schema_problems(_SCHEMA, doc.data or {})
     if problems:
         raise EnvkitError(problems)
     data = doc.data or {}

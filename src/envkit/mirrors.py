@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from . import grammar, paths
 from .diagnostics import EnvkitError, did_you_mean, error
 from .yamlsrc import load_file
@@ -102,8 +100,7 @@ def _check(name: str, spec: dict[str, Any], known: dict[str, Any]) -> list[tuple
 @functools.cache
 def profiles(path: Path | None = None) -> dict[str, Mirror]:
     doc = load_file(path or paths.data_dir() / "mirrors.yaml")
-    problems = [doc.diag(tuple(err.absolute_path), err.message)
-                for err in jsonschema.Draft202012Validator(_SCHEMA).iter_errors(doc.data)]
+    problems = doc.schema_problems(_SCHEMA, doc.data)
     data = doc.data or {}
     if not problems:
         for name, spec in data.items():

@@ -169,6 +169,10 @@ class _Binder:
 
         return PLACEHOLDER.sub(one, text)
 
+    def name(self, item: Item) -> str:
+        """A step's or check's display name, params substituted."""
+        return self.text(item.name, (*item.path[:2], "name")) if item.name else ""
+
     def value(self, value: Any, path: Path_, mode: str = "plain", verbatim: bool = False) -> Any:
         if isinstance(value, str):
             return self.text(value, path, mode)
@@ -248,8 +252,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 continue
             step, where = binder.build(item, REGISTRY[item.kind])
             if step and binder.report(step.bind(state), where, item):
-                title = binder.text(item.name, (*item.path[:2], "name")) if item.name else ""
-                steps.append((recipe.name, title or step.title(), step))
+                steps.append((recipe.name, binder.name(item) or step.title(), step))
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
@@ -257,8 +260,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                         if _holds(item, recipe, params, values, problems)]
     checks = []
     for binder, item in check_items:  # after all steps: checks run in the finished result
-        name = binder.text(item.name, (*item.path[:2], "name")) if item.name else ""
-        check, _ = binder.build(item, CHECKS[item.kind], name=name)
+        check, _ = binder.build(item, CHECKS[item.kind], name=binder.name(item))
         if check:
             check.bind(state.python)
             checks.append(check)

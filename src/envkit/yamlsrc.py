@@ -57,6 +57,14 @@ class Document:
             p = p[:-1]
         return self.marks.get((), (1, 1))
 
+    def schema_problems(self, schema: dict[str, Any], data: Any) -> list[Diagnostic]:
+        """``data`` (this document's, or a default for it) against a JSON Schema, each
+        error at its line: for data files, which need no friendlier wording."""
+        import jsonschema
+
+        return [self.diag(tuple(e.absolute_path), e.message)
+                for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+
     def diag(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> Diagnostic:
         line, col = self.where(path, key=key)
         return Diagnostic(self.file, line, col, format_path(path), message, hint)
