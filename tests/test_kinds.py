@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import plan_of
+from conftest import plan_of, problems
 from envkit.render import render
 from envkit.steps import REGISTRY
 
@@ -221,16 +221,37 @@ def test_git_checks_out_a_branch_that_is_not_the_default(recipe, repo,
     _git("checkout", "-q", "-b", "dev", first, cwd=src)
     (src / "f").write_text("dev\n")
     _git("commit", "-qam", "dev", cwd=src)
+    dev = _git("rev-parse", "HEAD", cwd=src)
     _git("checkout", "-q", "main", cwd=src)
     path = recipe(f"""
         steps:
-          - git: {{url: "file://{src}", ref: dev, dest: "{tmp_path}/co"}}
+          - git: {{url: "file://{src}", ref: dev, dest: "{tmp_path}/co", commit: "{dev}"}}
           - git: {{url: "file://{src}", ref: "{first}", dest: "{tmp_path}/co2"}}
     """)
     done = run_script(path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "co" / "f").read_text() == "dev\n"
     assert (tmp_path / "co2" / "f").read_text() == "v1\n"
+
+
+def test_a_branch_or_tag_without_its_commit_is_refused(recipe) -> None:
+    path = recipe("""\
+        steps:
+          - git: {url: "https://example.com/r.git", ref: v1.0, dest: /src}
+    """)
+    assert problems(path) == [
+        f"{path}:6:50: steps[0].git.ref: 'v1.0' is a branch or tag, and those move: pin the "
+        "commit it must be at with 'commit' (40 hex digits: git rev-parse v1.0)"]
+
+
+def test_a_commit_as_ref_must_agree_with_commit(recipe) -> None:
+    a, b = "a" * 40, "b" * 40
+    path = recipe(f"""\
+        steps:
+          - git: {{url: "https://example.com/r.git", ref: "{a}", commit: "{b}", dest: /src}}
+    """)
+    assert problems(path) == [
+        f"{path}:6:102: steps[0].git.commit: ref is the commit {a}; 'commit' says {b}"]
 
 
 def test_a_failing_run_step_is_reported_once(recipe, tmp_path: Path) -> None:
