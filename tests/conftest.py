@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +61,90 @@ def problems(path: Path, settings: dict[str, str] | None = None) -> list[str]:
     except EnvkitError as exc:
         return [str(d) for d in exc.diagnostics]
     return []
+
+
+# --- a local HTTP server that misbehaves on purpose -----------------------------------------
+
+
+class FlakyServer:
+    """Serves ``root`` over HTTP on a free port, and can fail on purpose: the first
+    ``fail[path]`` requests of a path get ``status``, a path in ``stall`` sends half its body
+    and then nothing, and with ``login`` every request needs that Basic-auth user:password.
+    ``hits`` counts requests per path; ``host`` 0.0.0.0 lets containers reach it."""
+
+    def __init__(self, root: Path, host: str = "127.0.0.1"):
+        import http.server
+        import threading
+
+        self.root = root
+        self.fail: dict[str, int] = {}
+        self.status = 503
+        self.stall: set[str] = set()
+        self.login = ""
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: object, **kw: object) -> None:
+                super().__init__(*args, directory=str(root), **kw)  # type: ignore[arg-type]
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _misbehave(self) -> bool:
+                import base64
+
+                path = self.path.split("?", 1)[0]
+                server.hits[path] = server.hits.get(path, 0) + 1
+                if server.login:
+                    wanted = "Basic " + base64.b64encode(server.login.encode()).decode()
+                    if self.headers.get("Authorization") != wanted:
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="envkit"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return True
+                if server.hits[path] <= server.fail.get(path, 0):
+                    self.send_response(server.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                if path in server.stall:
+                    import time
+
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    self.wfile.write(b"x" * 100)
+                    self.wfile.flush()
+                    time.sleep(30)
+                    return True
+                return False
+
+            def do_GET(self) -> None:
+                if not self._misbehave():
+                    super().do_GET()
+
+            def do_HEAD(self) -> None:
+                if not self._misbehave():
+                    super().do_HEAD()
+
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Iterator[FlakyServer]:
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FlakyServer(root)
+    yield server
+    server.close()

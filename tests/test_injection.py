@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from test_quote import (
 )
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+STUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what the git stub reports
 # Characters Python's str.splitlines() breaks on that are not ASCII control characters.
 LINE_SEPARATORS = "\x85\u2028\u2029"
 # What validation refuses in a one-line value (env values, string params): C0 and C1
@@ -109,6 +111,12 @@ CURL_STUB = STUB + """while [ "$#" -gt 0 ]; do
   shift
 done
 """
+# git: a clone makes its folder, rev-parse answers with the pinned commit.
+GIT_STUB = STUB + f"""case "$1" in
+  clone) mkdir -p -- "${{@: -1}}" ;;
+  -C) [ "$3" != rev-parse ] || echo {STUB_COMMIT} ;;
+esac
+"""
 
 
 @pytest.fixture
@@ -118,7 +126,7 @@ def stubs(tmp_path: Path) -> Path:
     bin_dir.mkdir()
     for name in ("apt-get", "python3", "git", "cmake", "curl"):
         stub = bin_dir / name
-        stub.write_text(CURL_STUB if name == "curl" else STUB)
+        stub.write_text({"curl": CURL_STUB, "git": GIT_STUB}.get(name, STUB))
         stub.chmod(0o755)
     return bin_dir
 
@@ -129,7 +137,7 @@ def run_bash(args: list[str], cwd: Path, stubs: Path | None = None) -> list[list
     path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {"HOME": str(cwd), "PATH": f"{stubs}:{path}" if stubs else path,
            "LC_ALL": "C.UTF-8", "ENVKIT_TEST_LOG": str(log), "REF_A": HOSTILE_ENV,
-           "BASH_ENV": str(paths.data_dir() / "mirror.sh")}  # as the Dockerfile's ARG does
+           "BASH_ENV": str(paths.data_dir() / "helpers.sh")}  # as the Dockerfile's ARG does
     done = subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True,
                           timeout=30, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -231,9 +239,9 @@ def run_argv(text: str) -> list[str]:
 
 
 FIXED_ARGS = [f"ARG {v}" for v in ca.VARS] + [
-    f"ARG {k}={quote.df_str(v)}" for k, v in mirrors.get(None).env()
-] + ["ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh"]
-HELPER_COPY = "COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh"
+    f"ARG {k}={quote.df_str(v)}" for k, v in [*mirrors.get(None).env(), *mirrors.NETWORK_ENV]
+] + ["ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh"]
+HELPER_COPY = "COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh"
 
 
 def kinds(text: str) -> list[str]:
@@ -399,9 +407,10 @@ FIELDS: dict[str, tuple[Callable[[str], str], str]] = {
                   "steps[0].pip.index"),
     "download-url": (lambda v: f"  - download: {{url: {yq(_url(v))}, sha256: {EMPTY_SHA256}, "
                                "dest: '{{ prefix }}/dl/file.bin'}\n", "steps[0].download.url"),
-    "git-url": (lambda v: f"  - git: {{url: {yq(_url(v))}, ref: main, "
+    "git-url": (lambda v: f"  - git: {{url: {yq(_url(v))}, ref: main, commit: {STUB_COMMIT}, "
                           "dest: '{{ prefix }}/src'}\n", "steps[0].git.url"),
     "git-ref": (lambda v: f"  - git: {{url: 'https://example.com/r.git', ref: {yq(v)}, "
+                          f"commit: {STUB_COMMIT}, "
                           "dest: '{{ prefix }}/src'}\n", "steps[0].git.ref"),
     "venv-path": (lambda v: f"  - venv: {{path: {yq(_path(v))}}}\n"
                             "  - run: printf '%s' \"$VIRTUAL_ENV\" > ve.txt\n",
@@ -437,26 +446,32 @@ def _field_cases() -> list[object]:
     return cases
 
 
+APT_OPTIONS = ["-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=60",
+               "-o", "Acquire::https::Timeout=60"]
+CURL_OPTIONS = ["-sSL", "--fail", "--connect-timeout", "20", "--speed-limit", "1024",
+                "--speed-time", "60", "-w", "%{http_code}"]
+
+
+def _git_calls(url: str, ref: str, src: str) -> list[list[str]]:
+    return [["git", "clone", "--", url, f"{src}.part"],
+            ["git", "-C", src, "rev-parse", "--verify", "--quiet", f"origin/{ref}^{{commit}}"],
+            ["git", "-C", src, "checkout", "-q", "--detach", STUB_COMMIT],
+            ["git", "-C", src, "rev-parse", "HEAD"]]
+
+
 def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
     src = f"{cwd}/src"
     jobs = str(len(os.sched_getaffinity(0)))  # what "$(nproc)" prints
     return {
-        "apt": [["apt-get", "update"],
-                ["apt-get", "install", "-y", "--no-install-recommends", value]],
+        "apt": [["apt-get", *APT_OPTIONS, "update"],
+                ["apt-get", *APT_OPTIONS, "install", "-y", "--no-install-recommends", value]],
         "pip": [["python3", "-m", "pip", "install", "--no-input", value]],
         "pip-index": [["python3", "-m", "pip", "install", "--no-input", "--index-url",
                        _url(value), "numpy"]],
-        "download-url": [["curl", "-fsSL", "--retry", "3", "--retry-delay", "2",
-                          "--connect-timeout", "30", "-o", f"{cwd}/dl/file.bin.part", "--",
+        "download-url": [["curl", *CURL_OPTIONS, "-o", f"{cwd}/dl/file.bin.part", "--",
                           _url(value)]],
-        # the stub prints no commit, so the checkout gets an empty revision
-        "git-url": [["git", "clone", "--", _url(value), src],
-                    ["git", "-C", src, "rev-parse", "--verify", "--quiet", "origin/main^{commit}"],
-                    ["git", "-C", src, "checkout", "-q", "--detach", ""]],
-        "git-ref": [["git", "clone", "--", "https://example.com/r.git", src],
-                    ["git", "-C", src, "rev-parse", "--verify", "--quiet",
-                     f"origin/{value}^{{commit}}"],
-                    ["git", "-C", src, "checkout", "-q", "--detach", ""]],
+        "git-url": _git_calls(_url(value), "main", src),
+        "git-ref": _git_calls("https://example.com/r.git", value, src),
         "venv-path": [["python3", "-m", "venv", f"{cwd}/{value}"]],
         "cmake-option": [["cmake", "-S", src, "-B", f"{src}/build",
                           "-DCMAKE_BUILD_TYPE=Release", f"-DOPT={value}"],
@@ -508,8 +523,9 @@ def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path
         assert kinds(docker) == ["FROM", "SHELL", *steps, "LABEL"]
         docker_cwd = tmp_path / "docker"
         docker_cwd.mkdir()
-        # the script's download is there now, checksum and all: it would not be fetched again
+        # the script's download and clone are there now: they would not be fetched again
         (cwd / "dl" / "file.bin").unlink(missing_ok=True)
+        shutil.rmtree(cwd / "src", ignore_errors=True)
         docker_calls = []
         for command in shell_form_runs(docker):
             docker_calls += run_bash(["-o", "pipefail", "-c", command], docker_cwd, stubs)

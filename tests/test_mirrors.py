@@ -1,5 +1,5 @@
 """Mirror profiles: the shipped data, the loader's checks, the rendered candidate lists, and
-the bash helper (data/mirror.sh) run for real against a local HTTP server and local git
+the bash helper (data/helpers.sh) run for real against a local HTTP server and local git
 repositories. No network: a mirror 'that answers' is a server on loopback."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from conftest import REPO
 from envkit import mirrors
 from envkit.diagnostics import EnvkitError
 
-HELPER = REPO / "src" / "envkit" / "data" / "mirror.sh"
+HELPER = REPO / "src" / "envkit" / "data" / "helpers.sh"
 DEAD = "http://127.0.0.1:1/simple"  # nothing listens on port 1: the connect is refused at once
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
@@ -470,6 +470,6 @@ def test_render_carries_every_tools_tuna_mirror(fmt: str) -> None:
     assert ", mirror: tuna\n" in out
     if fmt == "dockerfile":
         assert "# invoke build pulls a missing base image through docker.m.daocloud.io." in out
-        assert "\nARG BASH_ENV=/usr/local/lib/envkit/mirror.sh\n" in out
+        assert "\nARG BASH_ENV=/usr/local/lib/envkit/helpers.sh\n" in out
     else:  # the helper is inlined, after the lists it reads
         assert out.index("envkit_mirror_pick() {") > out.index("export ENVKIT_MIRROR_PIP=")

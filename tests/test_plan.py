@@ -138,7 +138,7 @@ def test_mirror_profile_is_rendered_as_the_tools_settings(catalog: Catalog, mirr
     assert f'ARG ENVKIT_MIRROR_PIP="{index}' in docker
     line = next(x for x in shell.splitlines() if x.startswith("export ENVKIT_MIRROR_PIP="))
     assert line.split("=", 1)[1].strip("'").split()[0] == index
-    assert "ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh" in docker
+    assert "ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh" in docker
     # commands themselves name no mirror
     assert "--index-url" not in docker and "-i " not in docker
 

@@ -24,7 +24,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
 def test_every_kind_is_in_the_schema() -> None:
     s = schema.recipe_schema()["properties"]
-    assert set(s["steps"]["items"]["properties"]) == {"name", "when", *REGISTRY}
+    assert set(s["steps"]["items"]["properties"]) == {"name", "when", "secrets", *REGISTRY}
     assert set(s["verify"]["items"]["properties"]) == {"name", "when", *CHECKS}
 
 

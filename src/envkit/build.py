@@ -44,6 +44,8 @@ class Options:
     verbose: bool = False
     docker: str = ""  # a docker CLI to build with, instead of choosing one
     build_dir: Path = Path("build")
+    fresh: bool = False  # host: forget finished steps, run all
+    from_step: int = 0  # host: run from this step on (earlier ones must have finished)
 
 
 class VerifyFailed(EnvkitError):
@@ -77,6 +79,10 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
                 print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
                       file=out, flush=True)
         else:
+            if opts.fresh or opts.from_step:
+                raise error("--fresh and --from-step are for host runs: a Docker build resumes "
+                            "from its layer cache", path="--from-step",
+                            hint="--no-cache rebuilds every step; --target host runs here")
             return build_image(client, opts, catalog, plan, out)
     return build_host(opts, catalog, out)
 
@@ -205,9 +211,13 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     target = host.env_dir(name)
     plan = _host_plan(opts, catalog, target)
     print(f"envkit: provisioning {plan.name} on this host into {target}", file=out, flush=True)
+    if opts.from_step and not 1 <= opts.from_step <= len(plan.steps):
+        raise error(f"--from-step {opts.from_step}: {plan.name} has steps 1 to "
+                    f"{len(plan.steps)}", path="--from-step")
     with _locked(target):
         seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
-                                 ca_bundle=opts.ca_bundle, verbose=opts.verbose)
+                                 ca_bundle=opts.ca_bundle, verbose=opts.verbose,
+                                 fresh=opts.fresh, from_step=opts.from_step)
     print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
     if opts.verify if verify is None else verify:
         _verify(plan, host.runner(plan), str(target), out)

@@ -60,8 +60,11 @@ def runner(plan: Plan) -> Runner:
 
 
 def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = False,
-              ca_bundle: Path | None = None, verbose: bool = False) -> float:
-    """Render the script into ``target`` and run it; returns the seconds it took."""
+              ca_bundle: Path | None = None, verbose: bool = False, fresh: bool = False,
+              from_step: int = 0) -> float:
+    """Render the script into ``target`` and run it; returns the seconds it took. Steps that
+    finished in an earlier run, unchanged, are skipped (the script keeps stamps in
+    ``target/.envkit-state``) unless ``fresh``; ``from_step`` reruns from that step on."""
     if allow_system and os.geteuid() != 0:
         raise error("--allow-system installs Debian packages, which needs root", path="host",
                     hint="run as root, or install the missing packages yourself")
@@ -77,8 +80,9 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
         if verbose or line.startswith("[envkit] "):
             print("  " + line.removeprefix("[envkit] "), file=out, flush=True)
 
-    code, recent = logged.run(["bash", str(target / SCRIPT)], target / LOG, show, env=env,
-                              cwd=target)
+    args = ["--fresh"] if fresh else ["--from-step", str(from_step)] if from_step else []
+    code, recent = logged.run(["bash", str(target / SCRIPT), *args], target / LOG, show,
+                              env=env, cwd=target)
     seconds = time.monotonic() - started
     if code != 0:
         failing = next((m for ln in reversed(recent) if (m := _FAILED.match(ln))), None)

@@ -1,7 +1,7 @@
 """Mirror profiles, kept as data in ``data/mirrors.yaml`` and loaded once.
 
 A profile names a mirror per tool and may list fallback profiles. The rendered
-outputs carry, per tool, the candidates in order; the helper ``data/mirror.sh``
+outputs carry, per tool, the candidates in order; the helper ``data/helpers.sh``
 (sourced before every step) exports the first that answers and says so when it
 skips one. Go does its own fallback (``GOPROXY`` with ``|``); base images are
 pulled through the ``registry`` mirrors by ``invoke build``.
@@ -25,6 +25,9 @@ PROBED = {"pip": "ENVKIT_MIRROR_PIP", "apt": "ENVKIT_MIRROR_APT",
           "python_build": "ENVKIT_MIRROR_PYTHON_BUILD"}
 TOOLS = (*PROBED, "go", "registry")
 UPSTREAM = "-"  # in a candidate list: the tool's own default, always available
+# Every profile: pip and uv retry and time out on a flaky network (a recipe's env wins).
+NETWORK_ENV = (("PIP_RETRIES", "5"), ("PIP_DEFAULT_TIMEOUT", "60"),
+               ("UV_HTTP_RETRIES", "5"), ("UV_HTTP_TIMEOUT", "60"))
 
 _URL = {"type": "string", "minLength": 1}
 _SCHEMA: dict[str, Any] = {

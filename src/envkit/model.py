@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import grammar, schema
+from . import secrets as secretmod
 from .chars import BREAKS
 from .checks import CHECKS
 from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
@@ -79,6 +80,7 @@ class Item:
     raw: Any
     path: Path_  # e.g. ('steps', 3, 'pip')
     when: dict[str, Any] = field(default_factory=dict)  # params that must have these values
+    secrets: list[str] = field(default_factory=list)  # ids of the secrets a step uses
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Recipe:
     env: dict[str, Any] = field(default_factory=dict)
     steps: list[Item] = field(default_factory=list)
     verify: list[Item] = field(default_factory=list)
+    secrets: dict[str, secretmod.Secret] = field(default_factory=dict)
     problems: list[Diagnostic] = field(default_factory=list)  # found on load
     unusable: set[str] = field(default_factory=set)  # params whose declaration is broken
 
@@ -147,13 +150,16 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
             problems.append(doc.diag(("requires", i), "a recipe cannot require itself"))
         elif req in requires[:i]:
             problems.append(doc.diag(("requires", i), f"'{req}' is listed twice"))
+    steps = _items(field_or("steps", []), "steps", REGISTRY, ok)
+    declared, more = _secrets(doc, field_or("secrets", {}), steps, ok)
+    problems += more
     return Recipe(
         name=name, description=description, version=version,
         path=path, doc=doc, base=field_or("base", ""), params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
-        steps=_items(field_or("steps", []), "steps", REGISTRY, ok),
-        verify=_items(field_or("verify", []), "verify", CHECKS, ok),
+        steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
+        secrets=declared,
         problems=sorted(set(problems)), unusable=unusable,
     )
 
@@ -166,8 +172,33 @@ def _items(values: list[dict[str, Any]], where: str, kinds: dict[str, Any],
             continue
         kind = next(k for k in value if k in kinds)
         items.append(Item(kind, value.get("name", ""), value[kind], (where, i, kind),
-                          value.get("when", {})))
+                          value.get("when", {}), value.get("secrets", [])))
     return items
+
+
+def _secrets(doc: Document, raw: dict[str, Any], steps: list[Item], ok: Any
+             ) -> tuple[dict[str, secretmod.Secret], list[Diagnostic]]:
+    """Declared secrets; one that no step uses is a mistake (a typo, or a leftover)."""
+    declared: dict[str, secretmod.Secret] = {}
+    problems = []
+    used = {sid for item in steps for sid in item.secrets}
+    sources: dict[str, str] = {}
+    for sid, spec in raw.items():
+        if not ok("secrets", sid):
+            continue
+        secret = secretmod.declare(spec, sid)
+        if msg := secretmod.check(secret):
+            problems.append(doc.diag(("secrets", sid, "env"), msg))
+            continue
+        if (other := sources.setdefault(secret.source_var, sid)) != sid:
+            problems.append(doc.diag(("secrets", sid), f"'{sid}' and '{other}' are both given "
+                                     f"as {secret.source_var}", "rename one"))
+            continue
+        if sid not in used:
+            problems.append(doc.diag(("secrets", sid), f"no step uses secret '{sid}'",
+                                     "name it in a step's 'secrets', or remove it"))
+        declared[sid] = secret
+    return declared, problems
 
 
 def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[Diagnostic]]:

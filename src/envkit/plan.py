@@ -21,12 +21,13 @@ from .catalog import Catalog
 from .checks import CHECKS, Check
 from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
 from .model import PLACEHOLDER, Item, Param, Recipe
+from .secrets import Secret
 from .steps import REGISTRY, State, Step
 
 # Characters with no meaning to bash in any quoting context (bare, "..", '..', heredocs).
 INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 
-MIRROR_HELPER = "files/envkit/mirror.sh"  # in the build context; the Dockerfile COPYs it
+HELPERS = "files/envkit/helpers.sh"  # in the build context; the Dockerfile COPYs it
 
 BUILTIN_PARAMS = {
     "prefix": Param("prefix", "string", "/opt/envkit",
@@ -64,6 +65,7 @@ class Plan:
     steps: list[PlannedStep] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
+    secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
     hash: str = ""
 
     @property
@@ -239,6 +241,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         table = compat.Table()
     bound = {**_derived(table, values, params, problems), **values}
 
+    declared = _declared_secrets(order, problems)
     state = State()
     steps: list[tuple[str, str, Step]] = []
     pins: list[compat.Pin] = []
@@ -251,6 +254,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             if not _holds(item, recipe, params, values, problems):
                 continue
             step, where = binder.build(item, REGISTRY[item.kind])
+            if step:
+                step.secrets = _uses(item, step, declared, recipe, problems)
             if step and binder.report(step.bind(state), where, item):
                 steps.append((recipe.name, binder.name(item) or step.title(), step))
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
@@ -275,7 +280,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], declared=params, checks=checks,
-                files=[(paths.data_dir() / "mirror.sh", MIRROR_HELPER), *state.files])
+                files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
+                secrets={s.id: s for _, _, step in steps for s in step.secrets})
     prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
     for number, (recipe_name, title, step) in enumerate(steps, 1):
         prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),
@@ -283,6 +289,35 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
     return plan
+
+
+def _declared_secrets(order: list[Recipe], problems: list[Diagnostic]) -> dict[str, Secret]:
+    """Secrets of a recipe and all it requires; one id is one secret everywhere."""
+    out: dict[str, Secret] = {}
+    for recipe in order:
+        for sid, secret in recipe.secrets.items():
+            if out.setdefault(sid, secret) != secret:
+                problems.append(recipe.doc.diag(
+                    ("secrets", sid), f"secret '{sid}' is declared differently in a recipe "
+                    "this one requires", "declare it once, or give it another id"))
+    return out
+
+
+def _uses(item: Item, step: Step, declared: dict[str, Secret], recipe: Recipe,
+          problems: list[Diagnostic]) -> list[Secret]:
+    out = []
+    for i, sid in enumerate(item.secrets):
+        at = (*item.path[:2], "secrets", i)
+        if not step.runs:
+            problems.append(recipe.doc.diag(at, f"a {step.kind} step runs nothing, so it "
+                                            "cannot use a secret"))
+        elif sid not in declared:
+            problems.append(recipe.doc.diag(at, f"unknown secret '{sid}'",
+                                            did_you_mean(sid, declared) or
+                                            "declare it under 'secrets'"))
+        else:
+            out.append(declared[sid])
+    return out
 
 
 def _holds(item: Item, recipe: Recipe, params: dict[str, Param], values: dict[str, Any],

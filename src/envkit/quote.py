@@ -108,23 +108,24 @@ def image(value: object) -> str:
     return text
 
 
-def df_mounts(caches: Iterable[str] = (), secrets: Iterable[tuple[str, str]] = ()) -> str:
-    """RUN --mount flags: kinds' cache folders, then build secrets as (id, target)."""
+def df_mounts(caches: Iterable[str] = (),
+              secrets: Iterable[tuple[str, str, str]] = ()) -> str:
+    """RUN --mount flags: kinds' cache folders, then build secrets as (id, target, mode)."""
     flags = []
     for target in caches:
         if not re.fullmatch(r"/[A-Za-z0-9_./-]+", target):  # kinds' own constants; be sure
             raise QuoteError(f"unsafe cache mount target: {target!r}")
         flags.append(f"--mount=type=cache,target={target},sharing=locked")
-    for sid, target in secrets:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", sid) or not re.fullmatch(r"/[A-Za-z0-9_./-]+",
-                                                                         target):
-            raise QuoteError(f"unsafe secret mount: {sid!r} at {target!r}")
-        flags.append(f"--mount=type=secret,id={sid},target={target},mode=0444")
+    for sid, target, mode in secrets:
+        if not (re.fullmatch(r"[A-Za-z0-9_.-]+", sid) and re.fullmatch(r"/[A-Za-z0-9_./-]+", target)
+                and re.fullmatch(r"0[0-7]{3}", mode)):
+            raise QuoteError(f"unsafe secret mount: {sid!r} at {target!r}, mode {mode!r}")
+        flags.append(f"--mount=type=secret,id={sid},target={target},mode={mode}")
     return "".join(flag + " \\\n    " for flag in flags)
 
 
 def df_run(body: str, caches: Iterable[str] = (),
-           secrets: Iterable[tuple[str, str]] = ()) -> str:
+           secrets: Iterable[tuple[str, str, str]] = ()) -> str:
     """A RUN from a partial's commands (one per line, already quoted), joined with &&."""
     lines = [line for line in body.strip().split("\n") if line.strip()]
     if not lines:

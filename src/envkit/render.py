@@ -7,6 +7,7 @@ typo in a template is an error, not an empty string.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, ca, paths
+from . import __version__, ca, mirrors, paths
 from .diagnostics import EnvkitError, did_you_mean, error
 from .plan import Plan, param_text
 from .quote import FILTERS, QuoteError
@@ -47,9 +48,11 @@ def environment() -> jinja2.Environment:
     env.filters["oneline"] = _oneline
     env.filters["rendered"] = str  # text a partial already quoted, or the author's own script
     env.filters["block"] = _block  # a partial's output, trimmed to sit between two lines
+    env.filters["sha256"] = lambda text: hashlib.sha256(str(text).encode()).hexdigest()
     env.globals["ca_vars"] = ca.VARS
-    env.globals["secrets"] = [(ca.SECRET_ID, ca.TARGET)]  # on every RUN; absent unless given
-    env.globals["mirror_helper"] = (paths.data_dir() / "mirror.sh").read_text()
+    env.globals["ca_secret"] = [(ca.SECRET_ID, ca.TARGET, "0444")]  # every RUN; absent unless given
+    env.globals["network_env"] = mirrors.NETWORK_ENV
+    env.globals["helpers"] = (paths.data_dir() / "helpers.sh").read_text()
     return env
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from . import envvalue, paths
+from . import envvalue, paths, secrets
 from .checks import CHECKS
 from .diagnostics import Diagnostic, did_you_mean
 from .steps import REGISTRY
@@ -46,12 +46,17 @@ _WHEN = {"type": "object", "minProperties": 1,
          "description": "Only when each named param has this value, e.g. {gpu: true}."}
 
 
-def _items(title: str, kinds: dict[str, Any]) -> dict[str, Any]:
+_USES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+         "uniqueItems": True,
+         "description": "Secrets (ids declared under 'secrets') this step gets."}
+
+
+def _items(title: str, kinds: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": title,
         "type": "object",
         "properties": {"name": {"type": "string", "minLength": 1},
-                       "when": _WHEN,
+                       "when": _WHEN, **extra,
                        **{k: kinds[k].schema() for k in sorted(kinds)}},
         "additionalProperties": False,
         "oneOf": [{"required": [k]} for k in sorted(kinds)],
@@ -83,8 +88,11 @@ def recipe_schema() -> dict[str, Any]:
             "requires": {"type": "array",
                          "items": {"type": "string", "pattern": NAME_PATTERN}},
             "env": envvalue.SCHEMA,
-            "steps": {"type": "array", "items": _items("step", REGISTRY)},
-            "verify": {"type": "array", "items": _items("check", CHECKS)},
+            "secrets": {**secrets.SCHEMA,
+                        "description": "Secrets by id, given at build time (--secret); "
+                                       "steps name the ones they use."},
+            "steps": {"type": "array", "items": _items("step", REGISTRY, {"secrets": _USES})},
+            "verify": {"type": "array", "items": _items("check", CHECKS, {})},
         },
         "required": ["name", "description", "version"],
         "additionalProperties": False,
@@ -175,7 +183,7 @@ def _explain(err: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]
             hint = did_you_mean(key, allowed)
             if what in ("step", "check"):
                 message = f"unknown {what} kind '{key}'"
-                kinds = (k for k in allowed if k not in ("name", "when"))
+                kinds = (k for k in allowed if k not in ("name", "when", "secrets"))
                 hint = hint or "kinds: " + ", ".join(kinds)
             else:
                 message = f"unknown key '{key}'"

@@ -197,6 +197,16 @@ def _options(c: Any, recipe: str, set_: list[str] | None, mirror: str, base: str
                    docker=_config(c, "docker") or "", **kw)
 
 
+def _step_number(value: Any) -> int:
+    """--from-step N: invoke passes what was typed; a number from 1 on."""
+    text = str(value).strip()
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise error(f"--from-step needs a step number from 1, got {text!r}", path="--from-step")
+    return int(text)
+
+
 def _check_tag(tag: str) -> str:
     if msg := grammar.image(tag):
         raise error(msg, path="--tag")
@@ -216,6 +226,8 @@ _COMMON = {
     "verbose": "Print the tools' whole output, not one line per step.",
     "allow_system": "Host: let apt steps install Debian packages (root). Without it they only "
                     "check that the packages are installed.",
+    "fresh": "Host: run every step, forgetting which ones finished in an earlier run.",
+    "from_step": "Host: run from step N on (earlier steps must have finished before).",
 }
 
 
@@ -230,7 +242,8 @@ _COMMON = {
 )
 @_reports_errors
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
-          no_verify=False, no_cache=False, allow_system=False, verbose=False):
+          no_verify=False, no_cache=False, allow_system=False, verbose=False, fresh=False,
+          from_step=""):
     """Build a recipe into a Docker image (or on this host) and verify it."""
     from .build import build as run_build
 
@@ -238,18 +251,20 @@ def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", tar
         _check_tag(tag)
     opts = _options(c, recipe, set_, mirror, base, ca_bundle, tag=tag, target=target,
                     verify=not no_verify, no_cache=no_cache, allow_system=allow_system,
-                    verbose=verbose)
+                    verbose=verbose, fresh=fresh, from_step=_step_number(from_step))
     run_build(opts)
 
 
 @task(name="run", iterable=["set_"], help=_COMMON)
 @_reports_errors
-def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False):
+def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False,
+         fresh=False, from_step=""):
     """Run a recipe's shell script on this host, into .envkit/envs/NAME (no verify)."""
     from .build import build_host
 
     opts = _options(c, recipe, set_, mirror, "", ca_bundle, allow_system=allow_system,
-                    verbose=verbose, target="host")
+                    verbose=verbose, target="host", fresh=fresh,
+                    from_step=_step_number(from_step))
     build_host(opts, Catalog(), sys.stdout, verify=False)
 
 

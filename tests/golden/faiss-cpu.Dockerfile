@@ -22,8 +22,13 @@ ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
-COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh
-ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh
+# pip and uv retry and time out on a flaky network.
+ARG PIP_RETRIES="5"
+ARG PIP_DEFAULT_TIMEOUT="60"
+ARG UV_HTTP_RETRIES="5"
+ARG UV_HTTP_TIMEOUT="60"
+COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
 
 # [1/4] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -32,8 +37,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
 
 # [2/4] python-venv: virtual environment
 RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
@@ -48,8 +53,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends libgomp1
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends libgomp1
 
 # [4/4] faiss-cpu: faiss and numpy
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
@@ -61,6 +66,6 @@ LABEL org.opencontainers.image.title="faiss-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="faiss (CPU) from PyPI in a venv, checked by building and searching an index." \
       io.envkit.recipe="faiss-cpu" \
-      io.envkit.hash="sha256:d40cf45aa8e9b9a19d7fb26f89cf929564e50b3df8e715fe0272273bc73ab4b5" \
+      io.envkit.hash="sha256:5e1a77ce5d101eeec75b4153e24ef0dd2a35bdbf2b88892368e42121c8470c54" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"faiss\": \"1.15.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

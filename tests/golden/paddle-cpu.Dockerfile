@@ -22,8 +22,13 @@ ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
-COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh
-ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh
+# pip and uv retry and time out on a flaky network.
+ARG PIP_RETRIES="5"
+ARG PIP_DEFAULT_TIMEOUT="60"
+ARG UV_HTTP_RETRIES="5"
+ARG UV_HTTP_TIMEOUT="60"
+COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
 
 # [1/4] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -32,8 +37,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
 
 # [2/4] python-venv: virtual environment
 RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
@@ -48,8 +53,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends libgomp1
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends libgomp1
 
 # [4/4] paddle-cpu: PaddlePaddle
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
@@ -61,6 +66,6 @@ LABEL org.opencontainers.image.title="paddle-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PaddlePaddle (CPU) from PyPI in a venv, checked with paddle.utils.run_check()." \
       io.envkit.recipe="paddle-cpu" \
-      io.envkit.hash="sha256:1679432009761f54015e91efdfe2f97252e191f0b5edf1fd14ff6000a23983f2" \
+      io.envkit.hash="sha256:bf9e6db241e1eb3e5714397cad5e9d88f47fc06307f2b5179eabd6a92195d7a9" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"paddle\": \"3.3.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

@@ -22,8 +22,13 @@ ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
-COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh
-ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh
+# pip and uv retry and time out on a flaky network.
+ARG PIP_RETRIES="5"
+ARG PIP_DEFAULT_TIMEOUT="60"
+ARG UV_HTTP_RETRIES="5"
+ARG UV_HTTP_TIMEOUT="60"
+COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
 
 # [1/2] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -32,8 +37,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
 
 # [2/2] python-venv: virtual environment
 RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
@@ -46,6 +51,6 @@ LABEL org.opencontainers.image.title="python-venv" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="A Python virtual environment on Debian's system Python, active on PATH." \
       io.envkit.recipe="python-venv" \
-      io.envkit.hash="sha256:eef54b8bfa38d8441bd3f4b93a8aee8e97677b3c39aab7aa11e45280411d0e50" \
+      io.envkit.hash="sha256:ce8714392b19af9b254e1a407c1369937f44ffb3dfda97574069802e990f5009" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

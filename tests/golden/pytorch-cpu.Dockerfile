@@ -22,8 +22,13 @@ ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
-COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh
-ARG BASH_ENV=/usr/local/lib/envkit/mirror.sh
+# pip and uv retry and time out on a flaky network.
+ARG PIP_RETRIES="5"
+ARG PIP_DEFAULT_TIMEOUT="60"
+ARG UV_HTTP_RETRIES="5"
+ARG UV_HTTP_TIMEOUT="60"
+COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
 
 # [1/3] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -32,8 +37,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/keep-cache \
  && envkit_apt_sources \
- && apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} update \
- && DEBIAN_FRONTEND=noninteractive apt-get ${ENVKIT_CA:+-o "Acquire::https::CAInfo=${ENVKIT_CA}"} ${ENVKIT_APT_LIST:+-o "Dir::Etc::SourceList=${ENVKIT_APT_LIST}" -o "Dir::Etc::SourceParts=${ENVKIT_APT_PARTS}"} install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
+ && envkit_apt_get update \
+ && envkit_apt_get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv
 
 # [2/3] python-venv: virtual environment
 RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
@@ -51,6 +56,6 @@ LABEL org.opencontainers.image.title="pytorch-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PyTorch and torchvision (CPU builds) in a venv, checked with a small tensor op." \
       io.envkit.recipe="pytorch-cpu" \
-      io.envkit.hash="sha256:1ef8e1e75a853c3f72facf3567a04c7616a217bde0b3b0499daafe859cbe414b" \
+      io.envkit.hash="sha256:34fc06896ea024c9479f9d0dd7a9e81684e661edfd14f7784ed58facaf79de07" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

@@ -1,7 +1,11 @@
-# envkit mirror helper: sourced before the steps run (in a Dockerfile through BASH_ENV,
-# on every RUN). ENVKIT_MIRROR_<TOOL> lists a tool's mirrors in order; '-' means the
-# tool's own default. The first one that answers is used; a skipped one is reported.
-# Never fails: a mirror that does not answer is the tool's error to report, not ours.
+# envkit's runtime helpers: sourced before the steps run (in a Dockerfile through BASH_ENV,
+# on every RUN; inlined in the shell script). Three parts:
+# - mirrors: ENVKIT_MIRROR_<TOOL> lists a tool's mirrors in order; '-' means the tool's own
+#   default. The first one that answers is used; a skipped one is reported. Never fails: a
+#   mirror that does not answer is the tool's error to report, not ours.
+# - a flaky network: downloads and clones retry with backoff, and a stalled transfer is
+#   abandoned; each retry says why.
+# - secrets: a step that uses one gets its variable for that step only.
 
 envkit_mirror_answers() {
   # a TCP connection within 5 s to the URL's host and port
@@ -93,6 +97,16 @@ envkit_apt_sources() {
   ENVKIT_APT_LIST=$dir/sources.list ENVKIT_APT_PARTS=$dir/parts
 }
 
+envkit_apt_get() {
+  # apt-get with retries and timeouts, the CA bundle (ENVKIT_CA, set by --ca-bundle) for
+  # https sources, and the mirror's sources list when envkit_apt_sources made one
+  local opts=(-o Acquire::Retries=5 -o Acquire::http::Timeout=60 -o Acquire::https::Timeout=60)
+  [ -z "${ENVKIT_CA:-}" ] || opts+=(-o "Acquire::https::CAInfo=$ENVKIT_CA")
+  [ -z "${ENVKIT_APT_LIST:-}" ] ||
+    opts+=(-o "Dir::Etc::SourceList=$ENVKIT_APT_LIST" -o "Dir::Etc::SourceParts=$ENVKIT_APT_PARTS")
+  DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" "$@"
+}
+
 envkit_condarc() {
   # FILE [CHANNEL...]: a .condarc for the conda mirror (channels default to conda-forge)
   local file=$1 ch
@@ -111,6 +125,129 @@ envkit_condarc() {
       for ch in conda-forge pytorch nvidia bioconda; do echo "  $ch: $ENVKIT_CONDA_MIRROR/cloud"; done
     fi
   } > "$file"
+}
+
+# --- a flaky network ---------------------------------------------------------------------
+# ENVKIT_RETRIES tries (default 4) per source, waiting ENVKIT_RETRY_DELAY (2) s, then twice as
+# long each time, at most 30 s. A transfer slower than 1 kB/s for ENVKIT_STALL_TIMEOUT (60) s
+# counts as failed, and a connection has ENVKIT_CONNECT_TIMEOUT (20) s.
+
+envkit_backoff() {
+  # ATTEMPT -> seconds to wait after that many failed tries
+  local delay=${ENVKIT_RETRY_DELAY:-2} n=1
+  while ((n < $1 && delay < 30)); do
+    delay=$((delay * 2))
+    n=$((n + 1))
+  done
+  ((delay > 30)) && delay=30
+  printf '%s' "$delay"
+}
+
+envkit_retry() {
+  # WHAT CMD...: run CMD until it succeeds, ENVKIT_RETRIES tries at most
+  local what=$1 tries=${ENVKIT_RETRIES:-4} attempt code wait
+  shift
+  for ((attempt = 1; ; attempt++)); do
+    code=0
+    "$@" || code=$?
+    [ "$code" = 0 ] && return 0
+    if ((attempt >= tries)); then
+      printf '[envkit] %s failed %s times (exit %s); giving up\n' "$what" "$tries" "$code" >&2
+      return "$code"
+    fi
+    wait=$(envkit_backoff "$attempt")
+    printf '[envkit] %s failed (exit %s, try %s of %s); retrying in %ss\n' \
+      "$what" "$code" "$attempt" "$tries" "$wait" >&2
+    sleep "$wait"
+  done
+}
+
+envkit_download() {
+  # OUT URL...: fetch into OUT from the first URL that works, each tried ENVKIT_RETRIES times.
+  # An answer that will not change (404, 403, 410) moves on to the next URL at once.
+  local out=$1 tries=${ENVKIT_RETRIES:-4} url attempt status code wait
+  shift
+  for url in "$@"; do
+    for ((attempt = 1; attempt <= tries; attempt++)); do
+      code=0
+      status=$(curl -sSL --fail --connect-timeout "${ENVKIT_CONNECT_TIMEOUT:-20}" \
+        --speed-limit 1024 --speed-time "${ENVKIT_STALL_TIMEOUT:-60}" \
+        -w '%{http_code}' -o "$out" -- "$url") || code=$?
+      [ "$code" = 0 ] && return 0
+      rm -f -- "$out"
+      case $status in
+        403 | 404 | 410)
+          printf '[envkit] download from %s: HTTP %s\n' "$url" "$status" >&2
+          break ;;
+      esac
+      if ((attempt < tries)); then
+        wait=$(envkit_backoff "$attempt")
+        printf '[envkit] download from %s failed (curl exit %s, HTTP %s, try %s of %s); retrying in %ss\n' \
+          "$url" "$code" "${status:-000}" "$attempt" "$tries" "$wait" >&2
+        sleep "$wait"
+      else
+        printf '[envkit] download from %s failed %s times\n' "$url" "$tries" >&2
+      fi
+    done
+    [ "$url" = "${*: -1}" ] || printf '[envkit] trying the next source\n' >&2
+  done
+  printf '[envkit] no source of %s answered\n' "$1" >&2
+  return 1
+}
+
+envkit_clone() {
+  # URL DEST COMMIT [git clone options]: clone into DEST.part with retries, then rename it to
+  # DEST. A DEST that is already a clone of URL at COMMIT (an earlier run) is kept.
+  local url=$1 dest=$2 commit=$3 origin head
+  shift 3
+  if [ -e "$dest" ]; then
+    origin=$(git -C "$dest" config --get remote.origin.url 2>/dev/null) || origin=''
+    if [ "$origin" != "$url" ]; then
+      printf '[envkit] %s already exists and is not a clone of %s; remove it first\n' \
+        "$dest" "$url" >&2
+      return 1
+    fi
+    head=$(git -C "$dest" rev-parse -q --verify HEAD 2>/dev/null) || head=''
+    if [ "$head" = "$commit" ]; then
+      printf '[envkit] %s is already a clone of %s at %s\n' "$dest" "$url" "$commit" >&2
+      return 0
+    fi
+    printf '[envkit] %s is a clone of %s at %s, not %s; cloning again\n' \
+      "$dest" "$url" "${head:-nothing}" "$commit" >&2
+    rm -rf -- "$dest"
+  fi
+  envkit_retry "git clone of $url" envkit_clone_once "$url" "$dest.part" "$@" &&
+    mv -- "$dest.part" "$dest"
+}
+
+envkit_clone_once() {
+  # URL DIR [options]: one try; a half-made DIR is removed so the next try starts clean
+  local url=$1 dir=$2
+  shift 2
+  rm -rf -- "$dir"
+  GIT_HTTP_LOW_SPEED_LIMIT=1000 GIT_HTTP_LOW_SPEED_TIME=${ENVKIT_STALL_TIMEOUT:-60} \
+    git clone "$@" -- "$url" "$dir" && return 0
+  local code=$?
+  rm -rf -- "$dir"
+  return "$code"
+}
+
+# --- secrets ------------------------------------------------------------------------------
+
+envkit_secret_use() {
+  # VAR file|value ID: VAR is the path of secret ID's file, or its content, for this step.
+  # The file is a BuildKit secret mount in a Docker build, and the shell script's private
+  # copy on a host (ENVKIT_SECRETS_DIR). An optional secret that was not given leaves VAR unset.
+  local file="${ENVKIT_SECRETS_DIR:-/run/secrets}/$3"
+  if [ ! -f "$file" ]; then
+    printf '[envkit] secret %s was not given; %s stays unset\n' "$3" "$1" >&2
+    return 0
+  fi
+  if [ "$2" = file ]; then
+    export "$1=$file"
+  else
+    export "$1=$(cat -- "$file")"
+  fi
 }
 
 # shellcheck disable=SC2034  # read by apt steps

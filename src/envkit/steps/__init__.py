@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..diagnostics import Path_
+from ..secrets import Secret
 from ..unit import Unit
 
 Problem = tuple[Path_, str]  # (path inside the step's fields, message)
@@ -38,6 +39,13 @@ class State:
 @dataclass
 class Step(Unit):
     cache_mounts: ClassVar[tuple[str, ...]] = ()  # BuildKit cache mounts for its RUN
+    runs: ClassVar[bool] = True  # runs commands (so it may use secrets)
+    secrets: list[Secret] = field(default_factory=list, kw_only=True)  # set by the plan
+
+    @property
+    def secret_mounts(self) -> list[tuple[str, str, str]]:
+        """BuildKit secret mounts (id, target, mode) for its RUN: root may read them."""
+        return [(s.id, s.target, "0400") for s in self.secrets]
 
     def check(self) -> list[Problem]:
         """Grammar problems of the bound values."""

@@ -21,6 +21,7 @@ _SPECIAL = re.compile(r"[$*?\[\]\\]")
 class Copy(Step):
     kind = "copy"
     summary = "Copy a file or folder from the recipe's folder."
+    runs = False  # nothing runs: no secrets
     properties = {
         "src": {"type": "string", "description": "Path relative to the recipe file."},
         "dest": {"type": "string", "description": "Absolute destination path."},

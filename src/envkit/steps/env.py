@@ -15,6 +15,7 @@ from . import Problem, Step, kind
 class Env(Step):
     kind = "env"
     summary = "Set environment variables; ${NAME} refers to another variable."
+    runs = False  # nothing runs: no secrets
     properties = {}
     verbatim_fields = ("vars",)  # numbers keep their written form
     env_fields = ("vars",)

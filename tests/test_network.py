@@ -1,0 +1,325 @@
+"""A flaky network: downloads, clones and pip retry with backoff, a stalled transfer is
+abandoned, an answer that will not change moves on at once. Real bash, curl, git and pip
+against a local server that fails on purpose (conftest.FlakyServer); nothing leaves this
+machine."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, FlakyServer, plan_of
+from envkit.render import render
+
+HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
+DEAD = "http://127.0.0.1:1"  # nothing listens on port 1: refused at once
+FAST = {"ENVKIT_RETRY_DELAY": "1"}  # backoff 1, 2, 4 s instead of 2, 4, 8
+
+
+def helper(script: str, cwd: Path, env: dict[str, str] | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Source the helpers in a strict bash, then run ``script``."""
+    base = {"PATH": os.environ["PATH"], "HOME": str(cwd), "LC_ALL": "C"}
+    return subprocess.run(["bash", "-c", f'set -Eeuo pipefail; . "$0"; {script}',
+                           str(HELPERS)], cwd=cwd, env={**base, **FAST, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def retries(stderr: str) -> list[str]:
+    """The waits the helpers announced: 'retrying in Ns'."""
+    return re.findall(r"retrying in (\d+)s", stderr)
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_and_stops_at_30s(tmp_path: Path) -> None:
+    done = helper("for n in 1 2 3 4 5 6 7; do envkit_backoff $n; echo; done", tmp_path,
+                  {"ENVKIT_RETRY_DELAY": "2"})
+    assert done.stdout.split() == ["2", "4", "8", "16", "30", "30", "30"]
+
+
+def test_retry_runs_a_command_until_it_succeeds(tmp_path: Path) -> None:
+    done = helper("envkit_retry 'the flaky thing' bash -c '"
+                  "n=$(cat n 2>/dev/null || echo 0); echo $((n + 1)) > n; [ $n -ge 2 ]'",
+                  tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "n").read_text() == "3\n"
+    assert retries(done.stderr) == ["1", "2"]
+    assert "the flaky thing failed (exit 1, try 1 of 4); retrying in 1s" in done.stderr
+
+
+def test_retry_gives_up_after_the_last_try_with_the_commands_exit_code(tmp_path: Path) -> None:
+    done = helper("envkit_retry 'it' bash -c 'exit 7'", tmp_path, {"ENVKIT_RETRIES": "2"})
+    assert done.returncode == 7
+    assert "it failed 2 times (exit 7); giving up" in done.stderr
+
+
+# --- downloads ----------------------------------------------------------------------------
+
+
+def test_download_survives_a_server_that_fails_the_first_requests(
+        flaky: FlakyServer, tmp_path: Path) -> None:
+    (flaky.root / "f.bin").write_bytes(b"payload\n")
+    flaky.fail["/f.bin"] = 2
+    started = time.monotonic()
+    done = helper(f"envkit_download out.part {flaky.url}/f.bin", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.part").read_bytes() == b"payload\n"
+    assert flaky.hits["/f.bin"] == 3
+    assert retries(done.stderr) == ["1", "2"]  # backoff: it waited, twice as long the second time
+    assert "(curl exit 22, HTTP 503, try 1 of 4)" in done.stderr
+    assert time.monotonic() - started >= 3
+
+
+def test_download_gives_up_on_a_source_after_its_tries_and_moves_on(
+        flaky: FlakyServer, tmp_path: Path) -> None:
+    (flaky.root / "f.bin").write_bytes(b"payload\n")
+    done = helper(f"envkit_download out.part {DEAD}/f.bin {flaky.url}/f.bin", tmp_path,
+                  {"ENVKIT_RETRIES": "2"})
+    assert done.returncode == 0, done.stderr
+    assert f"download from {DEAD}/f.bin failed 2 times" in done.stderr
+    assert "trying the next source" in done.stderr
+    assert (tmp_path / "out.part").read_bytes() == b"payload\n"
+
+
+def test_a_404_is_not_retried(flaky: FlakyServer, tmp_path: Path) -> None:
+    (flaky.root / "f.bin").write_bytes(b"payload\n")
+    done = helper(f"envkit_download out.part {flaky.url}/gone.bin {flaky.url}/f.bin", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert flaky.hits["/gone.bin"] == 1 and retries(done.stderr) == []
+    assert f"download from {flaky.url}/gone.bin: HTTP 404" in done.stderr
+
+
+def test_no_source_answering_fails_and_leaves_no_file(tmp_path: Path) -> None:
+    done = helper(f"envkit_download out.part {DEAD}/a {DEAD}/b", tmp_path,
+                  {"ENVKIT_RETRIES": "2"})
+    assert done.returncode == 1
+    assert f"no source of {DEAD}/a answered" in done.stderr
+    assert not (tmp_path / "out.part").exists()
+
+
+def test_a_stalled_transfer_is_abandoned_and_retried(flaky: FlakyServer,
+                                                       tmp_path: Path) -> None:
+    flaky.stall.add("/slow.bin")
+    (flaky.root / "f.bin").write_bytes(b"payload\n")
+    started = time.monotonic()
+    done = helper(f"envkit_download out.part {flaky.url}/slow.bin {flaky.url}/f.bin", tmp_path,
+                  {"ENVKIT_RETRIES": "2", "ENVKIT_STALL_TIMEOUT": "2"})
+    assert done.returncode == 0, done.stderr
+    assert "(curl exit 28," in done.stderr  # curl's "operation too slow"
+    assert flaky.hits["/slow.bin"] == 2
+    assert time.monotonic() - started < 25  # the server would have held each try for 30 s
+
+
+def test_a_download_step_retries_then_checks_the_sha256(recipe, flaky: FlakyServer,
+                                                         tmp_path: Path) -> None:
+    data = b"the real file\n"
+    (flaky.root / "f.bin").write_bytes(data)
+    flaky.fail["/f.bin"] = 1
+    path = recipe(f"""\
+        steps:
+          - download:
+              url: {flaky.url}/f.bin
+              sha256: {hashlib.sha256(data).hexdigest()}
+              dest: "{{{{ prefix }}}}/f.bin"
+    """)
+    done = run_script(path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "env" / "f.bin").read_bytes() == data
+    assert retries(done.stderr) == ["1"]
+
+
+def run_script(path: Path, tmp_path: Path, *args: str,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = tmp_path / "env"
+    script = tmp_path / "install.sh"
+    script.write_text(render(plan_of(path, {"prefix": str(prefix)}), "shell"))
+    base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LC_ALL": "C",
+            "PIP_CONFIG_FILE": os.devnull}
+    return subprocess.run(["bash", str(script), *args], cwd=tmp_path,
+                          env={**base, **FAST, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+# --- clones -------------------------------------------------------------------------------
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"], "HOME": str(cwd)}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def served_repo(flaky: FlakyServer, tmp_path: Path) -> tuple[str, str]:
+    """A repository served over git's 'dumb' HTTP protocol by the flaky server."""
+    work = tmp_path / "work"
+    work.mkdir()
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "f").write_text("v1\n")
+    _git("add", "f", cwd=work)
+    _git("commit", "-qm", "one", cwd=work)
+    commit = _git("rev-parse", "HEAD", cwd=work)
+    _git("clone", "-q", "--bare", str(work), str(flaky.root / "r.git"), cwd=tmp_path)
+    _git("update-server-info", cwd=flaky.root / "r.git")
+    return f"{flaky.url}/r.git", commit
+
+
+def test_a_clone_survives_a_server_that_fails_the_first_requests(
+        flaky: FlakyServer, served_repo: tuple[str, str], tmp_path: Path) -> None:
+    url, commit = served_repo
+    flaky.fail["/r.git/info/refs"] = 2
+    done = helper(f"envkit_clone {url} co {commit}", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert retries(done.stderr) == ["1", "2"]
+    assert (tmp_path / "co" / "f").read_text() == "v1\n"
+    assert not (tmp_path / "co.part").exists()
+
+
+def test_a_clone_that_never_works_leaves_nothing(flaky: FlakyServer, tmp_path: Path) -> None:
+    done = helper(f"envkit_clone {DEAD}/r.git co {'0' * 40}", tmp_path, {"ENVKIT_RETRIES": "2"})
+    assert done.returncode != 0
+    assert f"git clone of {DEAD}/r.git failed 2 times" in done.stderr
+    assert not (tmp_path / "co").exists() and not (tmp_path / "co.part").exists()
+
+
+def test_a_clone_left_by_an_earlier_run_is_kept_or_redone(
+        flaky: FlakyServer, served_repo: tuple[str, str], tmp_path: Path) -> None:
+    url, commit = served_repo
+    assert helper(f"envkit_clone {url} co {commit}", tmp_path).returncode == 0
+    (tmp_path / "co" / "mine").write_text("kept\n")
+    again = helper(f"envkit_clone {url} co {commit}", tmp_path)
+    assert again.returncode == 0 and "is already a clone of" in again.stderr
+    assert (tmp_path / "co" / "mine").exists()  # not cloned again
+    other = helper(f"envkit_clone {url} co {'1' * 40}", tmp_path)
+    assert "not " + "1" * 40 + "; cloning again" in other.stderr
+    assert not (tmp_path / "co" / "mine").exists()
+
+
+def test_a_clone_never_replaces_a_folder_it_did_not_make(
+        served_repo: tuple[str, str], tmp_path: Path) -> None:
+    url, commit = served_repo
+    (tmp_path / "co").mkdir()
+    (tmp_path / "co" / "precious").write_text("mine\n")
+    done = helper(f"envkit_clone {url} co {commit}", tmp_path)
+    assert done.returncode == 1
+    assert "co already exists and is not a clone of" in done.stderr
+    assert (tmp_path / "co" / "precious").read_text() == "mine\n"
+
+
+def test_a_git_step_retries_the_clone_and_checks_the_commit(
+        recipe, flaky: FlakyServer, served_repo: tuple[str, str], tmp_path: Path) -> None:
+    url, commit = served_repo
+    flaky.fail["/r.git/info/refs"] = 1
+    path = recipe(f"""\
+        steps:
+          - git: {{url: "{url}", ref: main, commit: "{commit}", dest: "{{{{ prefix }}}}/src"}}
+    """)
+    done = run_script(path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert retries(done.stderr) == ["1"]
+    assert (tmp_path / "env" / "src" / "f").read_text() == "v1\n"
+
+
+# --- apt and pip ----------------------------------------------------------------------------
+
+
+def test_apt_get_gets_retries_timeouts_the_ca_and_the_mirror_list(tmp_path: Path) -> None:
+    stub = tmp_path / "bin" / "apt-get"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$HOME/argv"\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{stub.parent}:{os.environ['PATH']}", "ENVKIT_CA": "/run/secrets/envkit-ca"}
+    done = helper("ENVKIT_APT_LIST=/s.list ENVKIT_APT_PARTS=/parts; envkit_apt_get update",
+                  tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "argv").read_text().split("\n")[:-1] == [
+        "-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=60",
+        "-o", "Acquire::https::Timeout=60", "-o", "Acquire::https::CAInfo=/run/secrets/envkit-ca",
+        "-o", "Dir::Etc::SourceList=/s.list", "-o", "Dir::Etc::SourceParts=/parts", "update"]
+
+
+def wheel(name: str, version: str) -> tuple[str, bytes]:
+    """A minimal pure-Python wheel whose module reports ``version``."""
+    dist = name.replace("-", "_")
+    files = {f"{dist}/__init__.py": f"__version__ = {version!r}\n".encode(),
+             f"{dist}-{version}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{dist}-{version}.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: envkit-tests\nRoot-Is-Purelib: true\n"
+                 b"Tag: py3-none-any\n"}
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}-{version}.dist-info/RECORD,,")
+    files[f"{dist}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return f"{dist}-{version}-py3-none-any.whl", buf.getvalue()
+
+
+def simple_index(root: Path, name: str, version: str) -> None:
+    """A PEP 503 index of one project under root/simple, its wheel under root/files."""
+    filename, data = wheel(name, version)
+    (root / "files").mkdir(exist_ok=True)
+    (root / "files" / filename).write_bytes(data)
+    page = root / "simple" / name
+    page.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256(data).hexdigest()
+    (page / "index.html").write_text(
+        f'<html><body><a href="../../files/{filename}#sha256={sha}">{filename}</a>'
+        "</body></html>\n")
+
+
+@pytest.mark.skipif(not shutil.which("python3"), reason="python3 missing")
+def test_pip_retries_an_index_that_fails_the_first_requests(recipe, flaky: FlakyServer,
+                                                              tmp_path: Path) -> None:
+    simple_index(flaky.root, "envkit-probe", "1.0")
+    flaky.fail["/simple/envkit-probe/"] = 2
+    path = recipe(f"""\
+        steps:
+          - venv: {{path: "{{{{ prefix }}}}/venv"}}
+          - pip:
+              packages: ["envkit-probe==1.0"]
+              index: {flaky.url}/simple
+              options: [--no-cache-dir]
+    """)
+    # Without retries (the user's own PIP_RETRIES=0 wins) pip stops at the first 503 ...
+    once = tmp_path / "once"
+    once.mkdir()
+    done = run_script(path, once, env={"PIP_RETRIES": "0"})
+    assert done.returncode != 0 and "step 2/2 failed" in done.stderr
+    assert flaky.hits["/simple/envkit-probe/"] == 1
+    # ... and with envkit's (5) it gets through the two 503s to the page.
+    flaky.hits.clear()
+    done = run_script(path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert flaky.hits["/simple/envkit-probe/"] == 3
+    probe = subprocess.run([str(tmp_path / "env" / "venv" / "bin" / "python"), "-c",
+                            "import envkit_probe; print(envkit_probe.__version__)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout == "1.0\n"
+
+
+def test_the_outputs_give_pip_and_uv_retries_and_timeouts(recipe) -> None:
+    plan = plan_of(recipe("steps: [{run: 'true'}]\n"))
+    shell, docker = render(plan, "shell"), render(plan, "dockerfile")
+    for key, value in (("PIP_RETRIES", "5"), ("PIP_DEFAULT_TIMEOUT", "60"),
+                       ("UV_HTTP_RETRIES", "5"), ("UV_HTTP_TIMEOUT", "60")):
+        assert f'export {key}="${{{key}:-{value}}}"' in shell  # the user's own setting wins
+        assert f'ARG {key}="{value}"' in docker  # build time only: not in the image
