@@ -306,7 +306,38 @@ def base(c, suite="", tag="", mirror_url=""):
     print(f"envkit: {tag} ({image_id[:19]}, {size}) in {time.perf_counter() - started:.0f}s")
 
 
-ns = Collection(list_, render_, validate, schema_, build, run_, verify, base)
+@task(help={"target": "docker (default) or host: with host the engine and BuildKit are "
+                      "optional.",
+            "gpu": "Require a GPU runtime (the NVIDIA driver and Container Toolkit).",
+            "ca_bundle": "The CA bundle to check: auto (default), none, or a file. Or "
+                         "envkit.ca_bundle.",
+            "mirror": _COMMON["mirror"] + " Its pip index is the HTTPS check's target."})
+@_reports_errors
+def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
+    """Check this machine: engine, BuildKit, disk, CA bundle, GPU runtime, debootstrap."""
+    from . import doctor as doc
+
+    if target not in ("", "docker", "host"):
+        raise error(f"unknown target '{target}'", path="--target", hint="docker or host")
+    profile = mirrors.get(mirror or _config(c, "mirror"))
+    indexes = tuple(doc.PYPI if url == mirrors.UPSTREAM else url
+                    for url in profile.candidates("pip"))
+    ctx = doc.Context(target=target, gpu=gpu,
+                      ca_bundle=ca_bundle or _config(c, "ca_bundle") or "auto",
+                      indexes=tuple(dict.fromkeys(indexes)), docker=_config(c, "docker") or "")
+    findings = []
+    for name, fn in doc.CHECKS.items():
+        finding = doc.run_one(name, fn, ctx)
+        findings.append(finding)
+        print(finding.line(), flush=True)
+    print(doc.summary(findings))
+    failed = [f.name for f in findings if f.status == doc.FAIL]
+    if failed:
+        raise error(f"{len(failed)} required check{'s' * (len(failed) != 1)} failed: "
+                    f"{', '.join(failed)}", path="doctor", hint="each FAIL line says the fix")
+
+
+ns = Collection(list_, render_, validate, schema_, build, run_, verify, base, doctor)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})
