@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import baseimage, buildkit, ca, engine, host
+from . import secrets as secretmod
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
 from .plan import Plan, make_plan, param_text
@@ -44,6 +45,7 @@ class Options:
     verbose: bool = False
     docker: str = ""  # a docker CLI to build with, instead of choosing one
     build_dir: Path = Path("build")
+    secrets: dict[str, secretmod.Given] = field(default_factory=dict)  # --secret
     fresh: bool = False  # host: forget finished steps, run all
     from_step: int = 0  # host: run from this step on (earlier ones must have finished)
 
@@ -112,6 +114,13 @@ def default_repo(name: str) -> str:
 
 
 def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: TextIO) -> str:
+    # every secret the steps use is found before any slow work; removed after the build
+    with secretmod.provide(plan.secrets, opts.secrets) as given:
+        return _build_image(client, opts, catalog, plan, given, out)
+
+
+def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
+                 given: secretmod.Provided, out: TextIO) -> str:
     builder = buildkit.choose(opts.docker)
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
@@ -131,7 +140,7 @@ def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: T
             print(f"envkit: {tags[0]} is already built from this recipe; skipping the build "
                   "(--no-cache rebuilds)", file=out, flush=True)
         else:
-            _run_build(builder, plan, context, tags, bid, opts, out)
+            _run_build(builder, plan, context, tags, bid, opts, given, out)
     image = engine.image(client, tags[0])
     size = engine.size_text(image.attrs.get("Size", 0)) if image is not None else "?"
     base_size = engine.size_text(base_image.attrs.get("Size", 0)) if base_image else "?"
@@ -145,13 +154,13 @@ def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: T
 
 
 def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[str],
-               bid: str, opts: Options, out: TextIO) -> None:
+               bid: str, opts: Options, given: secretmod.Provided, out: TextIO) -> None:
     dockerfile = (context / "Dockerfile").read_text()
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
     progress = buildkit.Progress(titles, buildkit.instruction_steps(dockerfile), out,
                                  opts.verbose)
     log = context / "build.log"
-    secrets, args = {}, {}
+    secrets, args = dict(given.files), {}
     if opts.ca_bundle:
         secrets[ca.SECRET_ID] = opts.ca_bundle
         args = ca.env(ca.TARGET)
@@ -160,8 +169,12 @@ def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[
     if opts.ca_bundle:
         print(f"envkit: the build trusts {opts.ca_bundle} (a BuildKit secret, in no layer; "
               "--ca-bundle none to build without)", file=out, flush=True)
+    if given.files:
+        print(f"envkit: secrets {', '.join(given.files)} are mounted only on the steps that "
+              "use them (BuildKit secrets, in no layer)", file=out, flush=True)
     outcome = buildkit.build(builder, context, tags, {"io.envkit.build": bid}, progress, log,
-                             secrets=secrets, build_args=args, no_cache=opts.no_cache)
+                             secrets=secrets, build_args=args, no_cache=opts.no_cache,
+                             redact=given.redact)
     if not outcome.ok:
         failed = progress.failed
         for line in outcome.tail:
@@ -214,10 +227,10 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     if opts.from_step and not 1 <= opts.from_step <= len(plan.steps):
         raise error(f"--from-step {opts.from_step}: {plan.name} has steps 1 to "
                     f"{len(plan.steps)}", path="--from-step")
-    with _locked(target):
+    with _locked(target), secretmod.provide(plan.secrets, opts.secrets) as given:
         seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
                                  ca_bundle=opts.ca_bundle, verbose=opts.verbose,
-                                 fresh=opts.fresh, from_step=opts.from_step)
+                                 fresh=opts.fresh, from_step=opts.from_step, secrets=given)
     print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
     if opts.verify if verify is None else verify:
         _verify(plan, host.runner(plan), str(target), out)

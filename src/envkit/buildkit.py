@@ -192,7 +192,8 @@ class Outcome:
 
 def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, str],
           progress: Progress, log_path: Path, *, secrets: dict[str, Path] | None = None,
-          build_args: dict[str, str] | None = None, no_cache: bool = False) -> Outcome:
+          build_args: dict[str, str] | None = None, no_cache: bool = False,
+          redact: list[str] | None = None) -> Outcome:
     argv = [builder.client, *builder.args, "--progress=plain",
             "-f", str(context / "Dockerfile")]
     for tag in tags:
@@ -208,7 +209,7 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
     argv.append(str(context))
     env = {**os.environ, **dict(builder.env)}
     started = time.monotonic()
-    code, recent = logged.run(argv, log_path, progress.feed, env=env)
+    code, recent = logged.run(argv, log_path, progress.feed, env=env, redact=redact or [])
     seconds = time.monotonic() - started
     if code == 0:
         return Outcome(True, seconds, progress, [])

@@ -19,6 +19,7 @@ from .checks import Runner, local_runner
 from .diagnostics import error
 from .plan import Plan
 from .render import write_outputs
+from .secrets import Provided
 
 ENVS = Path(".envkit") / "envs"
 MANIFEST = "envkit.json"
@@ -61,7 +62,7 @@ def runner(plan: Plan) -> Runner:
 
 def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = False,
               ca_bundle: Path | None = None, verbose: bool = False, fresh: bool = False,
-              from_step: int = 0) -> float:
+              from_step: int = 0, secrets: Provided | None = None) -> float:
     """Render the script into ``target`` and run it; returns the seconds it took. Steps that
     finished in an earlier run, unchanged, are skipped (the script keeps stamps in
     ``target/.envkit-state``) unless ``fresh``; ``from_step`` reruns from that step on."""
@@ -74,6 +75,10 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
     env["ENVKIT_SYSTEM"] = "install" if allow_system else "check"
     if ca_bundle:
         env.update(ca.env(str(ca_bundle)))
+    for name in [k for k in env if k.startswith("ENVKIT_SECRET_")]:
+        del env[name]  # only what --secret or envkit found below, as files
+    given = secrets or Provided()
+    env.update(given.env(plan.secrets))
     started = time.monotonic()
 
     def show(line: str) -> None:
@@ -82,7 +87,7 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
 
     args = ["--fresh"] if fresh else ["--from-step", str(from_step)] if from_step else []
     code, recent = logged.run(["bash", str(target / SCRIPT), *args], target / LOG, show,
-                              env=env, cwd=target)
+                              env=env, cwd=target, redact=given.redact)
     seconds = time.monotonic() - started
     if code != 0:
         failing = next((m for ln in reversed(recent) if (m := _FAILED.match(ln))), None)

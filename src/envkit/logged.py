@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from .secrets import redact as masked
 
 
 def run(argv: list[str], log_path: Path, on_line: Callable[[str], None], *,
-        env: Mapping[str, str], cwd: Path | None = None,
-        keep: int = 40) -> tuple[int, list[str]]:
-    """The exit code and the last ``keep`` lines of output."""
+        env: Mapping[str, str], cwd: Path | None = None, keep: int = 40,
+        redact: Sequence[str] = ()) -> tuple[int, list[str]]:
+    """The exit code and the last ``keep`` lines of output. Each text in ``redact`` (a
+    secret's) is shown as *** in the log, the callback and the lines returned."""
     recent: list[str] = []
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(argv) + "\n")
@@ -27,8 +30,8 @@ def run(argv: list[str], log_path: Path, on_line: Callable[[str], None], *,
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
-                log.write(raw)
-                line = raw.rstrip("\n")
+                line = masked(raw.rstrip("\n"), list(redact)) if redact else raw.rstrip("\n")
+                log.write(line + "\n")
                 recent = [*recent[-(keep - 1):], line]
                 on_line(line)
             return proc.wait(), recent

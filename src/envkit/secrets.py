@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import envvalue
-from .diagnostics import did_you_mean, error
+from .diagnostics import EnvkitError, did_you_mean, error
 
 ID = r"[a-z0-9][a-z0-9_.-]{0,63}"
 MODES = ("file", "value")
@@ -133,16 +133,18 @@ def provide(used: Mapping[str, Secret], given: Mapping[str, Given],
             raise error(f"the recipe uses no secret '{sid}'", path="--secret",
                         hint=did_you_mean(sid, used) or
                         ("its secrets: " + ", ".join(used) if used else "it declares none"))
+    values = {sid: _value(secret, given.get(sid), environ) for sid, secret in used.items()}
+    missing = [error(f"secret '{sid}' is required and was not given", path="--secret",
+                     hint=f"pass --secret id={sid},src=FILE (or env=VAR), or set "
+                          f"{secret.source_var}_FILE or {secret.source_var}").diagnostics[0]
+               for sid, secret in used.items() if secret.required and values[sid] is None]
+    if missing:
+        raise EnvkitError(missing)
     tmp = Path(tempfile.mkdtemp(prefix="envkit-secrets."))  # mode 0700
     try:
         out = Provided()
-        for sid, secret in used.items():
-            data = _value(secret, given.get(sid), environ)
+        for sid, data in values.items():
             if data is None:
-                if secret.required:
-                    raise error(f"secret '{sid}' is required and was not given", path="--secret",
-                                hint=f"pass --secret id={sid},src=FILE (or env=VAR), or set "
-                                     f"{secret.source_var}_FILE or {secret.source_var}")
                 continue
             path = tmp / sid
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

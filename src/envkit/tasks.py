@@ -13,6 +13,7 @@ from typing import Any
 from invoke import Collection, Exit, task
 
 from . import ca, grammar, mirrors, schema
+from . import secrets as secretmod
 from .build import Options
 from .catalog import Catalog
 from .diagnostics import EnvkitError, error
@@ -227,12 +228,14 @@ _COMMON = {
     "allow_system": "Host: let apt steps install Debian packages (root). Without it they only "
                     "check that the packages are installed.",
     "fresh": "Host: run every step, forgetting which ones finished in an earlier run.",
+    "secret": "id=ID,src=FILE or id=ID,env=VAR: a secret the recipe declares; repeat for "
+              "several (default: ENVKIT_SECRET_<ID>_FILE or ENVKIT_SECRET_<ID>).",
     "from_step": "Host: run from step N on (earlier steps must have finished before).",
 }
 
 
 @task(
-    iterable=["set_"],
+    iterable=["set_", "secret"],
     help={**_COMMON,
           "base": "Base image instead of the recipe's.",
           "tag": "Image tag (default: envkit/NAME:<build hash>, and envkit/NAME:latest).",
@@ -243,7 +246,7 @@ _COMMON = {
 @_reports_errors
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
           no_verify=False, no_cache=False, allow_system=False, verbose=False, fresh=False,
-          from_step=""):
+          from_step="", secret=None):
     """Build a recipe into a Docker image (or on this host) and verify it."""
     from .build import build as run_build
 
@@ -251,20 +254,21 @@ def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", tar
         _check_tag(tag)
     opts = _options(c, recipe, set_, mirror, base, ca_bundle, tag=tag, target=target,
                     verify=not no_verify, no_cache=no_cache, allow_system=allow_system,
-                    verbose=verbose, fresh=fresh, from_step=_step_number(from_step))
+                    verbose=verbose, fresh=fresh, from_step=_step_number(from_step),
+                    secrets=secretmod.parse(secret or []))
     run_build(opts)
 
 
-@task(name="run", iterable=["set_"], help=_COMMON)
+@task(name="run", iterable=["set_", "secret"], help=_COMMON)
 @_reports_errors
 def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False,
-         fresh=False, from_step=""):
+         fresh=False, from_step="", secret=None):
     """Run a recipe's shell script on this host, into .envkit/envs/NAME (no verify)."""
     from .build import build_host
 
     opts = _options(c, recipe, set_, mirror, "", ca_bundle, allow_system=allow_system,
                     verbose=verbose, target="host", fresh=fresh,
-                    from_step=_step_number(from_step))
+                    from_step=_step_number(from_step), secrets=secretmod.parse(secret or []))
     build_host(opts, Catalog(), sys.stdout, verify=False)
 
 

@@ -1,0 +1,125 @@
+"""End to end, on a real Docker engine: secrets leave no trace in the image, its history, its
+labels, the rendered files or the logs; hostile values in a recipe arrive literally and run
+nothing. ``-m docker``; the base image comes from test_e2e's fixture (made by `invoke base`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import FlakyServer
+from test_e2e import HOST_CA, _record, base, client, envkit, image_bytes, show  # noqa: F401 (base and client are fixtures)
+from test_network import simple_index
+
+
+def bridge_gateway() -> str:
+    """The host as a build container sees it: the first address of the bridge network."""
+    done = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True,
+                          text=True, check=True)
+    config = json.loads(done.stdout)[0]["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+@pytest.fixture
+def private_index(tmp_path: Path) -> FlakyServer:
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FlakyServer(root, host="0.0.0.0")  # build containers reach it on the bridge
+    simple_index(root, "envkit-probe", "1.0")
+    server.login = f"envkit:pw-{uuid.uuid4().hex}"
+    yield server  # type: ignore[misc]
+    server.close()
+
+
+@pytest.mark.docker
+def test_secrets_reach_only_their_steps_and_leave_no_trace(
+        base: str, private_index: FlakyServer, tmp_path: Path) -> None:  # noqa: F811
+    password = private_index.login.split(":", 1)[1]
+    token = f"tok-{uuid.uuid4().hex}"
+    gateway = bridge_gateway()
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {gateway} login envkit password {password}\n")
+    (tmp_path / "private.yaml").write_text(textwrap.dedent(f"""\
+        name: private
+        description: a package from an index that needs a login, and an API token
+        version: 1.0.0
+        requires: [python-venv]
+        secrets:
+          index-login: {{env: NETRC, description: .netrc with the index's login}}
+          api-token: {{env: API_TOKEN, as: value}}
+        steps:
+          - name: the private package
+            secrets: [index-login]
+            pip:
+              packages: ["envkit-probe==1.0"]
+              index: "http://{gateway}:{private_index.port}/simple"
+              options: [--no-cache-dir, "--trusted-host={gateway}"]
+          - name: a careless step that prints its secrets
+            secrets: [api-token, index-login]
+            run: |
+              [ "$(printf %s "$API_TOKEN" | sha256sum | cut -c1-64)" = \\
+                {hashlib.sha256(token.encode()).hexdigest()} ]
+              echo "token: $API_TOKEN"
+              cat "$NETRC"
+          - name: a step without secrets sees none
+            run: |
+              [ -z "${{NETRC:-}}" ] && [ -z "${{API_TOKEN:-}}" ]
+              [ ! -e /run/secrets/index-login ] && [ ! -e /run/secrets/api-token ]
+              touch /opt/envkit/no-secrets-here
+        verify:
+          - python_import: {{module: envkit_probe, version: "==1.0"}}
+          - file_exists: /opt/envkit/no-secrets-here
+        """))
+    tag = f"envkit-test/private:{uuid.uuid4().hex[:8]}"
+    args = ("build", "--recipe", "./private.yaml", "--base", base, "--tag", tag,
+            "--ca-bundle", HOST_CA, "--no-cache")
+    missing = envkit(*args, cwd=tmp_path)
+    assert missing.returncode == 1, show(missing)
+    lines = missing.stderr.splitlines()
+    assert len(lines) == 2 and "secret 'index-login' is required and was not given" in lines[0]
+    assert "secret 'api-token' is required and was not given" in lines[1]
+    assert "envkit: building" not in missing.stdout  # refused before any build started
+
+    done = envkit(*args, "--secret", f"id=index-login,src={netrc}", cwd=tmp_path,
+                  env={"ENVKIT_SECRET_API_TOKEN": token})
+    try:
+        assert done.returncode == 0, show(done)
+        assert "all 4 checks passed" in done.stdout  # python-venv's two, and ours
+        assert private_index.hits.get("/simple/envkit-probe/", 0) >= 1
+        log = (tmp_path / "build" / "private" / "build.log").read_text()
+        assert "token: ***" in log  # the careless step's output, masked
+
+        hits: list[str] = []
+        searched = 0
+        for name, data in image_bytes(tag, tmp_path):  # every file of every layer
+            searched += 1
+            if password.encode() in data or token.encode() in data:
+                hits.append(name)
+        assert searched > 1000 and hits == []
+        _record({"secret_search": tag, "files_searched": searched, "hits": len(hits)})
+        for command in (["docker", "history", "--no-trunc", tag], ["docker", "inspect", tag]):
+            text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            assert password not in text and token not in text and str(netrc) not in text
+        for path in [*(tmp_path / "build").rglob("*"), tmp_path / "private.yaml"]:
+            if path.is_file():
+                data = path.read_bytes()
+                assert password.encode() not in data and token.encode() not in data, path
+        assert password not in done.stdout + done.stderr
+        assert token not in done.stdout + done.stderr
+        inside = subprocess.run(["docker", "run", "--rm", tag, "bash", "-c",
+                                 "ls -A /run/secrets 2>/dev/null | wc -l; env | grep -c -e "
+                                 "NETRC -e API_TOKEN || true"],
+                                capture_output=True, text=True, check=True)
+        assert inside.stdout.split() == ["0", "0"]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
