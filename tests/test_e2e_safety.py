@@ -123,3 +123,32 @@ def test_secrets_reach_only_their_steps_and_leave_no_trace(
         assert inside.stdout.split() == ["0", "0"]
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.docker
+def test_an_image_with_a_user_runs_and_verifies_as_that_user(
+        base: str, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "nonroot.yaml").write_text(textwrap.dedent(f"""\
+        name: nonroot
+        description: the image runs as uid 1234, who cannot change what the steps installed
+        version: 1.0.0
+        base: {base}
+        user: {{name: ml, uid: 1234}}
+        steps:
+          - run: mkdir -p /opt/envkit && echo installed > /opt/envkit/tool
+        verify:
+          - command: {{argv: [id, -u], output: "^1234$"}}
+          - command: {{argv: [bash, -c, 'echo "$HOME $PWD"'], output: "^/home/ml /home/ml$"}}
+          - name: what root installed is read-only to the user
+            command: {{argv: [bash, -c, 'cat /opt/envkit/tool && ! touch /opt/envkit/tool']}}
+        """))
+    tag = f"envkit-test/nonroot:{uuid.uuid4().hex[:8]}"
+    done = envkit("build", "--recipe", "./nonroot.yaml", "--tag", tag, cwd=tmp_path)
+    try:
+        assert done.returncode == 0, show(done)
+        assert "all 3 checks passed" in done.stdout
+        user = subprocess.run(["docker", "inspect", "-f", "{{.Config.User}}", tag],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert user == "1234:1234"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)

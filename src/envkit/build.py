@@ -224,6 +224,9 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     target = host.env_dir(name)
     plan = _host_plan(opts, catalog, target)
     print(f"envkit: provisioning {plan.name} on this host into {target}", file=out, flush=True)
+    if plan.user:
+        print(f"envkit: 'user: {plan.user.name}' is for images; here the script runs as you",
+              file=out, flush=True)
     if opts.from_step and not 1 <= opts.from_step <= len(plan.steps):
         raise error(f"--from-step {opts.from_step}: {plan.name} has steps 1 to "
                     f"{len(plan.steps)}", path="--from-step")

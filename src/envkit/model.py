@@ -71,6 +71,19 @@ class Param:
         return [self.default]
 
 
+@dataclass(frozen=True)
+class User:
+    """The image's user: not root. Steps run as root; the image and its checks do not."""
+
+    name: str
+    uid: int = 1000
+    home: str = ""
+
+    @property
+    def home_dir(self) -> str:
+        return self.home or f"/home/{self.name}"
+
+
 @dataclass
 class Item:
     """A step or a check as written: its kind, its raw value and where it is."""
@@ -97,6 +110,7 @@ class Recipe:
     steps: list[Item] = field(default_factory=list)
     verify: list[Item] = field(default_factory=list)
     secrets: dict[str, secretmod.Secret] = field(default_factory=dict)
+    user: User | None = None
     problems: list[Diagnostic] = field(default_factory=list)  # found on load
     unusable: set[str] = field(default_factory=set)  # params whose declaration is broken
 
@@ -159,7 +173,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
-        secrets=declared,
+        secrets=declared, user=_user(field_or("user", None)),
         problems=sorted(set(problems)), unusable=unusable,
     )
 
@@ -174,6 +188,14 @@ def _items(values: list[dict[str, Any]], where: str, kinds: dict[str, Any],
         items.append(Item(kind, value.get("name", ""), value[kind], (where, i, kind),
                           value.get("when", {}), value.get("secrets", [])))
     return items
+
+
+def _user(raw: Any) -> User | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return User(raw)
+    return User(raw["name"], raw.get("uid", 1000), raw.get("home", ""))
 
 
 def _secrets(doc: Document, raw: dict[str, Any], steps: list[Item], ok: Any

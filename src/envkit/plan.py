@@ -20,7 +20,7 @@ from . import __version__, compat, grammar, mirrors, paths
 from .catalog import Catalog
 from .checks import CHECKS, Check
 from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
-from .model import PLACEHOLDER, Item, Param, Recipe
+from .model import PLACEHOLDER, Item, Param, Recipe, User
 from .secrets import Secret
 from .steps import REGISTRY, State, Step
 
@@ -66,6 +66,7 @@ class Plan:
     checks: list[Check] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
     secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
+    user: User | None = None  # the image runs as this user (the requiring recipe's wins)
     hash: str = ""
 
     @property
@@ -281,13 +282,16 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], declared=params, checks=checks,
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
-                secrets={s.id: s for _, _, step in steps for s in step.secrets})
+                secrets={s.id: s for _, _, step in steps for s in step.secrets},
+                user=next((r.user for r in reversed(order) if r.user), None))
     prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
     for number, (recipe_name, title, step) in enumerate(steps, 1):
         prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),
                         "content": step.content_digest()})
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
-    plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version})
+    user = {"user": dataclasses.astuple(plan.user)} if plan.user else {}
+    plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version,
+                                     **user})
     return plan
 
 

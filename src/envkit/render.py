@@ -112,6 +112,9 @@ def _copy_in(source: Path, target: Path) -> Path:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
             shutil.copytree(source, staging / "t", symlinks=True)
+            for path in (staging / "t", *(staging / "t").rglob("*")):
+                if not path.is_symlink():  # as for files: never group- or world-writable
+                    path.chmod(path.stat().st_mode & 0o7755)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging / "t", target)

@@ -23,6 +23,7 @@ from .yamlsrc import Document
 
 SCHEMA_ID = "https://envkit.invalid/recipe.schema.json"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"  # what useradd accepts everywhere
 
 _PARAM = {
     "type": "object",
@@ -82,6 +83,20 @@ def recipe_schema() -> dict[str, Any]:
                  "additionalProperties": {"type": "string", "minLength": 1}}],
                 "description": "Base image, or {by: PARAM, VALUE: image, ...} to choose one "
                                "by a param's value; --base overrides it."},
+            "user": {"anyOf": [
+                {"type": "string", "pattern": USER_PATTERN,
+                 "errorMessage": "a user name is lower-case letters, digits, _ and -"},
+                {"type": "object", "required": ["name"], "additionalProperties": False,
+                 "properties": {
+                     "name": {"type": "string", "pattern": USER_PATTERN,
+                              "errorMessage": "a user name is lower-case letters, digits, "
+                                              "_ and -"},
+                     "uid": {"type": "integer", "minimum": 1, "maximum": 60000,
+                             "description": "User and group id (default 1000); not 0: root"},
+                     "home": {"type": "string", "pattern": "^/",
+                              "errorMessage": "an absolute path"}}}],
+                "description": "The image runs as this user, not root (the steps still run "
+                               "as root). A name, or {name, uid, home}."},
             "params": {"type": "object",
                        "propertyNames": {"pattern": f"^{envvalue.NAME}$"},
                        "additionalProperties": _PARAM},

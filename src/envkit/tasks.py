@@ -27,6 +27,7 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _no_world_writable()
         try:
             return fn(*args, **kwargs)
         except EnvkitError as exc:
@@ -49,6 +50,12 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit(code=2 if _is_bug(exc) else 1) from None
 
     return wrapper
+
+
+def _no_world_writable() -> None:
+    """Nothing envkit writes (rendered files, build/, .envkit/, logs) is world-writable,
+    whatever the caller's umask; a stricter umask stays as it is."""
+    os.umask(os.umask(0o022) | 0o022)
 
 
 def _is_engine(exc: BaseException) -> bool:

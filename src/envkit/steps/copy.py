@@ -48,6 +48,9 @@ class Copy(Step):
             problems.append((("src",), "must be a relative path inside the recipe's folder"))
         if msg := grammar.abs_path(self.dest):
             problems.append((("dest",), msg))
+        if self.mode and int(self.mode, 8) & 0o002:
+            problems.append((("mode",), f"{self.mode} is world-writable: anyone in the image "
+                             "could change it (e.g. 0755 or 0644)"))
         return problems
 
     def bind(self, state: State) -> list[Problem]:
