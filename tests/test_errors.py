@@ -262,20 +262,54 @@ PARAMS = """\
         default: "3.11"
       jobs:
         type: int
+        minimum: 1
+        maximum: 64
         default: 4
+      torch:
+        type: version
+        range: ">=2.1,<3"
+        default: "2.5.1"
     steps:
-      - run: echo {{ python }} {{ jobs }}
+      - run: echo {{ python }} {{ jobs }} {{ torch }}
 """
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"python": "2.7"}, "--set: python: '2.7' is not one of: 3.11, 3.12"),
     ({"pyton": "3.11"}, "--set: pyton: unknown param 'pyton' (did you mean 'python'?)"),
-    ({"zzz": "1"}, "--set: zzz: unknown param 'zzz' (params: cache, jobs, prefix, python)"),
+    ({"zzz": "1"}, "--set: zzz: unknown param 'zzz' (params: cache, jobs, prefix, python, "
+                   "torch)"),
     ({"jobs": "abc"}, "--set: jobs: expected an integer, got 'abc'"),
+    ({"jobs": "0"}, "--set: jobs: 0 is less than the minimum, 1"),
+    ({"jobs": "65"}, "--set: jobs: 65 is more than the maximum, 64"),
+    ({"torch": "2.5.1; rm -rf /"}, "--set: torch: not a valid version: '2.5.1; rm -rf /' "
+                                   "(PEP 440, e.g. 3.11 or 2.6.2)"),
+    ({"torch": "latest"}, "--set: torch: not a valid version: 'latest' (PEP 440, e.g. 3.11 or "
+                          "2.6.2)"),
+    ({"torch": "1.13.1"}, "--set: torch: 1.13.1 is not >=2.1,<3"),
+    ({"torch": "2.6.0\n"}, "--set: torch: must not contain control characters or newlines"),
 ])
 def test_bad_setting(recipe, settings, expected) -> None:
     assert problems(recipe(PARAMS), settings) == [expected]
+
+
+def test_good_settings_are_taken(recipe) -> None:
+    assert problems(recipe(PARAMS), {"python": "3.12", "jobs": "64", "torch": "2.6.0rc1"}) == []
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{type: string, default: a, minimum: 1}", "params.p.minimum: only an int param has "
+                                               "'minimum'"),
+    ("{type: int, default: 1, range: '>1'}", "params.p.range: only a version param has 'range'"),
+    ("{type: version, default: '1', range: 'two'}", "params.p.range: not a valid version "
+                                                    "specifier: 'two'"),
+    ("{type: version, default: 'x'}", "params.p.default: not a valid version: 'x'"),
+    ("{type: version, default: '1.0', range: '>=2'}", "params.p.default: 1.0 is not >=2"),
+    ("{type: int, default: 9, maximum: 8}", "params.p.default: 9 is more than the maximum, 8"),
+])
+def test_bad_param_declarations(recipe, spec: str, message: str) -> None:
+    lines = problems(recipe(f"params:\n  p: {spec}\n"))
+    assert any(message in line for line in lines), lines
 
 
 def test_every_bad_setting_is_reported(recipe) -> None:

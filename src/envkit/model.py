@@ -6,10 +6,13 @@ plan, which knows every recipe a recipe requires.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from packaging.specifiers import SpecifierSet
 
 from . import grammar, schema
 from . import secrets as secretmod
@@ -33,6 +36,9 @@ class Param:
     values: tuple[Any, ...] = ()
     description: str = ""
     pattern: str = ""
+    minimum: int | None = None  # int
+    maximum: int | None = None  # int
+    range: str = ""  # version: a specifier it must satisfy
 
     def coerce(self, value: Any) -> Any:
         """A value from YAML or ``--set`` as this param's type; ValueError says why not."""
@@ -46,9 +52,14 @@ class Param:
             if isinstance(value, bool):
                 raise ValueError(f"expected an integer, got {value!r}")
             try:
-                return int(str(value).strip(), 10)
+                number = int(str(value).strip(), 10)
             except ValueError:
                 raise ValueError(f"expected an integer, got {value!r}") from None
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(f"{number} is less than the minimum, {self.minimum}")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(f"{number} is more than the maximum, {self.maximum}")
+            return number
         if self.type == "choice":
             for allowed in self.values:
                 if str(allowed) == str(value):
@@ -58,6 +69,11 @@ class Param:
         text = value if isinstance(value, str) else str(value)
         if msg := grammar.single_line(text):
             raise ValueError(msg)
+        if self.type == "version":
+            if msg := grammar.version(text):
+                raise ValueError(f"{msg} (PEP 440, e.g. 3.11 or 2.6.2)")
+            if self.range and not SpecifierSet(self.range).contains(text, prereleases=True):
+                raise ValueError(f"{text} is not {self.range}")
         if self.pattern and not re.fullmatch(self.pattern, text):
             raise ValueError(f"{text!r} does not match {self.pattern}")
         return text
@@ -240,18 +256,27 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
         if spec["type"] != "choice" and "values" in spec:
             problems.append(doc.diag((*at, "values"), "only a choice param has values",
                                      "use type: choice"))
+        for key, kind in (("minimum", "int"), ("maximum", "int"), ("range", "version"),
+                          ("pattern", "string")):
+            if key in spec and spec["type"] != kind:
+                article = "an" if kind == "int" else "a"
+                problems.append(doc.diag((*at, key), f"only {article} {kind} param has '{key}'"))
+        if spec.get("range") and (msg := grammar.specifier(spec["range"])):
+            problems.append(doc.diag((*at, "range"), msg))
+            continue
         param = Param(name, spec["type"], spec["default"], values,
-                      spec.get("description", ""), spec.get("pattern", ""))
+                      spec.get("description", ""), spec.get("pattern", ""),
+                      spec.get("minimum"), spec.get("maximum"), spec.get("range", ""))
         try:
             default = param.coerce(spec["default"])
-            if param.type == "string" and not isinstance(spec["default"], str):
+            if param.type in ("string", "version") and not isinstance(spec["default"], str):
                 raise ValueError(f"expected a string, got {spec['default']!r}")
         except ValueError as exc:
             raw_text = doc.raw.get((*at, "default"), "")
             hint = f'quote it: "{raw_text}"' if param.type == "string" and raw_text else ""
             problems.append(doc.diag((*at, "default"), str(exc), hint))
             continue
-        params[name] = Param(name, param.type, default, values, param.description, param.pattern)
+        params[name] = dataclasses.replace(param, default=default)
     return params, problems
 
 

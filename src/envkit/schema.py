@@ -28,12 +28,17 @@ USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"  # what useradd accepts everywhere
 _PARAM = {
     "type": "object",
     "properties": {
-        "type": {"enum": ["string", "int", "bool", "choice"]},
+        "type": {"enum": ["string", "int", "bool", "choice", "version"]},
         "description": {"type": "string"},
         "default": {"type": ["string", "integer", "boolean"]},
         "values": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1,
                    "description": "Allowed values of a choice param."},
         "pattern": {"type": "string", "description": "Regex a string param must match."},
+        "minimum": {"type": "integer", "description": "Smallest value of an int param."},
+        "maximum": {"type": "integer", "description": "Largest value of an int param."},
+        "range": {"type": "string",
+                  "description": "Version specifier a version param must satisfy, e.g. "
+                                 "'>=3.8,<3.14'."},
     },
     "required": ["type", "default"],
     "additionalProperties": False,
