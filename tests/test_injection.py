@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from conftest import HEADER, plan_of, problems
 from envkit import ca, mirrors, paths, quote
+from envkit.checks import local_runner
 from envkit.model import PLACEHOLDER
 from envkit.plan import INERT
 from envkit.render import render, write_outputs
@@ -119,11 +122,10 @@ esac
 """
 
 
-@pytest.fixture
-def stubs(tmp_path: Path) -> Path:
+def make_stubs(root: Path) -> Path:
     """A bin folder of argv-recording stand-ins for the tools that need the network."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir = root / "bin"
+    bin_dir.mkdir(exist_ok=True)
     for name in ("apt-get", "python3", "git", "cmake", "curl"):
         stub = bin_dir / name
         stub.write_text({"curl": CURL_STUB, "git": GIT_STUB}.get(name, STUB))
@@ -131,23 +133,36 @@ def stubs(tmp_path: Path) -> Path:
     return bin_dir
 
 
+@pytest.fixture
+def stubs(tmp_path: Path) -> Path:
+    return make_stubs(tmp_path)
+
+
 def run_bash(args: list[str], cwd: Path, stubs: Path | None = None) -> list[list[str]]:
     """Run bash in ``cwd`` with HOME=cwd; return the argv of every stub call."""
+    return run_bash_err(args, cwd, stubs)[0]
+
+
+def run_bash_err(args: list[str], cwd: Path,
+                 stubs: Path | None = None) -> tuple[list[list[str]], str]:
+    """Run bash in ``cwd`` with HOME=cwd; the argv of every stub call, and stderr."""
     log = cwd / ".calls"
+    log.unlink(missing_ok=True)
     path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {"HOME": str(cwd), "PATH": f"{stubs}:{path}" if stubs else path,
            "LC_ALL": "C.UTF-8", "ENVKIT_TEST_LOG": str(log), "REF_A": HOSTILE_ENV,
            "BASH_ENV": str(paths.data_dir() / "helpers.sh")}  # as the Dockerfile's ARG does
     done = subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True,
                           timeout=30, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, stderr
     tokens = log.read_bytes().split(b"\0")[:-1] if log.exists() else []
     calls, i = [], 0
     while i < len(tokens):
         n = int(tokens[i])
         calls.append([t.decode() for t in tokens[i + 1 : i + 2 + n]])
         i += 2 + n
-    return calls
+    return calls, stderr
 
 
 def run_shell(path: Path, cwd: Path, settings: dict[str, str] | None = None,
@@ -254,11 +269,20 @@ def kinds(text: str) -> list[str]:
             if not inst.startswith("ARG ") and inst != HELPER_COPY]
 
 
+# The apt partial's first commands keep .debs in the cache mount of an image; run on this
+# machine (as root) they would edit its apt settings, so the harness leaves them out.
+IMAGE_ONLY_APT = ("rm -f /etc/apt/apt.conf.d/docker-clean  && echo 'Binary::apt::APT::"
+                  "Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache  && ")
+
+
 def shell_form_runs(text: str) -> list[str]:
     """The command of every shell-form RUN, without its --mount flags."""
     out = []
     for inst in instructions(text):
         command = _without_mounts(inst[4:].lstrip()) if inst.startswith("RUN ") else "["
+        if "/etc/apt/apt.conf.d" in command:
+            assert command.startswith(IMAGE_ONLY_APT), command
+            command = command.removeprefix(IMAGE_ONLY_APT)
         if not command.startswith("["):
             out.append(command)
     return out
@@ -405,22 +429,39 @@ FIELDS: dict[str, tuple[Callable[[str], str], str]] = {
     "pip-index": (lambda v: f"  - pip: {{packages: [numpy], python: python3, "
                             f"index: {yq(_url(v))}}}\n",
                   "steps[0].pip.index"),
+    "pip-extra-index": (lambda v: f"  - pip: {{packages: [numpy], python: python3, "
+                                  f"extra_index: [{yq(_url(v))}]}}\n",
+                        "steps[0].pip.extra_index[0]"),
+    "pip-option": (lambda v: f"  - pip: {{packages: [numpy], python: python3, "
+                             f"options: [{yq('--config-settings=' + v)}]}}\n",
+                   "steps[0].pip.options[0]"),
     "download-url": (lambda v: f"  - download: {{url: {yq(_url(v))}, sha256: {EMPTY_SHA256}, "
                                "dest: '{{ prefix }}/dl/file.bin'}\n", "steps[0].download.url"),
+    "download-dest": (lambda v: "  - download: {url: 'https://example.com/f', "
+                                f"sha256: {EMPTY_SHA256}, dest: {yq(_path('dl/' + v))}}}\n",
+                      "steps[0].download.dest"),
     "git-url": (lambda v: f"  - git: {{url: {yq(_url(v))}, ref: main, commit: {STUB_COMMIT}, "
                           "dest: '{{ prefix }}/src'}\n", "steps[0].git.url"),
     "git-ref": (lambda v: f"  - git: {{url: 'https://example.com/r.git', ref: {yq(v)}, "
                           f"commit: {STUB_COMMIT}, "
                           "dest: '{{ prefix }}/src'}\n", "steps[0].git.ref"),
+    "git-dest": (lambda v: "  - git: {url: 'https://example.com/r.git', ref: main, "
+                           f"commit: {STUB_COMMIT}, dest: {yq(_path(v))}}}\n",
+                 "steps[0].git.dest"),
     "venv-path": (lambda v: f"  - venv: {{path: {yq(_path(v))}}}\n"
                             "  - run: printf '%s' \"$VIRTUAL_ENV\" > ve.txt\n",
                   "steps[0].venv.path"),
     "cmake-option": (lambda v: "  - cmake: {source: '{{ prefix }}/src', "
                                f"options: {{OPT: {yq(v)}}}}}\n", "steps[0].cmake.options.OPT"),
+    "cmake-source": (lambda v: f"  - cmake: {{source: {yq(_path(v))}}}\n",
+                     "steps[0].cmake.source"),
+    "run-workdir": (lambda v: f"  - run: {{script: 'pwd > \"$HOME/wd.txt\"', "
+                              f"workdir: {yq(_path(v))}}}\n", "steps[0].run.workdir"),
     "copy-dest": (lambda v: f"  - copy: {{src: data.txt, dest: {yq(_path(v))}}}\n",
                   "steps[0].copy.dest"),
     "copy-src": (lambda v: f"  - copy: {{src: {yq(v)}, dest: '{{{{ prefix }}}}/out.bin'}}\n",
                  "steps[0].copy.src"),
+    "step-name": (lambda v: f"  - name: {yq(v)}\n    run: 'true'\n", "steps[0].name"),
 }
 
 # Values that look hostile but are valid for the field, so they must be accepted.
@@ -429,21 +470,37 @@ EXTRA = {
             "pkg @ https://example.com/a;touch$IFS'PWNED'`x`.whl"],
     "pip-index": ["a;touch${IFS}PWNED", "$(touch${IFS}PWNED)", "`touch${IFS}PWNED`",
                   "a'b\"c&&d|e>PWNED"],
+    "pip-extra-index": ["a;touch${IFS}PWNED", "$(touch${IFS}PWNED)"],
     "download-url": ["a;touch${IFS}PWNED", "$(touch${IFS}PWNED)", "a'b\"c&&d|e>PWNED"],
     "git-url": ["a;touch${IFS}PWNED", "$(touch${IFS}PWNED)", "a'b\"c&&d|e>PWNED"],
     "git-ref": ["v1.0+build/x-y_z"],
 }
+
+
 def _field_cases() -> list[object]:
     cases = []
     for field in FIELDS:
         values = [value_of(p) for p in PAYLOADS] + EXTRA.get(field, [])
         for i, value in enumerate(values):
-            marks: list[object] = []
-            if field == "copy-src" and (value in {"", ".", ".."} or "/" in value):
-                continue  # not a file name
+            if not _fits(field, value):
+                continue
             label = PAYLOADS[i].id if i < len(PAYLOADS) else f"extra{i - len(PAYLOADS)}"
-            cases.append(pytest.param(field, value, marks=marks, id=f"{field}-{label}"))
+            cases.append(pytest.param(field, value, id=f"{field}-{label}"))
     return cases
+
+
+def _fits(field: str, value: str) -> bool:
+    """Whether the harness can place ``value`` in ``field`` at all (a file name must be one)."""
+    if field == "copy-src":
+        return value not in {"", ".", ".."} and "/" not in value and "\x00" not in value
+    if field in PATH_FIELDS:  # prefix/VALUE must be a new path below the prefix
+        normal = posixpath.normpath(value.strip("/") or ".")
+        return normal != "." and not normal.startswith("..")
+    return True
+
+
+PATH_FIELDS = {"download-dest", "git-dest", "venv-path", "cmake-source", "run-workdir",
+               "copy-dest"}
 
 
 APT_OPTIONS = ["-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=60",
@@ -453,44 +510,90 @@ CURL_OPTIONS = ["-sSL", "--fail", "--connect-timeout", "20", "--speed-limit", "1
 
 
 def _git_calls(url: str, ref: str, src: str) -> list[list[str]]:
-    return [["git", "clone", "--", url, f"{src}.part"],
+    return [["git", "clone", "--", url, src.rstrip("/") + ".part"],  # DEST/ is DEST
             ["git", "-C", src, "rev-parse", "--verify", "--quiet", f"origin/{ref}^{{commit}}"],
             ["git", "-C", src, "checkout", "-q", "--detach", STUB_COMMIT],
             ["git", "-C", src, "rev-parse", "HEAD"]]
 
 
+def _pip_calls(*args: str) -> list[list[str]]:
+    return [["python3", "-m", "pip", "install", "--no-input", *args]]
+
+
 def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
+    """The argv of every stubbed tool the step runs, ``cwd`` being the prefix."""
     src = f"{cwd}/src"
     jobs = str(len(os.sched_getaffinity(0)))  # what "$(nproc)" prints
+    cmake = [["cmake", "-S", src, "-B", f"{src}/build", "-DCMAKE_BUILD_TYPE=Release",
+              f"-DOPT={value}"], ["cmake", "--build", f"{src}/build", "--parallel", jobs]]
     return {
         "apt": [["apt-get", *APT_OPTIONS, "update"],
                 ["apt-get", *APT_OPTIONS, "install", "-y", "--no-install-recommends", value]],
-        "pip": [["python3", "-m", "pip", "install", "--no-input", value]],
-        "pip-index": [["python3", "-m", "pip", "install", "--no-input", "--index-url",
-                       _url(value), "numpy"]],
+        "pip": _pip_calls(value),
+        "pip-index": _pip_calls("--index-url", _url(value), "numpy"),
+        "pip-extra-index": _pip_calls("--extra-index-url", _url(value), "numpy"),
+        "pip-option": _pip_calls(f"--config-settings={value}", "numpy"),
         "download-url": [["curl", *CURL_OPTIONS, "-o", f"{cwd}/dl/file.bin.part", "--",
                           _url(value)]],
+        "download-dest": [["curl", *CURL_OPTIONS, "-o", f"{cwd}/dl/{value}.part", "--",
+                           "https://example.com/f"]],
         "git-url": _git_calls(_url(value), "main", src),
         "git-ref": _git_calls("https://example.com/r.git", value, src),
+        "git-dest": _git_calls("https://example.com/r.git", "main", f"{cwd}/{value}"),
         "venv-path": [["python3", "-m", "venv", f"{cwd}/{value}"]],
-        "cmake-option": [["cmake", "-S", src, "-B", f"{src}/build",
-                          "-DCMAKE_BUILD_TYPE=Release", f"-DOPT={value}"],
-                         ["cmake", "--build", f"{src}/build", "--parallel", jobs]],
-        "copy-dest": [],
-        "copy-src": [],
+        "cmake-option": cmake,
+        "cmake-source": [["cmake", "-S", f"{cwd}/{value}", "-B", f"{cwd}/{value}/build",
+                          "-DCMAKE_BUILD_TYPE=Release"],
+                         ["cmake", "--build", f"{cwd}/{value}/build", "--parallel", jobs]],
+        "run-workdir": [], "copy-dest": [], "copy-src": [], "step-name": [],
     }[field]
 
 
-@pytest.mark.parametrize(("field", "value"), _field_cases())
-def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field: str,
-                        value: str) -> None:
-    body, diag_path = FIELDS[field]
+def below(root: Path, *parts: str) -> Path:
+    """``root/part/...`` as the rendered script spells it (text joined with '/'), checked to be
+    inside ``root``: a hostile value like '/' or '../..' must never make the harness touch
+    anything else on this machine (tests run as root)."""
+    path = Path(os.path.normpath("/".join([str(root), *parts])))
+    if path == root or not path.is_relative_to(root):
+        raise AssertionError(f"refusing to touch {path}: not below {root}")
+    return path
+
+
+def _prepare(field: str, value: str, tmp_path: Path, cwd: Path) -> None:
+    """What must exist before the step runs: the file to copy, the folder to run in."""
     (tmp_path / "data.txt").write_bytes(b"data\n")
     if field == "copy-src":
-        (tmp_path / value).write_bytes(b"data\n")
-    path = recipe("steps:\n" + body(value))
+        below(tmp_path, value).write_bytes(b"data\n")
+    if field == "run-workdir":
+        below(cwd, value).mkdir(parents=True, exist_ok=True)
+
+
+def _clean(field: str, value: str, cwd: Path) -> None:
+    """Undo what the script made that the Dockerfile's run would find and reuse."""
+    made = [below(cwd, "dl", "file.bin"), below(cwd, "src")]
+    if field == "download-dest":
+        made.append(below(cwd, "dl", value))
+    if field == "git-dest":
+        made.append(below(cwd, value))
+    for path in made:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field: str,
+                value: str) -> None:
+    body, diag_path = FIELDS[field]
     cwd = tmp_path / "run"
-    cwd.mkdir()
+    cwd.mkdir(exist_ok=True)
+    if field in PATH_FIELDS | {"copy-src"} and not _fits(field, value):
+        return  # the parametrized cases keep only values that name a path below the prefix
+    try:
+        _prepare(field, value, tmp_path, cwd)
+    except (OSError, ValueError):
+        assume(False)  # not a name this file system takes: nothing to test
+    path = recipe("steps:\n" + body(value))
     diags = problems(path, {"prefix": str(cwd)})
     if value == "plain":
         assert diags == [], "the harness itself must build a valid recipe"
@@ -499,41 +602,118 @@ def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path
         return
 
     plan = plan_of(path, {"prefix": str(cwd)})
+    out = tmp_path / "out"
+    write_outputs(plan, ["shell", "dockerfile"], out)
+    (cwd / ".calls").unlink(missing_ok=True)
+    calls, stderr = run_bash_err([str(out / "install.sh")], cwd, stubs)
+    assert calls == _expected_calls(field, value, cwd)
+    docker = (out / "Dockerfile").read_text()
     if field.startswith("copy"):  # the script takes its files from files/ next to it
-        out = tmp_path / "out"
-        write_outputs(plan, ["shell", "dockerfile"], out)
-        calls = run_bash([str(out / "install.sh")], cwd, stubs)
-        dest = cwd / (value if field == "copy-dest" else "out.bin")
+        dest = below(cwd, value if field == "copy-dest" else "out.bin")
         assert dest.read_bytes() == b"data\n"
         src = value if field == "copy-src" else "data.txt"
-        docker = (out / "Dockerfile").read_text()
         copies = [inst for inst in instructions(docker)
                   if inst.startswith("COPY ") and inst != HELPER_COPY]
         assert [json.loads(c[5:]) for c in copies] == [[f"files/t/{src}", str(dest)]]
-    else:
-        calls = run_shell(path, cwd, stubs=stubs)
-    assert calls == _expected_calls(field, value, cwd)
     if field == "venv-path":
         assert (cwd / "ve.txt").read_bytes() == f"{cwd}/{value}".encode()
+    if field == "run-workdir":
+        assert (cwd / "wd.txt").read_bytes() == f"{cwd}/{value}\n".encode()
+    if field == "step-name":
+        assert f"[envkit] step 1/1: t: {' '.join(value.split())}\n" in stderr
+    if field == "download-dest":
+        assert below(cwd, "dl", value).read_bytes() == b""
     if not field.startswith("copy"):
-        # The Dockerfile: nothing but the expected instructions, and its shell-form RUN,
-        # run as SHELL ["/bin/bash", "-o", "pipefail", "-c"] would, makes the same calls.
-        docker = render(plan, "dockerfile")
+        # The Dockerfile: nothing but the expected instructions, and its RUNs, run as
+        # SHELL ["/bin/bash", "-o", "pipefail", "-c"] (or exec form) would, make the same calls.
         steps = ["RUN", "ENV", "RUN"] if field == "venv-path" else ["RUN"]
         assert kinds(docker) == ["FROM", "SHELL", *steps, "LABEL"]
+        _clean(field, value, cwd)
         docker_cwd = tmp_path / "docker"
-        docker_cwd.mkdir()
-        # the script's download and clone are there now: they would not be fetched again
-        (cwd / "dl" / "file.bin").unlink(missing_ok=True)
-        shutil.rmtree(cwd / "src", ignore_errors=True)
+        docker_cwd.mkdir(exist_ok=True)
         docker_calls = []
         for command in shell_form_runs(docker):
             docker_calls += run_bash(["-o", "pipefail", "-c", command], docker_cwd, stubs)
+        if field == "run-workdir":
+            below(cwd, value).mkdir(parents=True, exist_ok=True)
+            run_bash(run_argv(docker)[1:], docker_cwd)
+            assert (docker_cwd / "wd.txt").read_bytes() == f"{cwd}/{value}\n".encode()
         assert docker_calls == _expected_calls(field, value, cwd)
         if field == "venv-path":
             assert dockerfile_env(docker)["VIRTUAL_ENV"] == [("lit", f"{cwd}/{value}")]
-    if field == "download-url":
-        assert (cwd / "dl" / "file.bin").read_bytes() == b""
+    assert pwned(tmp_path) == []
+
+
+@pytest.mark.parametrize(("field", "value"), _field_cases())
+def test_field_payloads(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field: str,
+                        value: str) -> None:
+    check_field(recipe, tmp_path, stubs, field, value)
+
+
+# Hostile text for the property tests: shell syntax, quotes, control characters, NUL,
+# Unicode line separators and arbitrary Unicode, in any mix.
+SHELL_BITS = st.sampled_from([
+    "$(touch PWNED)", "`touch PWNED`", "; touch PWNED", "&& touch PWNED", "| touch PWNED",
+    ">PWNED", "'", '"', "\\", "$", "${HOME}", "$HOME", "$$", "*", "~", "#", "!", "{a,b}",
+    "\n", "\r", "\t", "\x00", "\x1b", "\x85", "\u2028", " ", "-", "=", "%", "@", ":", "/",
+])
+HOSTILE = st.lists(st.one_of(SHELL_BITS, st.text(st.characters(exclude_categories=["Cs"]),
+                                                  max_size=4)), max_size=6).map("".join)
+FIELD_EXAMPLES = int(os.environ.get("ENVKIT_FUZZ_EXAMPLES", "0")) or 12
+
+
+@pytest.mark.parametrize("field", list(FIELDS))
+@settings(max_examples=FIELD_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(value=HOSTILE)
+def test_field_property(recipe: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory,
+                        field: str, value: str) -> None:
+    assume(_fits(field, value))
+    root = tmp_path_factory.mktemp("field")
+    bin_dir = make_stubs(root)
+    check_field(lambda text, name="t": _write_recipe(root, text, name), root, bin_dir, field,
+                value)
+
+
+def _write_recipe(root: Path, body: str, name: str = "t") -> Path:
+    path = root / f"{name}.yaml"
+    path.write_text(HEADER.format(name=name) + body)
+    return path
+
+
+# --- verify checks: argv goes to the program as it is, never through a shell -------------
+
+
+@pytest.mark.parametrize("value", [*PAYLOADS, PLACEHOLDER_PAYLOAD])
+def test_check_argv_arrives_literally(recipe: Callable[..., Path], tmp_path: Path,
+                                      value: str) -> None:
+    check_argv(recipe, tmp_path, value)
+
+
+@settings(max_examples=FIELD_EXAMPLES * 4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=HOSTILE)
+def test_check_argv_property(recipe: Callable[..., Path], tmp_path: Path, value: str) -> None:
+    assume("{{" not in value and "{%" not in value)
+    check_argv(recipe, tmp_path, value)
+
+
+def check_argv(recipe: Callable[..., Path], tmp_path: Path, value: str) -> None:
+    literal = value if value == "{{ prefix }}" else re.escape(value)  # prefix: a plain path
+    pattern = yq("^" + literal + "$")
+    path = recipe(f"steps: [{{run: 'true'}}]\nverify:\n  - command:\n      argv: "
+                  f"[printf, '%s', {yq(value)}]\n      output: {pattern}\n")
+    diags = problems(path)
+    if "\x00" in value or (PLACEHOLDER.search(value) and value != "{{ prefix }}"):
+        assert_rejected(diags, "verify[0].command.argv[2]", "verify[0].command.output")
+        return
+    assert diags == [], diags
+    plan = plan_of(path, {"prefix": str(tmp_path)})
+    [check] = plan.checks
+    expected = value.replace("{{ prefix }}", str(tmp_path))
+    assert check.command() == ["printf", "%s", expected]
+    result = check.run(local_runner(env={"PATH": os.environ["PATH"]}))
+    assert result.ok, result.detail
     assert pwned(tmp_path) == []
 
 

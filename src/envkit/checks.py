@@ -202,9 +202,10 @@ def local_runner(env: dict[str, str] | None = None, timeout: float = 600) -> Run
     def run(argv: list[str]) -> tuple[int, str]:
         try:
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, errors="replace", env=env, timeout=timeout)
+                                  env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             return 124, f"timed out after {timeout:.0f}s"
-        return done.returncode, done.stdout
+        # bytes, decoded as a container's log is: text mode would turn a \r into \n
+        return done.returncode, done.stdout.decode("utf-8", "replace")
 
     return run

@@ -173,8 +173,15 @@ class _Binder:
         return PLACEHOLDER.sub(one, text)
 
     def name(self, item: Item) -> str:
-        """A step's or check's display name, params substituted."""
-        return self.text(item.name, (*item.path[:2], "name")) if item.name else ""
+        """A step's or check's display name, params substituted: one line of text, since
+        it is shown in logs and terminals (no control characters to spoof them)."""
+        if not item.name:
+            return ""
+        at = (*item.path[:2], "name")
+        text = self.text(item.name, at)
+        if msg := grammar.single_line(text):
+            self.problems.append(self.recipe.doc.diag(at, msg))
+        return text
 
     def value(self, value: Any, path: Path_, mode: str = "plain", verbatim: bool = False) -> Any:
         if isinstance(value, str):

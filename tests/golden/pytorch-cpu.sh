@@ -91,7 +91,8 @@ envkit_need_packages() {
   fi
 }
 
-trap 'printf "[envkit] step %s/%s failed after %ss: %s\n" "$envkit_step" "$ENVKIT_TOTAL" "$((SECONDS - envkit_started))" "$envkit_title" >&2' ERR
+# Said once, by the script itself: a failing $(...) inherits the trap (set -E) and fails again.
+trap '[ "$BASHPID" != "$$" ] || printf "[envkit] step %s/%s failed after %ss: %s\n" "$envkit_step" "$ENVKIT_TOTAL" "$((SECONDS - envkit_started))" "$envkit_title" >&2' ERR
 
 # Mirror profile default: each tool's mirrors in order; the helper
 # below exports the first one that answers and says so when it skips one.
@@ -308,6 +309,7 @@ envkit_clone() {
   # DEST. A DEST that is already a clone of URL at COMMIT (an earlier run) is kept.
   local url=$1 dest=$2 commit=$3 origin head
   shift 3
+  while [[ $dest == */ && $dest != / ]]; do dest=${dest%/}; done  # DEST/ is DEST
   if [ -e "$dest" ]; then
     origin=$(git -C "$dest" config --get remote.origin.url 2>/dev/null) || origin=''
     if [ "$origin" != "$url" ]; then
@@ -364,7 +366,7 @@ ENVKIT_APT_LIST='' ENVKIT_APT_PARTS=''
 [ "${ENVKIT_MIRRORS_PICKED:-}" = 1 ] || envkit_mirrors
 
 # [1/3] python-venv: system Python
-if envkit_begin 1 9d28f05a1debc33eb9ff27cac0c381dfdd0cd4af671fd4203d460413a94a9284 'python-venv: system Python'; then
+if envkit_begin 1 274e887a8c46f1f058b7ce4147dd001d3a702acfc9ab17535789b60912c626f2 'python-venv: system Python'; then
 if [ "${ENVKIT_SYSTEM:-install}" = check ]; then
   envkit_need_packages ca-certificates python3.11 python3.11-venv
 else
@@ -376,7 +378,7 @@ envkit_end
 fi
 
 # [2/3] python-venv: virtual environment
-if envkit_begin 2 c8f1383ded11f76915e868ab6cd05b08d261fa55dff58d6d247157cf06b9ecd0 'python-venv: virtual environment'; then
+if envkit_begin 2 eae62806f72123c3b4acbf4dd198c5d66c5d14dba12120ad4a21f5eff00e4c23 'python-venv: virtual environment'; then
 python3.11 -m venv /opt/envkit/venv
 envkit_end
 fi
@@ -384,7 +386,7 @@ export VIRTUAL_ENV=/opt/envkit/venv
 export PATH=/opt/envkit/venv/bin:"${PATH:-}"
 
 # [3/3] pytorch-cpu: torch and torchvision (CPU wheels)
-if envkit_begin 3 2b05622e3c1262ae1a6fa06d15043074cdb0d96fce1b200d8a09d51bca952752 'pytorch-cpu: torch and torchvision (CPU wheels)'; then
+if envkit_begin 3 50d1c991cd64b954c422528e7d5a189f371f9df0c4e4affeb0dbcbef60affc40 'pytorch-cpu: torch and torchvision (CPU wheels)'; then
 /opt/envkit/venv/bin/python -m pip install --no-input --index-url https://download.pytorch.org/whl/cpu torch==2.9.1+cpu torchvision==0.24.1+cpu
 envkit_end
 fi

@@ -200,6 +200,7 @@ envkit_clone() {
   # DEST. A DEST that is already a clone of URL at COMMIT (an earlier run) is kept.
   local url=$1 dest=$2 commit=$3 origin head
   shift 3
+  while [[ $dest == */ && $dest != / ]]; do dest=${dest%/}; done  # DEST/ is DEST
   if [ -e "$dest" ]; then
     origin=$(git -C "$dest" config --get remote.origin.url 2>/dev/null) || origin=''
     if [ "$origin" != "$url" ]; then

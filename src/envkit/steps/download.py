@@ -43,6 +43,9 @@ class Download(Step):
         if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):  # checked once params are bound
             problems.append((("sha256",), "a sha256 is 64 lower-case hex digits, "
                              f"got {self.sha256!r}"))
+        name = posixpath.basename(self.dest)
+        if not problems and (self.dest.endswith("/") or name in ("", ".", "..")):
+            problems.append((("dest",), f"must name the file to write, got {self.dest!r}"))
         if self.strip_components and not self.extract:
             problems.append((("strip_components",), "only applies with 'extract'"))
         return problems
