@@ -157,6 +157,13 @@ def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[
     outcome = buildkit.build(builder, context, tags, {"io.envkit.build": bid}, progress, log,
                              secrets=secrets, build_args=args, no_cache=opts.no_cache)
     if not outcome.ok:
+        if why := engine.lost():  # the CLI only says "unexpected EOF" or the like
+            running = [log for log in progress.logs.values() if log.state == "running"]
+            at = (f"at step {running[-1].number}/{len(plan.steps)} {running[-1].title}"
+                  if running and running[-1].number else "before any recipe step ran")
+            raise error(f"{plan.name}: the Docker engine went away during the build, {at}, "
+                        f"after {outcome.seconds:.1f}s: {why}", path="engine",
+                        hint=f"start it again and rerun; log: {log}")
         failed = progress.failed
         for line in outcome.tail:
             print(f"  | {line}", file=out)

@@ -110,6 +110,11 @@ def _one_line(exc: BaseException) -> str:
     """An unexpected failure, still as one line: the engine went away mid-way, a file of
     ours could not be written, or (exit 2) a bug of ours."""
     if _is_engine(exc):  # requests' errors are OSErrors too: this test comes first
+        from . import engine
+
+        if (why := engine._reason(exc)) in ("no socket there", "connection refused"):
+            return (f"engine: the Docker engine at {engine.where()} went away: {why} "
+                    "(is it still running?)")
         text = (getattr(exc, "explanation", None) or str(exc)).strip().splitlines()
         return (f"engine: {text[0][:300] if text else type(exc).__name__} "
                 "(is the Docker engine still running?)")
