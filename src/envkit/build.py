@@ -212,12 +212,12 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     target = host.env_dir(name)
     plan = _host_plan(opts, catalog, target)
     print(f"envkit: provisioning {plan.name} on this host into {target}", file=out, flush=True)
-    with _locked(target):
+    with _locked(target):  # the checks too: they run in the folder a second run rewrites
         seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
                                  ca_bundle=opts.ca_bundle, verbose=opts.verbose)
-    print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
-    if opts.verify if verify is None else verify:
-        _verify(plan, host.runner(plan), str(target), out)
+        print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
+        if opts.verify if verify is None else verify:
+            _verify(plan, host.runner(plan), str(target), out)
     return str(target)
 
 
