@@ -176,6 +176,13 @@ def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[
                              secrets=secrets, build_args=args, no_cache=opts.no_cache,
                              redact=given.redact)
     if not outcome.ok:
+        if why := engine.lost():  # the CLI only says "unexpected EOF" or the like
+            running = [log for log in progress.logs.values() if log.state == "running"]
+            at = (f"at step {running[-1].number}/{len(plan.steps)} {running[-1].title}"
+                  if running and running[-1].number else "before any recipe step ran")
+            raise error(f"{plan.name}: the Docker engine went away during the build, {at}, "
+                        f"after {outcome.seconds:.1f}s: {why}", path="engine",
+                        hint=f"start it again and rerun; log: {log}")
         failed = progress.failed
         for line in outcome.tail:
             print(f"  | {line}", file=out)
@@ -230,13 +237,16 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     if opts.from_step and not 1 <= opts.from_step <= len(plan.steps):
         raise error(f"--from-step {opts.from_step}: {plan.name} has steps 1 to "
                     f"{len(plan.steps)}", path="--from-step")
-    with _locked(target), secretmod.provide(plan.secrets, opts.secrets) as given:
-        seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
-                                 ca_bundle=opts.ca_bundle, verbose=opts.verbose,
-                                 fresh=opts.fresh, from_step=opts.from_step, secrets=given)
-    print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
-    if opts.verify if verify is None else verify:
-        _verify(plan, host.runner(plan), str(target), out)
+    # the checks under the lock too: they run in the folder a second run rewrites
+    with _locked(target):
+        with secretmod.provide(plan.secrets, opts.secrets) as given:
+            seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
+                                     ca_bundle=opts.ca_bundle, verbose=opts.verbose,
+                                     fresh=opts.fresh, from_step=opts.from_step,
+                                     secrets=given)
+        print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
+        if opts.verify if verify is None else verify:
+            _verify(plan, host.runner(plan), str(target), out)
     return str(target)
 
 

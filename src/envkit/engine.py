@@ -69,6 +69,16 @@ def connect(timeout: float = 300) -> Any:
     return client
 
 
+def lost() -> str:
+    """After a failure: '' while the engine still answers, else why not. It answered at
+    first, so it went away mid-way (stopped, restarted, its socket gone)."""
+    try:
+        connect().close()
+    except EnvkitError as exc:
+        return exc.diagnostics[0].message
+    return ""
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     for marker, reason in (("FileNotFoundError", "no socket there"),
@@ -139,6 +149,16 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> R
 
     def run(argv: list[str]) -> tuple[int, str]:
         try:
+            return attempt(argv)
+        except requests.RequestException:
+            if why := lost():
+                raise error(f"the Docker engine went away while a check ran in {ref} "
+                            f"({' '.join(argv)[:60]}): {why}", path="engine",
+                            hint="start it again and rerun") from None
+            raise
+
+    def attempt(argv: list[str]) -> tuple[int, str]:
+        try:
             # the argv exactly, as a check says: not as arguments to an image's ENTRYPOINT
             container = client.containers.create(ref, entrypoint=argv[:1], command=argv[1:],
                                                  network_disabled=True,
@@ -155,6 +175,8 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> R
             try:
                 code = container.wait(timeout=timeout).get("StatusCode", 1)
             except requests.RequestException:
+                if lost():  # not a timeout: the engine went away (run() says so)
+                    raise
                 with contextlib.suppress(docker.errors.APIError):
                     container.kill()
                 return 124, f"timed out after {timeout:.0f}s"

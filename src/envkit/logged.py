@@ -7,10 +7,13 @@ first, so the docker CLI cancels the build on the engine; then SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .secrets import redact as masked
@@ -36,18 +39,58 @@ def run(argv: list[str], log_path: Path, on_line: Callable[[str], None], *,
                 on_line(line)
             return proc.wait(), recent
         except BaseException:  # Ctrl-C, or anything else: never leave it running
-            stop(proc)
-            log.write("\n[envkit] interrupted\n")
+            with _shielded():
+                stop(proc)
+                log.write("\n[envkit] interrupted\n")
             raise
 
 
+GRACE = 10.0  # seconds a command has to stop on SIGINT before it gets SIGKILL
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGKILL, 5)):
+    """SIGINT to the command's process group (the docker CLI cancels its build), SIGKILL
+    if it is still there after GRACE; then SIGKILL whatever the group still holds: a
+    script's background jobs ignore SIGINT and would outlive it."""
+    for sig, wait in ((signal.SIGINT, GRACE), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
         except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        if _exited(proc.pid, wait):
+            break
+    with contextlib.suppress(ProcessLookupError):  # unreaped, the leader keeps the group's id
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    """Whether the child exited within ``timeout``; it is left unreaped (WNOWAIT)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """A second Ctrl-C (users press it twice) or a SIGTERM must not cut the stopping short:
+    the command would be left running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)

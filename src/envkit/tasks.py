@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,47 @@ from .plan import make_plan, param_text
 from .render import FORMATS, check_format, render, write_outputs
 from .validate import validate as run_validate
 
+_STOPPED = ("no output file is ever half-written, and no image is tagged by an interrupted "
+            "build")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: envkit stops as on Ctrl-C (the build cancelled, its children
+    stopped, nothing half-written), then exits 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _stops_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated. Their default would kill envkit alone, and the
+    docker CLI (in a session of its own) would go on building and tag the image.
+
+    Once interrupted, envkit has stopped what it ran and is exiting: a second Ctrl-C (users
+    press it twice) must not turn that clean exit into a death by signal, so from then on
+    these signals are ignored (and stay so: the process ends)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is signal.SIG_DFL}  # nohup's SIG_IGN stays
+    try:
+        yield
+    except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is _terminate:
+                signal.signal(sig, handler)
+
 
 def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Every EnvkitError becomes its one-line diagnostics on stderr and exit code 1."""
@@ -29,15 +73,19 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _no_world_writable()
         try:
-            return fn(*args, **kwargs)
+            with _stops_on_signals():
+                return fn(*args, **kwargs)
         except EnvkitError as exc:
             sys.stdout.flush()
             for diag in exc.diagnostics:
                 print(diag, file=sys.stderr)
             raise Exit(code=1) from None
-        except KeyboardInterrupt:
-            print("envkit: interrupted (no output file is ever half-written, and no image is "
-                  "tagged by an interrupted build)", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                name = signal.Signals(exc.signum).name
+                print(f"envkit: stopped by {name} ({_STOPPED})", file=sys.stderr)
+                raise Exit(code=128 + exc.signum) from None
+            print(f"envkit: interrupted ({_STOPPED})", file=sys.stderr)
             raise Exit(code=130) from None
         except BrokenPipeError:  # `envkit list | head`: the reader has gone, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -70,6 +118,11 @@ def _one_line(exc: BaseException) -> str:
     """An unexpected failure, still as one line: the engine went away mid-way, a file of
     ours could not be written, or (exit 2) a bug of ours."""
     if _is_engine(exc):  # requests' errors are OSErrors too: this test comes first
+        from . import engine
+
+        if (why := engine._reason(exc)) in ("no socket there", "connection refused"):
+            return (f"engine: the Docker engine at {engine.where()} went away: {why} "
+                    "(is it still running?)")
         text = (getattr(exc, "explanation", None) or str(exc)).strip().splitlines()
         return (f"engine: {text[0][:300] if text else type(exc).__name__} "
                 "(is the Docker engine still running?)")
