@@ -152,3 +152,106 @@ def test_an_image_with_a_user_runs_and_verifies_as_that_user(
         assert user == "1234:1234"
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+# --- hostile values through a real build ----------------------------------------------------
+
+# The strongest payloads: each breaks out of one kind of quoting if any quoting is wrong.
+DOCKER_PAYLOADS = ["$(touch /PWNED)", "`touch /PWNED`", "'; touch /PWNED; echo '",
+                   '"; touch /PWNED; echo "', "a;touch${IFS}/PWNED", "x && touch /PWNED",
+                   "${HOME} $$ \\$(touch /PWNED)", "ünïcødé ✓ 日本"]
+NOT_IN_DOCKER = {"run-workdir"}  # its folder would have to exist first; bash tests cover it
+
+
+def _docker_cases() -> list[object]:
+    from test_injection import FIELDS
+
+    return [pytest.param(field, id=field) for field in FIELDS if field not in NOT_IN_DOCKER]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("field", _docker_cases())
+def test_hostile_values_arrive_literally_in_a_real_build(
+        base: str, tmp_path: Path, field: str) -> None:  # noqa: F811
+    """Each accepted payload goes into ``field`` of a recipe that is built for real, with
+    argv-recording stand-ins for apt-get, pip's python3, git, cmake and curl copied into the
+    image first; the calls recorded inside the image are exactly the expected ones, and no
+    /PWNED exists anywhere in it."""
+    from conftest import problems
+    from test_injection import (
+        CURL_STUB,
+        EXTRA,
+        FIELDS,
+        GIT_STUB,
+        STUB,
+        _expected_calls,
+        _fits,
+        yq,
+    )
+
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in ("apt-get", "python3", "git", "cmake", "curl"):
+        (stubs / name).write_text({"curl": CURL_STUB, "git": GIT_STUB}.get(name, STUB))
+    (tmp_path / "data.txt").write_text("data\n")
+    body, _ = FIELDS[field]
+    tried = accepted = 0
+    # the payloads, then values that look hostile but fit the field's grammar (a strict one,
+    # like apt's, refuses every payload: then only those get built)
+    for value in [*DOCKER_PAYLOADS, *EXTRA.get(field, []), "plain"]:
+        if not _fits(field, value):
+            continue
+        tried += 1
+        if field == "copy-src":
+            (tmp_path / value).write_text("data\n")
+        recipe = tmp_path / "inj.yaml"
+        recipe.write_text(textwrap.dedent(f"""\
+            name: inj
+            description: {yq("hostile " + field + ": " + value)}
+            version: 1.0.0
+            base: {base}
+            steps:
+              - env: {{ENVKIT_TEST_LOG: /var/log/envkit-calls}}
+              - name: stand-ins for the tools that would need the network
+                copy: {{src: stubs, dest: /usr/local/sbin, mode: "0755"}}
+            """) + body(value).replace("\n  - ", "\n  - ").rstrip("\n").replace(
+                "{{ prefix }}", "/opt/envkit") + "\n")
+        if problems(recipe):
+            continue  # refused by validation, with a diagnostic (test_injection checks it)
+        accepted += 1
+        tag = f"envkit-test/inj:{uuid.uuid4().hex[:8]}"
+        done = envkit("build", "--recipe", "./inj.yaml", "--tag", tag, "--ca-bundle", "none",
+                      "--no-verify", cwd=tmp_path)
+        try:
+            assert done.returncode == 0, show(done)
+            probe = subprocess.run(
+                ["docker", "run", "--rm", tag, "bash", "-c",
+                 # a PWNED below /opt/envkit is a path value arriving literally; elsewhere
+                 # (the payloads aim at /PWNED) it would be a command that ran
+                 "cat /var/log/envkit-calls 2>/dev/null; printf '\\0%s' \"$(find / -xdev "
+                 "-name PWNED -not -path '/opt/envkit/*' 2>/dev/null | wc -l)\""],
+                capture_output=True, check=True)
+            *tokens, found = probe.stdout.split(b"\0")
+            assert found == b"0", f"PWNED exists in the image ({field}: {value!r})"
+            calls, i = [], 0
+            while i < len(tokens) and tokens[i]:
+                n = int(tokens[i])
+                calls.append([t.decode() for t in tokens[i + 1: i + 2 + n]])
+                i += 2 + n
+            assert calls == _expected_calls(field, value, Path("/opt/envkit")), value
+            labels = json.loads(subprocess.run(
+                ["docker", "inspect", "-f", "{{json .Config.Labels}}", tag],
+                capture_output=True, text=True, check=True).stdout)
+            assert labels["org.opencontainers.image.description"] == (
+                "hostile " + field + ": " + " ".join(value.split()))
+            if field == "venv-path":
+                env = json.loads(subprocess.run(
+                    ["docker", "inspect", "-f", "{{json .Config.Env}}", tag],
+                    capture_output=True, text=True, check=True).stdout)
+                assert f"VIRTUAL_ENV=/opt/envkit/{value}" in env
+        finally:
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    assert tried and accepted, f"no payload was accepted for {field}"
+    from test_e2e import _record
+
+    _record({"injection_field": field, "payloads_tried": tried, "built": accepted})
