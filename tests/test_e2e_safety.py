@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 import subprocess
 import textwrap
 import uuid
@@ -255,3 +256,62 @@ def test_hostile_values_arrive_literally_in_a_real_build(
     from test_e2e import _record
 
     _record({"injection_field": field, "payloads_tried": tried, "built": accepted})
+
+
+# --- resuming a Docker build: the layer cache -------------------------------------------------
+
+
+@pytest.mark.docker
+def test_a_failed_build_resumes_at_the_failed_step_from_the_layer_cache(
+        base: str, tmp_path: Path) -> None:  # noqa: F811
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FlakyServer(root, host="0.0.0.0")
+    data = b"the file\n"
+    (root / "f.bin").write_bytes(data)
+    server.status, server.fail["/f.bin"] = 404, 10**6  # the fault: the file is not there
+    gateway = bridge_gateway()
+
+    def recipe(last: str) -> None:
+        (tmp_path / "resume.yaml").write_text(textwrap.dedent(f"""\
+            name: resume
+            description: step 3 fails until the server has its file
+            version: 1.0.0
+            base: {base}
+            steps:
+              - name: curl
+                apt: [curl]
+              - name: a slow, stable step
+                run: sleep 3; date +%s%N > /opt/first
+              - name: the file
+                download:
+                  url: http://{gateway}:{server.port}/f.bin
+                  sha256: {hashlib.sha256(data).hexdigest()}
+                  dest: /opt/f.bin
+              - name: the last step
+                run: {last}
+            """))
+
+    args = ("build", "--recipe", "./resume.yaml", "--ca-bundle", HOST_CA, "--no-verify",
+            "--tag", f"envkit-test/resume:{uuid.uuid4().hex[:8]}")
+    try:
+        recipe("cp /opt/f.bin /opt/copy")
+        first = envkit(*args, cwd=tmp_path)
+        assert first.returncode == 1, show(first)
+        assert "the build failed at step 3/4 resume: the file" in first.stderr
+        server.fail.clear()  # the fault is gone; the recipe is the same
+        second = envkit(*args, cwd=tmp_path)
+        assert second.returncode == 0, show(second)
+        out = second.stdout
+        assert "step 1/4 resume: curl: cached" in out
+        assert "step 2/4 resume: a slow, stable step: cached" in out
+        assert re.search(r"step 3/4 resume: the file: done in", out)
+        assert re.search(r"step 4/4 resume: the last step: done in", out)
+        recipe("cp /opt/f.bin /opt/copy2")  # only the last step changes
+        third = envkit(*args, cwd=tmp_path)
+        assert third.returncode == 0, show(third)
+        assert third.stdout.count(": cached") == 3, third.stdout
+        assert re.search(r"step 4/4 resume: the last step: done in", third.stdout)
+    finally:
+        server.close()
+        subprocess.run(["docker", "rmi", "-f", args[-1]], capture_output=True)
