@@ -254,3 +254,24 @@ def test_copy_refuses_links_out_of_the_folder_and_loops(write, tmp_path) -> None
     assert len(lines) == 2, lines
     assert "steps[0].copy.src: d/out links outside the folder" in lines[0]
     assert "steps[1].copy.src: cannot read" in lines[1]
+
+
+def test_validate_warns_when_slow_steps_follow_a_copy(recipe, tmp_path) -> None:
+    from envkit.validate import cache_order
+
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    early = recipe("""\
+        steps:
+          - copy: {src: app.py, dest: /opt/app.py}
+          - apt: [curl]
+          - run: 'true'
+          - venv: {path: /opt/v}
+          - pip: [six]
+    """)
+    assert cache_order(plan_of(early)) == [
+        "t: step 1 (copy app.py -> /opt/app.py) comes before 2 slow steps (apt, pip): each "
+        "change to what it copies rebuilds them in Docker; put it after them unless they "
+        "need it"]
+    late = recipe("steps:\n  - apt: [curl]\n  - copy: {src: app.py, dest: /opt/app.py}\n",
+                  name="late")
+    assert cache_order(plan_of(late)) == []

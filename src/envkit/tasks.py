@@ -216,6 +216,8 @@ def validate(c, recipe=None, quiet=False, resolve=False, ca_bundle=""):
             print(line)
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if not report.ok:
         raise EnvkitError(report.problems)
     resolved = (f", {report.resolved} pip resolutions passed"

@@ -39,6 +39,7 @@ class Report:
     lines: list[str] = field(default_factory=list)  # one summary line per recipe
     resolved: int = 0  # distinct pip resolutions that passed
     skipped: list[str] = field(default_factory=list)  # resolutions this machine cannot do
+    warnings: list[str] = field(default_factory=list)  # worth a look, not wrong
 
     @property
     def ok(self) -> bool:
@@ -72,6 +73,8 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
                 plan = make_plan(recipe, catalog, variant.settings, variant.mirror)
                 if variant.mirror == mirrors.DEFAULT:
                     plans.append((recipe, variant, plan))
+                    if not variant.settings:
+                        report.warnings += cache_order(plan)
                 for fmt in FORMATS:
                     rendered.append((recipe, variant, fmt, render(plan, fmt)))
                     count += 1
@@ -84,6 +87,25 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
     if resolve_pins:
         _resolve(plans, report, ca_bundle)
     return report
+
+
+SLOW = ("apt", "pip", "download", "git", "cmake")  # kinds whose rebuild costs minutes
+
+
+def cache_order(plan: Plan) -> list[str]:
+    """A Docker build resumes from the layer cache: a step that changes often (a copied
+    file) rebuilds every step after it. Say so when slow steps follow a copy."""
+    out = []
+    for ps in plan.steps:
+        if ps.kind != "copy":
+            continue
+        slow = [later for later in plan.steps[ps.number:] if later.kind in SLOW]
+        if slow:
+            kinds = ", ".join(dict.fromkeys(s.kind for s in slow))
+            out.append(f"{plan.name}: step {ps.number} ({ps.title}) comes before {len(slow)} "
+                       f"slow step{'s' * (len(slow) != 1)} ({kinds}): each change to what it "
+                       "copies rebuilds them in Docker; put it after them unless they need it")
+    return out
 
 
 def _resolve(plans: list[tuple[Recipe, Variant, Plan]], report: Report, ca_bundle: str) -> None:
