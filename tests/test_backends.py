@@ -1178,7 +1178,8 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
     opts = buildmod.Options(recipe="t", ca_bundle=Path("/x/ca.pem"))
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(builder, full_plan, context, ["envkit/t:1"], "abc", opts, out)
+        buildmod._run_build(builder, full_plan, context, ["envkit/t:1"], "abc", opts,
+                            buildmod.secretmod.Provided(), out)
     text = one_line(info.value)
     assert "build: t: the build failed at step 2/7 t: apt curl after " in text
     assert f"full log: {context / 'build.log'}" in text
@@ -1193,7 +1194,8 @@ def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
     (tmp_path / "Dockerfile").write_text(render(full_plan, "dockerfile"))
     out = io.StringIO()
     buildmod._run_build(builder, full_plan, tmp_path, ["envkit/t:1"], "abc",
-                        buildmod.Options(recipe="t"), out)
+                        buildmod.Options(recipe="t"),
+                        buildmod.secretmod.Provided(), out)
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
     assert out.getvalue().splitlines()[-1].endswith("s (1 steps cached, 4 run)")
