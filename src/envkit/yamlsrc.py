@@ -8,7 +8,9 @@ else sees the data.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,10 +244,14 @@ def load_file(path: Path, display: str | None = None) -> Document:
     """Read and parse one YAML file; every problem becomes an EnvkitError."""
     name = display or str(path)
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only a regular file is read
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):  # a directory fails above, at open
+                raise EnvkitError(Diagnostic(name, 0, 0, "(file)", "not a regular file"))
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        diag = Diagnostic(name, 0, 0, "(file)", f"cannot read: {exc.strerror}")
+        diag = Diagnostic(name, 0, 0, "(file)", f"cannot read: {exc.strerror or exc}")
         raise EnvkitError(diag) from None
     if len(raw) > MAX_BYTES:
         raise EnvkitError(Diagnostic(name, 0, 0, "(file)",
