@@ -110,6 +110,9 @@ class _Builder:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self._err(key_node, path, "a mapping key must be a plain string")
                     continue
+                if key_node.tag not in _SAFE_TAGS and key_node.tag != _TIMESTAMP:
+                    self._bad_tag(key_node, path)  # never constructed; refused all the same
+                    continue
                 key = key_node.value
                 if key in out:
                     first = self.doc.key_marks.get((*path, key), (0, 0))
@@ -216,7 +219,7 @@ def load_text(text: str, file: str) -> Document:
     except yaml.reader.ReaderError as exc:  # a control character; it knows the offset only
         line, col = _line_col(text, exc.position)
         diag = Diagnostic(file, line, col, "(yaml)",
-                          f"control character {exc.character!r} is not allowed",
+                          f"control character {chr(exc.character)!r} is not allowed",
                           "write it as an escape in a double-quoted string")
         raise EnvkitError(diag) from None
     if not nodes or nodes[0] is None or (len(nodes) == 1 and nodes[0].tag.endswith(":null")
