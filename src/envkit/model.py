@@ -175,12 +175,9 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
     problems: list[Diagnostic] = []
     for name, spec in raw.items():
         at: Path_ = ("params", name)
-        if spec.get("pattern"):
-            try:
-                re.compile(spec["pattern"])
-            except re.error as exc:
-                problems.append(doc.diag((*at, "pattern"), f"not a valid regex: {exc}"))
-                continue
+        if spec.get("pattern") and (msg := grammar.regex(spec["pattern"])):
+            problems.append(doc.diag((*at, "pattern"), msg))
+            continue
         values = tuple(spec.get("values", ()))
         if len(set(map(str, values))) != len(values):
             problems.append(doc.diag((*at, "values"), "values are listed twice"))
