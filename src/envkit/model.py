@@ -141,7 +141,8 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     doc = load_file(path, display)
     if not isinstance(doc.data, dict):
         got = type(doc.data).__name__ if doc.data is not None else "nothing"
-        got = {"list": "a list", "str": "a string", "int": "a number"}.get(got, got)
+        got = {"list": "a list", "str": "a string", "int": "a number", "float": "a number",
+               "bool": "a boolean"}.get(got, got)
         raise EnvkitError(doc.diag((), f"a recipe must be a mapping, got {got}",
                                    "start with 'name:', 'description:', 'version:'"))
     problems = schema.validate(doc)
@@ -164,7 +165,8 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     unusable -= set(params)
     problems += _placeholders(doc, data)
     version = field_or("version", "0")
-    if ok("version") and "version" in data and (msg := grammar.version(version)):
+    if ok("version") and "version" in data and (
+            msg := grammar.single_line(version) or grammar.version(version)):
         problems.append(doc.diag(("version",), msg, "PEP 440, e.g. '1.0.0'"))
     description = field_or("description", "")
     if BREAKS.search(description.replace("\n", " ").replace("\t", " ")):
@@ -178,7 +180,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
             problems.append(doc.diag(("requires", i), f"'{req}' is listed twice"))
     return Recipe(
         name=name, description=description, version=version,
-        path=path, doc=doc, base=field_or("base", ""), params=params,
+        path=path, doc=doc, base=field_or("base", "") if ok("base") else "", params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=_items(field_or("steps", []), "steps", REGISTRY, ok),
@@ -221,7 +223,8 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
                 raise ValueError(f"expected a string, got {spec['default']!r}")
         except ValueError as exc:
             raw_text = doc.raw.get((*at, "default"), "")
-            hint = f'quote it: "{raw_text}"' if param.type == "string" and raw_text else ""
+            unquoted = param.type == "string" and not isinstance(spec["default"], str)
+            hint = f'quote it: "{raw_text}"' if unquoted and raw_text else ""
             problems.append(doc.diag((*at, "default"), str(exc), hint))
             continue
         params[name] = Param(name, param.type, default, values, param.description, param.pattern)
