@@ -5,16 +5,22 @@ They measure; they assert nothing about time (the machine is shared and noisy).
 
 from __future__ import annotations
 
+import shutil
+import statistics
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 from envkit.catalog import Catalog
+from envkit.diagnostics import EnvkitError
 from envkit.plan import make_plan
-from envkit.render import render
+from envkit.render import FORMATS, render
 from envkit.validate import validate
+from test_hostile import ENVKIT, make_corpus
 
 pytestmark = pytest.mark.bench
 
@@ -36,3 +42,61 @@ def test_bench_render_from_the_cli(benchmark) -> None:
 def test_bench_validate_catalog(benchmark) -> None:
     report = benchmark.pedantic(validate, rounds=5, iterations=1)
     assert report.ok
+
+
+def test_bench_hostile_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each file of tests/test_hostile.py's corpus: seconds through the CLI (validate and
+    render --out) and in-process (load, plan, render), as a table. The requirement is < 2 s."""
+    rows = []
+    for case in make_corpus(tmp_path / "files", tmp_path / "ran"):
+        row = [case.name]
+        for args in (["validate", "--recipe", str(case.path)],
+                     ["render", "--recipe", str(case.path), "--out", str(tmp_path / "out")]):
+            started = time.perf_counter()
+            subprocess.run([ENVKIT, *args], cwd=REPO, capture_output=True, timeout=60,
+                           check=False)
+            row.append(time.perf_counter() - started)
+            shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        started = time.perf_counter()
+        try:
+            catalog = Catalog()
+            plan = make_plan(catalog.find(str(case.path)), catalog)
+            for fmt in FORMATS:
+                render(plan, fmt)
+        except EnvkitError:
+            pass
+        row.append(time.perf_counter() - started)
+        rows.append(row)
+    with capsys.disabled():
+        print(f"\n{'file':<28} {'validate':>9} {'render':>9} {'in-proc':>9}")
+        for name, *times in sorted(rows, key=lambda r: -max(r[1:])):
+            print(f"{name:<28}" + "".join(f" {t:9.3f}" for t in times))
+        for i, label in enumerate(["validate", "render", "in-process"], start=1):
+            column = [r[i] for r in rows]
+            print(f"{label}: max {max(column):.3f}s, median {statistics.median(column):.3f}s "
+                  f"over {len(column)} files")
+
+
+def test_bench_valid_recipes_at_the_limits(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Valid recipes just under the node limit: render through the CLI and in-process.
+    (validate lints every render with shellcheck and hadolint: minutes at this size.)"""
+    header = "name: {}\ndescription: d\nversion: 1.0.0\nbase: debian:bookworm-slim\nsteps:\n"
+    files = {"1600-run-steps": "".join(f"  - run: echo {i}\n" for i in range(1600)),
+             "2300-aliased-steps": "  - &r {run: echo hi}\n" + "  - *r\n" * 2300}
+    with capsys.disabled():
+        print(f"\n{'file':<28} {'render':>9} {'in-proc':>9}")
+    for name, body in files.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(header.format(name) + body)
+        started = time.perf_counter()
+        subprocess.run([ENVKIT, "render", "--recipe", str(path), "--out", str(tmp_path / "o")],
+                       cwd=REPO, capture_output=True, timeout=120, check=True)
+        cli = time.perf_counter() - started
+        started = time.perf_counter()
+        catalog = Catalog()
+        plan = make_plan(catalog.find(str(path)), catalog)
+        for fmt in FORMATS:
+            render(plan, fmt)
+        with capsys.disabled():
+            print(f"{name:<28} {cli:9.3f} {time.perf_counter() - started:9.3f}")

@@ -9,6 +9,7 @@ from . import compat, paths
 from .diagnostics import did_you_mean, error
 from .model import Recipe, load_recipe
 from .schema import NAME_PATTERN
+from .yamlsrc import load_file
 
 NAME = re.compile(NAME_PATTERN)
 
@@ -47,8 +48,8 @@ class Catalog:
         """``--recipe``: a catalog name, or a path to a YAML file anywhere."""
         if ref.endswith((".yaml", ".yml")) or "/" in ref:
             try:
-                if not Path(ref).is_file():
-                    raise error(f"no recipe file at {ref}", path="--recipe")
+                if not Path(ref).is_file():  # the loader says what it is instead
+                    load_file(Path(ref), ref)
             except OSError as exc:
                 raise error(f"cannot read {ref[:80]}: {exc.strerror}", path="--recipe") from None
             return self.load(Path(ref))

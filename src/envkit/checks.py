@@ -105,11 +105,8 @@ class Command(Check):
         for i, arg in enumerate(self.argv):
             if "\x00" in arg:
                 problems.append((("argv", i), "NUL characters are not allowed"))
-        if self.output:
-            try:
-                re.compile(self.output)
-            except re.error as exc:
-                problems.append((("output",), f"not a valid regular expression: {exc}"))
+        if self.output and (msg := grammar.regex(self.output)):
+            problems.append((("output",), msg))
         return problems
 
     def command(self) -> list[str]:

@@ -160,7 +160,10 @@ def check(table: Table, pins: list[Pin], python: str | None, cuda: str | None
                                 f"use the +{table.cuda.get(cuda, {}).get('tag', '')} build "
                                 "or choose another cuda"))
             continue
-        matching = [r for r in releases if spec.contains(r.version, prereleases=True)]
+        try:
+            matching = [r for r in releases if spec.contains(r.version, prereleases=True)]
+        except ValueError:  # a version of more than 4300 digits: Python refuses the int
+            matching = []
         fitting = [r for r in matching if r.fits(py, cuda)]
         if fitting:
             chosen[name] = (pin, fitting)
@@ -203,7 +206,7 @@ def _python(text: str | None) -> Version | None:
         return None
     try:
         return Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more than 4300 digits
         return None
 
 

@@ -7,6 +7,7 @@ Nothing else reaches the user on error.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -14,14 +15,25 @@ from .chars import BREAKS
 
 Path_ = tuple[str | int, ...]
 _BREAKS = BREAKS
+_PLAIN_KEY = re.compile(r"[^\s'\"\[\]]+")
+MAX_SHOWN = 500  # characters of a path, message or hint: a 60 KB value echoed back is noise
+
+
+def _clip(text: str) -> str:
+    """The start and the end: what is wrong may follow the value it quotes."""
+    half = MAX_SHOWN // 2
+    return text if len(text) <= MAX_SHOWN else f"{text[:half]}...{text[-half:]}"
 
 
 def format_path(path: Path_) -> str:
-    """``('steps', 2, 'pip', 'packages', 0)`` -> ``steps[2].pip.packages[0]``."""
+    """``('steps', 2, 'pip', 'packages', 0)`` -> ``steps[2].pip.packages[0]``; a key that is
+    empty or has spaces is quoted (``env['a b']``), so that it still shows."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{part!r}]"
         else:
             out += f".{part}" if out else str(part)
     return out or "(top)"
@@ -45,9 +57,9 @@ class Diagnostic:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
-        text = f"{where}: {self.path}: {self.message}"
+        text = f"{where}: {_clip(self.path)}: {_clip(self.message)}"
         if self.hint:
-            text += f" ({self.hint})"
+            text += f" ({_clip(self.hint)})"
         return _BREAKS.sub(lambda m: repr(m.group(0))[1:-1], text)  # one line, always
 
 

@@ -10,7 +10,7 @@ import re
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from .chars import BREAKS
 
@@ -54,8 +54,16 @@ def specifier(value: str) -> str:
 def version(value: str) -> str:
     try:
         Version(value)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number Python will not convert (> 4300 digits)
         return f"not a valid version: {value!r}"
+    return ""
+
+
+def regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}, (((...)))
+        return f"not a valid regular expression: {exc}"
     return ""
 
 

@@ -7,7 +7,10 @@ plan, which knows every recipe a recipe requires.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,32 @@ PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
               "false": False, "no": False, "off": False, "0": False}
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _fullmatch(pattern: str, text: str) -> bool:
+    """re.fullmatch, stopped after half a second: a recipe's own pattern may backtrack for
+    ever, as (a+)+$ does. re checks for signals while it matches; only the main thread
+    gets them."""
+    if threading.current_thread() is not threading.main_thread() or os.name != "posix":
+        return re.fullmatch(pattern, text) is not None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _TooSlow
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except _TooSlow:
+        raise ValueError(f"pattern {pattern!r} takes too long to match {text!r} "
+                         "(nested repeats such as (a+)+ backtrack)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
 
 
 @dataclass(frozen=True)
@@ -74,7 +103,7 @@ class Param:
                 raise ValueError(f"{msg} (PEP 440, e.g. 3.11 or 2.6.2)")
             if self.range and not SpecifierSet(self.range).contains(text, prereleases=True):
                 raise ValueError(f"{text} is not {self.range}")
-        if self.pattern and not re.fullmatch(self.pattern, text):
+        if self.pattern and not _fullmatch(self.pattern, text):
             raise ValueError(f"{text!r} does not match {self.pattern}")
         return text
 
@@ -145,7 +174,8 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     doc = load_file(path, display)
     if not isinstance(doc.data, dict):
         got = type(doc.data).__name__ if doc.data is not None else "nothing"
-        got = {"list": "a list", "str": "a string", "int": "a number"}.get(got, got)
+        got = {"list": "a list", "str": "a string", "int": "a number", "float": "a number",
+               "bool": "a boolean"}.get(got, got)
         raise EnvkitError(doc.diag((), f"a recipe must be a mapping, got {got}",
                                    "start with 'name:', 'description:', 'version:'"))
     problems = schema.validate(doc)
@@ -168,7 +198,8 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     unusable -= set(params)
     problems += _placeholders(doc, data)
     version = field_or("version", "0")
-    if ok("version") and "version" in data and (msg := grammar.version(version)):
+    if ok("version") and "version" in data and (
+            msg := grammar.single_line(version) or grammar.version(version)):
         problems.append(doc.diag(("version",), msg, "PEP 440, e.g. '1.0.0'"))
     description = field_or("description", "")
     if BREAKS.search(description.replace("\n", " ").replace("\t", " ")):
@@ -185,7 +216,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     problems += more
     return Recipe(
         name=name, description=description, version=version,
-        path=path, doc=doc, base=field_or("base", ""), params=params,
+        path=path, doc=doc, base=field_or("base", "") if ok("base") else "", params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
@@ -244,12 +275,9 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
     problems: list[Diagnostic] = []
     for name, spec in raw.items():
         at: Path_ = ("params", name)
-        if spec.get("pattern"):
-            try:
-                re.compile(spec["pattern"])
-            except re.error as exc:
-                problems.append(doc.diag((*at, "pattern"), f"not a valid regex: {exc}"))
-                continue
+        if spec.get("pattern") and (msg := grammar.regex(spec["pattern"])):
+            problems.append(doc.diag((*at, "pattern"), msg))
+            continue
         values = tuple(spec.get("values", ()))
         if len(set(map(str, values))) != len(values):
             problems.append(doc.diag((*at, "values"), "values are listed twice"))
@@ -273,7 +301,8 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
                 raise ValueError(f"expected a string, got {spec['default']!r}")
         except ValueError as exc:
             raw_text = doc.raw.get((*at, "default"), "")
-            hint = f'quote it: "{raw_text}"' if param.type == "string" and raw_text else ""
+            unquoted = param.type == "string" and not isinstance(spec["default"], str)
+            hint = f'quote it: "{raw_text}"' if unquoted and raw_text else ""
             problems.append(doc.diag((*at, "default"), str(exc), hint))
             continue
         params[name] = dataclasses.replace(param, default=default)

@@ -19,7 +19,7 @@ from . import ca, grammar, mirrors, schema
 from . import secrets as secretmod
 from .build import Options
 from .catalog import Catalog
-from .diagnostics import EnvkitError, error
+from .diagnostics import Diagnostic, EnvkitError, error
 from .plan import make_plan, param_text
 from .render import FORMATS, check_format, render, write_outputs
 from .validate import validate as run_validate
@@ -66,6 +66,9 @@ def _stops_on_signals() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+MAX_SHOWN = 20  # problems printed; a hostile file may have thousands, the first ones say enough
+
+
 def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Every EnvkitError becomes its one-line diagnostics on stderr and exit code 1."""
 
@@ -77,8 +80,13 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return fn(*args, **kwargs)
         except EnvkitError as exc:
             sys.stdout.flush()
-            for diag in exc.diagnostics:
+            for diag in exc.diagnostics[:MAX_SHOWN]:
                 print(diag, file=sys.stderr)
+            if len(exc.diagnostics) > MAX_SHOWN:
+                more = len(exc.diagnostics) - MAX_SHOWN
+                print(Diagnostic(exc.diagnostics[MAX_SHOWN].file, 0, 0, "(more)",
+                                 f"{more} more problem{'s' * (more != 1)} not shown"),
+                      file=sys.stderr)
             raise Exit(code=1) from None
         except KeyboardInterrupt as exc:
             if isinstance(exc, Terminated):
