@@ -49,6 +49,18 @@ def recipe(write: Callable[..., Path]) -> Callable[..., Path]:
     return _recipe
 
 
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """git with a fixed author, HOME at ``cwd`` and no system config; its stdout."""
+    import os
+    import subprocess
+
+    base = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env={**base, **(env or {})}, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def plan_of(path: Path, settings: dict[str, str] | None = None, **kw: object) -> Plan:
     catalog = Catalog()
     return make_plan(catalog.load(path), catalog, settings, **kw)  # type: ignore[arg-type]

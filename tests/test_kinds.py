@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import plan_of, problems
+from conftest import git, plan_of, problems
 from envkit.render import render
 from envkit.steps import REGISTRY
 
@@ -103,26 +103,20 @@ def test_download_from_an_unreachable_server_fails(recipe, tmp_path: Path) -> No
     assert done.returncode != 0 and "step 1/1 failed" in done.stderr
 
 
-def _git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
 
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str, str]:
     src = tmp_path / "upstream"
     src.mkdir()
-    _git("init", "-q", "-b", "main", cwd=src)
+    git("init", "-q", "-b", "main", cwd=src)
     (src / "f").write_text("v1\n")
-    _git("add", "f", cwd=src)
-    _git("commit", "-qm", "one", cwd=src)
-    _git("tag", "v1", cwd=src)
-    first = _git("rev-parse", "HEAD", cwd=src)
+    git("add", "f", cwd=src)
+    git("commit", "-qm", "one", cwd=src)
+    git("tag", "v1", cwd=src)
+    first = git("rev-parse", "HEAD", cwd=src)
     (src / "f").write_text("v2\n")
-    _git("commit", "-qam", "two", cwd=src)
-    return src, first, _git("rev-parse", "HEAD", cwd=src)
+    git("commit", "-qam", "two", cwd=src)
+    return src, first, git("rev-parse", "HEAD", cwd=src)
 
 
 @pytest.mark.skipif(not shutil.which("git"), reason="git not installed")
@@ -214,11 +208,11 @@ def test_pip_and_apt_render_as_expected(recipe) -> None:
 def test_git_checks_out_a_branch_that_is_not_the_default(recipe, repo,
                                                          tmp_path: Path) -> None:
     src, first, _ = repo
-    _git("checkout", "-q", "-b", "dev", first, cwd=src)
+    git("checkout", "-q", "-b", "dev", first, cwd=src)
     (src / "f").write_text("dev\n")
-    _git("commit", "-qam", "dev", cwd=src)
-    dev = _git("rev-parse", "HEAD", cwd=src)
-    _git("checkout", "-q", "main", cwd=src)
+    git("commit", "-qam", "dev", cwd=src)
+    dev = git("rev-parse", "HEAD", cwd=src)
+    git("checkout", "-q", "main", cwd=src)
     path = recipe(f"""
         steps:
           - git: {{url: "file://{src}", ref: dev, dest: "{tmp_path}/co", commit: "{dev}"}}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, git
 from envkit import mirrors
 from envkit.diagnostics import EnvkitError
 
@@ -154,13 +154,6 @@ def test_a_child_shell_keeps_the_choice_without_probing_again(probes) -> None:
 
 # --- GitHub through the mirror, for real with git -------------------------------------------
 
-def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    base = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t", "PATH": BASE_ENV["PATH"], "HOME": str(cwd),
-            "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=cwd, env={**base, **(env or {})}, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
 
 @pytest.fixture
 def github_mirror(tmp_path: Path) -> tuple[Path, str]:
@@ -168,22 +161,22 @@ def github_mirror(tmp_path: Path) -> tuple[Path, str]:
     superproject tmp/super whose .gitmodules names that GitHub URL."""
     src = tmp_path / "src"
     src.mkdir()
-    _git("init", "-q", "-b", "main", cwd=src)
+    git("init", "-q", "-b", "main", cwd=src)
     (src / "f").write_text("from the mirror\n")
-    _git("add", "f", cwd=src)
-    _git("commit", "-qm", "one", cwd=src)
-    commit = _git("rev-parse", "HEAD", cwd=src)
+    git("add", "f", cwd=src)
+    git("commit", "-qm", "one", cwd=src)
+    commit = git("rev-parse", "HEAD", cwd=src)
     (tmp_path / "mirror" / "x").mkdir(parents=True)
-    _git("clone", "-q", "--bare", str(src), str(tmp_path / "mirror" / "x" / "repo.git"),
+    git("clone", "-q", "--bare", str(src), str(tmp_path / "mirror" / "x" / "repo.git"),
          cwd=tmp_path)
     sup = tmp_path / "super"
     sup.mkdir()
-    _git("init", "-q", "-b", "main", cwd=sup)
+    git("init", "-q", "-b", "main", cwd=sup)
     (sup / ".gitmodules").write_text(
         '[submodule "sub"]\n\tpath = sub\n\turl = https://github.com/x/repo.git\n')
-    _git("add", ".gitmodules", cwd=sup)
-    _git("update-index", "--add", "--cacheinfo", f"160000,{commit},sub", cwd=sup)
-    _git("commit", "-qm", "with a submodule", cwd=sup)
+    git("add", ".gitmodules", cwd=sup)
+    git("update-index", "--add", "--cacheinfo", f"160000,{commit},sub", cwd=sup)
+    git("commit", "-qm", "with a submodule", cwd=sup)
     return tmp_path, f"file://{tmp_path}/mirror/"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FlakyServer, plan_of
+from conftest import REPO, FlakyServer, git, plan_of
 from envkit.render import render
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
@@ -155,25 +155,19 @@ def run_script(path: Path, tmp_path: Path, *args: str,
 # --- clones -------------------------------------------------------------------------------
 
 
-def _git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"], "HOME": str(cwd)}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
 
 @pytest.fixture
 def served_repo(flaky: FlakyServer, tmp_path: Path) -> tuple[str, str]:
     """A repository served over git's 'dumb' HTTP protocol by the flaky server."""
     work = tmp_path / "work"
     work.mkdir()
-    _git("init", "-q", "-b", "main", cwd=work)
+    git("init", "-q", "-b", "main", cwd=work)
     (work / "f").write_text("v1\n")
-    _git("add", "f", cwd=work)
-    _git("commit", "-qm", "one", cwd=work)
-    commit = _git("rev-parse", "HEAD", cwd=work)
-    _git("clone", "-q", "--bare", str(work), str(flaky.root / "r.git"), cwd=tmp_path)
-    _git("update-server-info", cwd=flaky.root / "r.git")
+    git("add", "f", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
+    git("clone", "-q", "--bare", str(work), str(flaky.root / "r.git"), cwd=tmp_path)
+    git("update-server-info", cwd=flaky.root / "r.git")
     return f"{flaky.url}/r.git", commit
 
 
