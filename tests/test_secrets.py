@@ -100,7 +100,7 @@ steps:
     run: 'report uses'
   - name: a pip step with a login
     secrets: [login]
-    pip: {packages: [six], python: python3}
+    pip: {packages: ["six==1.17.0"], python: python3}
   - name: after
     run: 'report after'
 """
@@ -361,3 +361,16 @@ def test_a_secret_from_an_environment_variable(private_index: FlakyServer,
     assert done.returncode == 0, done.stdout + done.stderr
     log = (tmp_path / ".envkit" / "envs" / "private" / "install.log").read_text()
     assert password not in log and "***" in log
+
+
+def test_a_recipe_with_secrets_and_a_user_lints_clean(recipe, tmp_path: Path) -> None:
+    """The new parts of both outputs (secret mounts and handoff, the secrets' private
+    folder, the user block) pass bash -n, shellcheck and hadolint like the catalog does."""
+    from envkit import lint
+
+    path = recipe(RECIPE + "user: {name: ml, uid: 1234}\n")
+    plan = plan_of(path)
+    shell, docker = tmp_path / "install.sh", tmp_path / "Dockerfile"
+    shell.write_text(render(plan, "shell"))
+    docker.write_text(render(plan, "dockerfile"))
+    assert lint.lint([shell], [docker]) == []
