@@ -87,3 +87,12 @@ def test_absurd_names_are_one_line_errors() -> None:
         done = invoke("render", "--recipe", ref)
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_every_option_of_every_task_has_a_real_short_flag_or_none() -> None:
+    """invoke would give --from-step the short flag '-' (it shows as '--=STRING')."""
+    from envkit.tasks import ns
+
+    for name in ns.task_names:
+        for arg in ns[name].get_arguments():
+            assert all(n != "-" and not n.startswith("-") for n in arg.names), (name, arg.names)

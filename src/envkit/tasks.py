@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit, task
+import invoke
+from invoke import Collection, Exit
 
 from . import ca, grammar, mirrors, schema
 from . import secrets as secretmod
@@ -23,6 +24,18 @@ from .diagnostics import Diagnostic, EnvkitError, error
 from .plan import make_plan, param_text
 from .render import FORMATS, check_format, render, write_outputs
 from .validate import validate as run_validate
+
+
+class _Task(invoke.Task):
+    """invoke's Task, but a dashed option (--from-step) never gets '-' as its short flag."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, taken_names | {"-"})
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    return invoke.task(*args, klass=_Task, **kwargs)
+
 
 _STOPPED = ("no output file is ever half-written, and no image is tagged by an interrupted "
             "build")
@@ -315,8 +328,8 @@ _COMMON = {
 )
 @_reports_errors
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
-          no_verify=False, no_cache=False, allow_system=False, verbose=False, fresh=False,
-          from_step="", secret=None):
+          no_verify=False, no_cache=False, allow_system=False, verbose=False, secret=None,
+          fresh=False, from_step=""):  # in this order: -e, -f, -p
     """Build a recipe into a Docker image (or on this host) and verify it."""
     from .build import build as run_build
 
@@ -332,7 +345,7 @@ def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", tar
 @task(name="run", iterable=["set_", "secret"], help=_COMMON)
 @_reports_errors
 def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False,
-         fresh=False, from_step="", secret=None):
+         secret=None, fresh=False, from_step=""):
     """Run a recipe's shell script on this host, into .envkit/envs/NAME (no verify)."""
     from .build import build_host
 
