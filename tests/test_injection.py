@@ -524,6 +524,7 @@ def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
     """The argv of every stubbed tool the step runs, ``cwd`` being the prefix."""
     src = f"{cwd}/src"
     jobs = str(len(os.sched_getaffinity(0)))  # what "$(nproc)" prints
+    build = f"{cwd}/{value}".rstrip("/") + "/build"  # the source's build/, however spelled
     cmake = [["cmake", "-S", src, "-B", f"{src}/build", "-DCMAKE_BUILD_TYPE=Release",
               f"-DOPT={value}"], ["cmake", "--build", f"{src}/build", "--parallel", jobs]]
     return {
@@ -542,9 +543,9 @@ def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
         "git-dest": _git_calls("https://example.com/r.git", "main", f"{cwd}/{value}"),
         "venv-path": [["python3", "-m", "venv", f"{cwd}/{value}"]],
         "cmake-option": cmake,
-        "cmake-source": [["cmake", "-S", f"{cwd}/{value}", "-B", f"{cwd}/{value}/build",
+        "cmake-source": [["cmake", "-S", f"{cwd}/{value}", "-B", build,
                           "-DCMAKE_BUILD_TYPE=Release"],
-                         ["cmake", "--build", f"{cwd}/{value}/build", "--parallel", jobs]],
+                         ["cmake", "--build", build, "--parallel", jobs]],
         "run-workdir": [], "copy-dest": [], "copy-src": [], "step-name": [],
     }[field]
 
@@ -609,16 +610,19 @@ def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field:
     assert calls == _expected_calls(field, value, cwd)
     docker = (out / "Dockerfile").read_text()
     if field.startswith("copy"):  # the script takes its files from files/ next to it
-        dest = below(cwd, value if field == "copy-dest" else "out.bin")
-        assert dest.read_bytes() == b"data\n"
+        written = f"{cwd}/{value}" if field == "copy-dest" else f"{cwd}/out.bin"  # as rendered
         src = value if field == "copy-src" else "data.txt"
+        dest = below(cwd, value if field == "copy-dest" else "out.bin")
+        if written.endswith("/"):  # cp and COPY agree: DEST/ is a folder to copy into
+            dest = dest / src
+        assert dest.read_bytes() == b"data\n"
         copies = [inst for inst in instructions(docker)
                   if inst.startswith("COPY ") and inst != HELPER_COPY]
-        assert [json.loads(c[5:]) for c in copies] == [[f"files/t/{src}", str(dest)]]
+        assert [json.loads(c[5:]) for c in copies] == [[f"files/t/{src}", written]]
     if field == "venv-path":
         assert (cwd / "ve.txt").read_bytes() == f"{cwd}/{value}".encode()
     if field == "run-workdir":
-        assert (cwd / "wd.txt").read_bytes() == f"{cwd}/{value}\n".encode()
+        assert (cwd / "wd.txt").read_bytes() == f"{below(cwd, value)}\n".encode()  # as pwd says
     if field == "step-name":
         assert f"[envkit] step 1/1: t: {' '.join(value.split())}\n" in stderr
     if field == "download-dest":
@@ -637,7 +641,7 @@ def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field:
         if field == "run-workdir":
             below(cwd, value).mkdir(parents=True, exist_ok=True)
             run_bash(run_argv(docker)[1:], docker_cwd)
-            assert (docker_cwd / "wd.txt").read_bytes() == f"{cwd}/{value}\n".encode()
+            assert (docker_cwd / "wd.txt").read_bytes() == f"{below(cwd, value)}\n".encode()
         assert docker_calls == _expected_calls(field, value, cwd)
         if field == "venv-path":
             assert dockerfile_env(docker)["VIRTUAL_ENV"] == [("lit", f"{cwd}/{value}")]

@@ -179,7 +179,7 @@ class _Binder:
             return ""
         at = (*item.path[:2], "name")
         text = self.text(item.name, at)
-        if msg := grammar.single_line(text):
+        if msg := grammar.single_line(text) or ("" if text.strip() else "must not be blank"):
             self.problems.append(self.recipe.doc.diag(at, msg))
         return text
 
