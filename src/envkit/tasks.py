@@ -189,6 +189,10 @@ def list_(c):
             if name == "prefix":
                 continue
             allowed = f" [{', '.join(param_text(v) for v in p.values)}]" if p.values else ""
+            allowed += f" {p.range}" if p.range else ""
+            if p.minimum is not None or p.maximum is not None:
+                low, high = ("" if b is None else b for b in (p.minimum, p.maximum))
+                allowed += f" {low}..{high}"
             print(f"{'':<16}   {name}={param_text(p.default)} ({p.type}{allowed})"
                   f"{' ' + p.description if p.description else ''}")
 
