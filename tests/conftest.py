@@ -61,6 +61,17 @@ def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
+def make_repo(folder: Path, text: str = "v1\n") -> str:
+    """A new repository in ``folder`` (on branch main) with one commit of a file ``f``
+    holding ``text``; that commit."""
+    folder.mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=folder)
+    (folder / "f").write_text(text)
+    git("add", "f", cwd=folder)
+    git("commit", "-qm", "one", cwd=folder)
+    return git("rev-parse", "HEAD", cwd=folder)
+
+
 def plan_of(path: Path, settings: dict[str, str] | None = None, **kw: object) -> Plan:
     catalog = Catalog()
     return make_plan(catalog.load(path), catalog, settings, **kw)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, plan_of, problems
+from conftest import git, make_repo, plan_of, problems
 from envkit.render import render
 from envkit.steps import REGISTRY
 
@@ -107,13 +107,8 @@ def test_download_from_an_unreachable_server_fails(recipe, tmp_path: Path) -> No
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str, str]:
     src = tmp_path / "upstream"
-    src.mkdir()
-    git("init", "-q", "-b", "main", cwd=src)
-    (src / "f").write_text("v1\n")
-    git("add", "f", cwd=src)
-    git("commit", "-qm", "one", cwd=src)
+    first = make_repo(src)
     git("tag", "v1", cwd=src)
-    first = git("rev-parse", "HEAD", cwd=src)
     (src / "f").write_text("v2\n")
     git("commit", "-qam", "two", cwd=src)
     return src, first, git("rev-parse", "HEAD", cwd=src)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, git
+from conftest import REPO, git, make_repo
 from envkit import mirrors
 from envkit.diagnostics import EnvkitError
 
@@ -160,12 +160,7 @@ def github_mirror(tmp_path: Path) -> tuple[Path, str]:
     """tmp/mirror/x/repo.git, a bare repo standing for https://github.com/x/repo.git, and a
     superproject tmp/super whose .gitmodules names that GitHub URL."""
     src = tmp_path / "src"
-    src.mkdir()
-    git("init", "-q", "-b", "main", cwd=src)
-    (src / "f").write_text("from the mirror\n")
-    git("add", "f", cwd=src)
-    git("commit", "-qm", "one", cwd=src)
-    commit = git("rev-parse", "HEAD", cwd=src)
+    commit = make_repo(src, "from the mirror\n")
     (tmp_path / "mirror" / "x").mkdir(parents=True)
     git("clone", "-q", "--bare", str(src), str(tmp_path / "mirror" / "x" / "repo.git"),
          cwd=tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FlakyServer, git, plan_of
+from conftest import REPO, FlakyServer, git, make_repo, plan_of
 from envkit.render import render
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
@@ -160,12 +160,7 @@ def run_script(path: Path, tmp_path: Path, *args: str,
 def served_repo(flaky: FlakyServer, tmp_path: Path) -> tuple[str, str]:
     """A repository served over git's 'dumb' HTTP protocol by the flaky server."""
     work = tmp_path / "work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    (work / "f").write_text("v1\n")
-    git("add", "f", cwd=work)
-    git("commit", "-qm", "one", cwd=work)
-    commit = git("rev-parse", "HEAD", cwd=work)
+    commit = make_repo(work)
     git("clone", "-q", "--bare", str(work), str(flaky.root / "r.git"), cwd=tmp_path)
     git("update-server-info", cwd=flaky.root / "r.git")
     return f"{flaky.url}/r.git", commit
