@@ -23,6 +23,7 @@ import requests
 from conftest import plan_of
 from envkit import baseimage, buildkit, ca, engine, host
 from envkit import build as buildmod
+from envkit.catalog import Catalog
 from envkit.checks import Runner
 from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan
@@ -1199,6 +1200,66 @@ def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
     assert out.getvalue().splitlines()[-1].endswith("s (1 steps cached, 4 run)")
+
+
+
+def test_checks_run_under_the_lock_in_the_image_just_built(
+        recipe: MakeRecipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of the recipe may re-tag the tag once the first lets go: the checks
+    and :latest must name the image that was built, by its id, while the lock is held."""
+    path = recipe("""\
+        steps:
+          - run: echo hi
+        verify:
+          - name: echo
+            command:
+              argv: [echo, ok]
+        """)
+    plan = plan_of(path)
+    context = tmp_path / "build" / plan.name
+    built: dict[str, Any] = {}
+    tagged: list[tuple[str, str]] = []
+
+    class Image:
+        id = "sha256:" + "b" * 64
+        labels: dict[str, str] = {}
+        attrs = {"Size": 1 << 20}
+
+        def tag(self, repo: str, tag: str) -> None:
+            assert_locked()
+            tagged.append((repo, tag))
+
+    def assert_locked() -> None:
+        with pytest.raises(EnvkitError, match="another envkit build"), \
+                buildmod._locked(context):
+            pass
+
+    def runner(client: Any, ref: str, timeout: float = 0, name: str = "") -> Any:
+        def run(argv: list[str]) -> tuple[int, str]:
+            assert_locked()
+            built.setdefault("runs", []).append((ref, name, argv))
+            return 0, "ok\n"
+        return run
+
+    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
+    monkeypatch.setattr(buildmod.baseimage, "ensure", lambda client, ref, out, regs: ref)
+    monkeypatch.setattr(engine, "image", lambda client, ref: built.get(ref))
+    monkeypatch.setattr(engine, "container_runner", runner)
+
+    def fake_run_build(builder: Any, plan: Plan, context: Path, tags: list[str], *rest: Any
+                       ) -> None:
+        built[tags[0]] = Image()
+
+    monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
+    opts = buildmod.Options(recipe=str(path), build_dir=tmp_path / "build")
+    out = io.StringIO()
+    tag = buildmod.build_image(object(), opts, Catalog(), plan, out)
+    assert tag.startswith("envkit/t:")
+    assert built["runs"] == [(Image.id, tag, ["echo", "ok"])]
+    assert tagged == [("envkit/t", "latest")]
+    assert "all 1 checks passed" in out.getvalue()
+    with buildmod._locked(context):  # and let go afterwards
+        pass
 
 
 # --- the tasks, as a user types them -----------------------------------------------------------

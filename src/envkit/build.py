@@ -131,6 +131,8 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     bid = build_id(plan, base_image.id if base_image is not None else base, bool(opts.ca_bundle))
     tags = [opts.tag or f"{repo}:{bid}"]
     context = opts.build_dir / plan.name
+    # the checks and the :latest tag under the lock too, and on the image's id: a second
+    # build of this recipe may re-tag tags[0] the moment this one lets go
     with _locked(context):
         write_outputs(plan, ["dockerfile"], context)
         (context / ".dockerignore").write_text(DOCKERIGNORE)
@@ -141,15 +143,20 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
                   "(--no-cache rebuilds)", file=out, flush=True)
         else:
             _run_build(builder, plan, context, tags, bid, opts, given, out)
-    image = engine.image(client, tags[0])
-    size = engine.size_text(image.attrs.get("Size", 0)) if image is not None else "?"
-    base_size = engine.size_text(base_image.attrs.get("Size", 0)) if base_image else "?"
-    print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out, flush=True)
-    if opts.verify:
-        _verify(plan, engine.container_runner(client, tags[0]), tags[0], out)
-    if repo and image is not None:  # :latest only ever names a build that passed its checks
-        image.tag(repo, "latest")
-        print(f"envkit: tagged {repo}:latest", file=out, flush=True)
+        image = engine.image(client, tags[0])
+        if image is None:  # removed by someone else between the build and here
+            raise error(f"{plan.name}: the image {tags[0]} is gone right after its build",
+                        path="build", hint="rerun the build")
+        size = engine.size_text(image.attrs.get("Size", 0))
+        base_size = engine.size_text(base_image.attrs.get("Size", 0)) if base_image else "?"
+        print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out,
+              flush=True)
+        if opts.verify:
+            _verify(plan, engine.container_runner(client, image.id, name=tags[0]), tags[0],
+                    out)
+        if repo:  # :latest only ever names a build that passed its checks
+            image.tag(repo, "latest")
+            print(f"envkit: tagged {repo}:latest", file=out, flush=True)
     return tags[0]
 
 

@@ -142,17 +142,21 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
-def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> Runner:
-    """Run each argv in a fresh container of ``ref``: no network, removed afterwards."""
+def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
+                     name: str = "") -> Runner:
+    """Run each argv in a fresh container of ``ref``: no network, removed afterwards.
+    ``name`` is what messages call the image (``ref`` may be its id)."""
     import docker
     import requests
+
+    name = name or ref
 
     def run(argv: list[str]) -> tuple[int, str]:
         try:
             return attempt(argv)
         except requests.RequestException:
             if why := lost():
-                raise error(f"the Docker engine went away while a check ran in {ref} "
+                raise error(f"the Docker engine went away while a check ran in {name} "
                             f"({' '.join(argv)[:60]}): {why}", path="engine",
                             hint="start it again and rerun") from None
             raise
@@ -164,7 +168,7 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT) -> R
                                                  network_disabled=True,
                                                  labels={"io.envkit.verify": "1"})
         except docker.errors.APIError as exc:
-            raise EnvkitError(error(f"cannot create a container of {ref}: "
+            raise EnvkitError(error(f"cannot create a container of {name}: "
                                     f"{exc.explanation or exc}", path="verify").diagnostics
                               ) from None
         try:
