@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
+import pytest
+
 from conftest import plan_of
+from envkit import checks
 from envkit.checks import Command, FileExists, PythonImport, local_runner
 
 RUN = local_runner()
@@ -19,6 +23,21 @@ def test_command_exit_code_and_output() -> None:
     code = Command(argv=[sys.executable, "-c", "raise SystemExit(3)"], exit_code=3)
     assert code.run(RUN).ok
     assert not Command(argv=[sys.executable, "-c", "raise SystemExit(3)"]).run(RUN).ok
+
+
+def test_an_output_regex_that_backtracks_for_ever_fails_the_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "OUTPUT_SECONDS", 0.2)
+    hang = Command(argv=["x"], output="(a+)+$")
+    ok, detail = hang.judge(0, "a" * 40 + "b")
+    assert not ok
+    assert detail == ("pattern '(a+)+$' takes too long to match 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaab' (nested repeats such as (a+)+ backtrack)")
+    ok, detail = hang.judge(0, "a" * 100 + "b")
+    assert not ok and "takes too long to match 101 characters of text" in detail
+    # a search that returns keeps working, and no alarm is left set
+    assert Command(argv=["x"], output="^b$").judge(0, "a\nb\n") == (True, "exit 0")
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_command_that_cannot_start() -> None:

@@ -83,6 +83,9 @@ def _tail(output: str, lines: int = 3) -> str:
     return " | ".join(ln for ln in output.strip().splitlines()[-lines:])
 
 
+OUTPUT_SECONDS = 5.0  # a plain regex searches megabytes in far less
+
+
 @check_kind
 @dataclass
 class Command(Check):
@@ -115,7 +118,12 @@ class Command(Check):
     def judge(self, code: int, output: str) -> tuple[bool, str]:
         if code != self.exit_code:
             return False, f"exit {code}, expected {self.exit_code}: {_tail(output)}"
-        if self.output and not re.search(self.output, output, re.MULTILINE):
+        try:
+            found = not self.output or grammar.matches(self.output, output, flags=re.MULTILINE,
+                                                       seconds=OUTPUT_SECONDS)
+        except grammar.TooSlow as exc:
+            return False, str(exc)
+        if not found:
             return False, f"output does not match /{self.output}/: {_tail(output)}"
         return True, f"exit {code}"
 

@@ -6,7 +6,11 @@ after params are bound, so a value given with ``--set`` is checked too.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import threading
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -57,6 +61,36 @@ def version(value: str) -> str:
     except ValueError:  # InvalidVersion, or a number Python will not convert (> 4300 digits)
         return f"not a valid version: {value!r}"
     return ""
+
+
+class TooSlow(ValueError):
+    pass
+
+
+def matches(pattern: str, text: str, *, whole: bool = False, flags: int = 0,
+            seconds: float = 0.5) -> bool:
+    """re.fullmatch (``whole``) or re.search, stopped after ``seconds`` with TooSlow: a
+    recipe's own pattern may backtrack for ever, as (a+)+$ does. re checks for signals
+    while it matches; only the main thread gets them, elsewhere there is no limit."""
+    find = re.fullmatch if whole else re.search
+    if threading.current_thread() is not threading.main_thread() or os.name != "posix":
+        return find(pattern, text, flags) is not None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise TooSlow(f"pattern {pattern!r} takes too long to match {_short(text)} "
+                      "(nested repeats such as (a+)+ backtrack)")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return find(pattern, text, flags) is not None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else f"{len(text)} characters of text"
 
 
 def regex(value: str) -> str:

@@ -7,10 +7,7 @@ plan, which knows every recipe a recipe requires.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,32 +26,6 @@ PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 _BOOL_TEXT = {"true": True, "yes": True, "on": True, "1": True,
               "false": False, "no": False, "off": False, "0": False}
-
-
-class _TooSlow(Exception):
-    pass
-
-
-def _fullmatch(pattern: str, text: str) -> bool:
-    """re.fullmatch, stopped after half a second: a recipe's own pattern may backtrack for
-    ever, as (a+)+$ does. re checks for signals while it matches; only the main thread
-    gets them."""
-    if threading.current_thread() is not threading.main_thread() or os.name != "posix":
-        return re.fullmatch(pattern, text) is not None
-
-    def stop(signum: int, frame: Any) -> None:
-        raise _TooSlow
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
-    try:
-        return re.fullmatch(pattern, text) is not None
-    except _TooSlow:
-        raise ValueError(f"pattern {pattern!r} takes too long to match {text!r} "
-                         "(nested repeats such as (a+)+ backtrack)") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
 
 
 @dataclass(frozen=True)
@@ -103,7 +74,7 @@ class Param:
                 raise ValueError(f"{msg} (PEP 440, e.g. 3.11 or 2.6.2)")
             if self.range and not SpecifierSet(self.range).contains(text, prereleases=True):
                 raise ValueError(f"{text} is not {self.range}")
-        if self.pattern and not _fullmatch(self.pattern, text):
+        if self.pattern and not grammar.matches(self.pattern, text, whole=True):
             raise ValueError(f"{text!r} does not match {self.pattern}")
         return text
 
