@@ -1245,6 +1245,7 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
     monkeypatch.setattr(buildmod.baseimage, "ensure", lambda client, ref, out, regs: ref)
     monkeypatch.setattr(engine, "image", lambda client, ref: built.get(ref))
     monkeypatch.setattr(engine, "container_runner", runner)
+    monkeypatch.setattr(engine, "sweep_checks", lambda client: 0)
 
     def fake_run_build(builder: Any, plan: Plan, context: Path, tags: list[str], *rest: Any
                        ) -> None:

@@ -649,6 +649,12 @@ def test_the_engine_goes_away_during_a_check(base: str, client: Any, images: lis
     assert "FAIL" not in cli.stdout  # the check did not fail: it could not finish
     assert not has_image(client, f"envkit/{name}:latest")
     assert_lock_free(tmp_path / "build" / name)
+    # its check container sleeps on, orphaned; the next verify or build removes it
+    left = client.containers.list(all=True, filters={"ancestor": tag})
+    assert [c.labels[engine.CHECK_LABEL] for c in left] == [
+        f"{socket.gethostname()}:{cli.proc.pid}"]
+    assert engine.sweep_checks(client) >= 1
+    assert client.containers.list(all=True, filters={"ancestor": tag}) == []
 
 
 @pytest.mark.parametrize("how", list(GONE))
@@ -815,6 +821,59 @@ def test_a_check_whose_engine_went_away(monkeypatch: pytest.MonkeyPatch) -> None
         "envkit: engine: the Docker engine went away while a check ran in envkit/x:1 (bash -c "
         f"sleep 30): {ANSWERS_NOT} (start it again and rerun)")
     assert container.calls == ["start", "remove"]
+
+
+class Leftover:
+    def __init__(self, owner: str, age: float, removable: bool = True) -> None:
+        created = (time.time() - age) if age >= 0 else None
+        self.labels = {engine.CHECK_LABEL: owner}
+        self.attrs = {"Created": time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z",
+                                               time.gmtime(created)) if created else "?"}
+        self.removable = removable
+        self.removed = False
+
+    def remove(self, force: bool) -> None:
+        import docker
+
+        assert force
+        if not self.removable:
+            raise docker.errors.APIError("removal of container is already in progress")
+        self.removed = True
+
+
+def test_sweeping_the_check_containers_a_stopped_envkit_left() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here = socket.gethostname()
+    containers = {
+        "a running verify's (this process)": Leftover(f"{here}:{os.getpid()}", 30),
+        "a stopped envkit's": Leftover(f"{here}:{dead.pid}", 30),
+        "another host's, recent": Leftover(f"elsewhere:{dead.pid}", 30),
+        "another host's, older than a check can take": Leftover("elsewhere:1", 7200),
+        "an older envkit's label, recent": Leftover("1", 30),
+        "an older envkit's label, old": Leftover("1", 7200),
+        "no readable Created": Leftover("1", -1),
+        "being removed already": Leftover(f"{here}:{dead.pid}", 30, removable=False),
+    }
+    seen: list[dict[str, Any]] = []
+
+    def listing(all: bool, filters: dict[str, str]) -> list[Leftover]:
+        seen.append({"all": all, **filters})
+        return list(containers.values())
+
+    client = SimpleNamespace(containers=SimpleNamespace(list=listing))
+    assert engine.sweep_checks(client) == 3
+    assert seen == [{"all": True, "label": engine.CHECK_LABEL}]
+    assert [what for what, c in containers.items() if c.removed] == [
+        "a stopped envkit's", "another host's, older than a check can take",
+        "an older envkit's label, old"]
+
+
+def test_sweeping_with_the_engine_gone_is_quiet() -> None:
+    def listing(all: bool, filters: dict[str, str]) -> list[Leftover]:
+        raise requests.ConnectionError("Connection aborted.")
+
+    assert engine.sweep_checks(SimpleNamespace(containers=SimpleNamespace(list=listing))) == 0
 
 
 def test_a_check_that_timed_out_is_still_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from . import baseimage, buildkit, ca, engine, host
 from . import secrets as secretmod
 from .catalog import Catalog
+from .checks import Runner
 from .diagnostics import EnvkitError, error
 from .plan import Plan, make_plan, param_text
 from .render import render, write_outputs
@@ -152,8 +153,7 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
         print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out,
               flush=True)
         if opts.verify:
-            _verify(plan, engine.container_runner(client, image.id, name=tags[0]), tags[0],
-                    out)
+            _verify(plan, _checks_in(client, image, tags[0], out), tags[0], out)
         if repo:  # :latest only ever names a build that passed its checks
             image.tag(repo, "latest")
             print(f"envkit: tagged {repo}:latest", file=out, flush=True)
@@ -274,7 +274,16 @@ def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
                     f"not '{name}'", path="--image")
     recorded = _known(opts, catalog, _built_params(labels.get("io.envkit.params", "")))
     plan = _plan(opts, catalog, settings={**recorded, **opts.settings})
-    _verify(plan, engine.container_runner(client, image_ref), image_ref, out)
+    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out)
+
+
+def _checks_in(client: Any, image: Any, name: str, out: TextIO) -> Runner:
+    """A runner of checks in ``image`` by its id (``name`` in messages), after removing the
+    check containers an earlier, killed envkit left."""
+    if swept := engine.sweep_checks(client):
+        print(f"envkit: removed {swept} check container{'s' * (swept != 1)} an earlier, "
+              "stopped envkit left behind", file=out, flush=True)
+    return engine.container_runner(client, image.id, name=name)
 
 
 def verify_env(opts: Options, path: Path, out: TextIO) -> None:

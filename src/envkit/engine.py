@@ -8,9 +8,11 @@ never pay for it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from .checks import Runner
 from .diagnostics import EnvkitError, error
 
 CHECK_TIMEOUT = 600  # seconds one verify check may take
+CHECK_LABEL = "io.envkit.verify"  # on check containers: "HOST:PID" of the envkit that runs them
 
 
 class NoEngine(EnvkitError):
@@ -166,7 +169,7 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
             # the argv exactly, as a check says: not as arguments to an image's ENTRYPOINT
             container = client.containers.create(ref, entrypoint=argv[:1], command=argv[1:],
                                                  network_disabled=True,
-                                                 labels={"io.envkit.verify": "1"})
+                                                 labels={CHECK_LABEL: _owner()})
         except docker.errors.APIError as exc:
             raise EnvkitError(error(f"cannot create a container of {name}: "
                                     f"{exc.explanation or exc}", path="verify").diagnostics
@@ -191,3 +194,49 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
                 container.remove(force=True)
 
     return run
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sweep_checks(client: Any, max_age: float = CHECK_TIMEOUT + 600) -> int:
+    """Remove the check containers an envkit left behind (it was killed, or lost the engine
+    mid-check): those of a process of this host that is gone, and any older than a check
+    can take. A running verify's containers stay. How many were removed."""
+    import docker
+    import requests
+
+    host = socket.gethostname()
+    now = datetime.datetime.now(datetime.UTC)
+    removed = 0
+    with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+        for container in client.containers.list(all=True, filters={"label": CHECK_LABEL}):
+            owner = (container.labels or {}).get(CHECK_LABEL, "")
+            their_host, _, pid = owner.rpartition(":")
+            gone = their_host == host and pid.isdigit() and not _alive(int(pid))
+            if not (gone or _age(container.attrs.get("Created", ""), now) > max_age):
+                continue
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
+def _age(created: str, now: datetime.datetime) -> float:
+    """Seconds since the engine's RFC 3339 ``Created`` (nanoseconds cut); 0 if unreadable."""
+    try:
+        then = datetime.datetime.fromisoformat(created[:19]).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return 0.0
+    return (now - then).total_seconds()
