@@ -676,6 +676,60 @@ def test_make_refuses_a_bad_suite_before_running_anything(monkeypatch: pytest.Mo
                        io.StringIO())
 
 
+def bind(source: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+@pytest.mark.parametrize("umount_works", [True, False])
+def test_the_scratch_root_is_removed_without_reaching_through_a_mount(
+        umount_works: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As debootstrap leaves /proc mounted in its root when it is stopped: here a folder of
+    ours stands in for the host's /proc, and it must come out whole."""
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / "precious").write_text("keep\n")
+    real_mkdtemp = baseimage.tempfile.mkdtemp
+    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
+                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path))
+    real_run = subprocess.run
+    if not umount_works:
+        monkeypatch.setattr(baseimage.subprocess, "run", lambda argv, **kw: real_run(
+            ["false"] if argv[0] == "umount" else argv, **kw))
+    out = io.StringIO()
+    try:
+        with baseimage._scratch(out) as tmp:
+            bind(host_dir, tmp / "rootfs/proc")
+            (tmp / "rootfs/etc").mkdir()
+        assert (host_dir / "precious").read_text() == "keep\n"
+        if umount_works:
+            assert not tmp.exists() and out.getvalue() == ""
+            assert str(tmp) not in Path("/proc/mounts").read_text()
+        else:
+            assert tmp.exists()
+            assert out.getvalue() == (
+                f"envkit: left {tmp} in place: {tmp}/rootfs/proc would not unmount (umount "
+                "them, then remove it)\n")
+    finally:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            if str(tmp_path) in line.split(" ")[1]:
+                real_run(["umount", "--lazy", line.split(" ")[1]], check=True)
+
+
+def test_mount_points_decode_the_kernels_escapes(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("proc /proc proc rw 0 0\n"
+                      "proc /var/tmp/envkit-base-x/a\\040b/proc proc rw 0 0\n")
+    real_path = baseimage.Path
+    monkeypatch.setattr(baseimage, "Path", lambda p: real_path(
+        mounts if p == "/proc/self/mounts" else p))
+    assert baseimage._mount_points() == ["/proc", "/var/tmp/envkit-base-x/a b/proc"]
+
+
 @pytest.fixture
 def no_make(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     calls: list[tuple[Any, ...]] = []

@@ -545,6 +545,36 @@ def test_ctrl_c_during_the_checks(base: str, client: Any, images: list[str],
     assert not has_image(client, f"envkit/{name}:latest")  # :latest only after the checks
 
 
+def base_mounts() -> list[str]:
+    """What is mounted in a root that `envkit base` is making (debootstrap mounts /proc)."""
+    return [line.split(" ")[1] for line in Path("/proc/mounts").read_text().splitlines()
+            if "/envkit-base-" in line.split(" ")[1]]
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap needs root")
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_envkit_base_mid_debootstrap(how: str, client: Any, images: list[str],
+                                              clis: list[Cli], tmp_path: Path) -> None:
+    """debootstrap has mounted the host's /proc in the root it makes: stopping must stop it
+    with its dpkg and chroot, unmount that, and remove the folder without reaching through
+    the mount. (Before: its children ran on, /proc stayed mounted, the removal failed.)"""
+    assert base_mounts() == []
+    tag = f"envkit-test/base-stop:{uuid.uuid4().hex[:8]}"
+    images.append(tag)
+    cli = start(clis, "base", "--tag", tag, cwd=tmp_path)
+    eventually("debootstrap mounts /proc in the root", base_mounts, timeout=240)
+    mounted = base_mounts()
+    folder = mounted[0].split("/rootfs/")[0]
+    assert processes(folder), "debootstrap runs"
+    stop_it(cli, how)
+    gone(folder)  # debootstrap, dpkg, chroot: nothing of it runs on
+    assert base_mounts() == []
+    assert not Path(folder).exists()
+    assert Path("/proc/self/status").is_file()  # the host's /proc is whole
+    assert not has_image(client, tag)
+
+
 @pytest.mark.parametrize("how", list(STOPS))
 def test_stopping_a_host_run(how: str, clis: list[Cli], tmp_path: Path) -> None:
     marker = uuid.uuid4().hex

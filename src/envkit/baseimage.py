@@ -13,10 +13,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import engine
+from . import engine, logged
 from .diagnostics import error
 
 DEFAULT_SUITE = "bookworm"
@@ -104,18 +105,19 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
     if not shutil.which("debootstrap"):
         raise error("debootstrap is not installed", path="base",
                     hint="apt-get install debootstrap")
-    with tempfile.TemporaryDirectory(prefix="envkit-base-", dir="/var/tmp") as tmp:
-        root, log = Path(tmp) / "rootfs", Path(tmp) / "debootstrap.log"
-        with open(log, "w") as fh:
-            done = subprocess.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
-                                  stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-            raise error(f"debootstrap {suite} failed (exit {done.returncode}): {tail}",
+    with _scratch(out) as tmp:
+        root, log = tmp / "rootfs", tmp / "debootstrap.log"
+        # in a process group of its own: on Ctrl-C or SIGTERM its dpkg and chroot go too
+        code, recent = logged.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
+                                  log, lambda line: None, env=os.environ)
+        if code != 0:
+            tail = " | ".join(line.strip() for line in recent[-3:])
+            raise error(f"debootstrap {suite} failed (exit {code}): {tail}",
                         path="base", hint=f"is {mirror} reachable, and is '{suite}' a suite?")
         _tidy(root, suite, mirror)
         print(f"envkit: importing {tag}", file=out, flush=True)
-        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "--one-file-system",
+                                "-c", "."],
                                stdout=subprocess.PIPE)
         repo, version = engine.split_ref(tag)
         try:
@@ -137,6 +139,45 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
     if image is None:
         raise error(f"docker import of {tag} failed: {str(result)[:200]}", path="base")
     return str(image.id)
+
+
+@contextlib.contextmanager
+def _scratch(out: TextIO) -> Iterator[Path]:
+    """A folder for the root, removed afterwards. debootstrap mounts /proc (and more) in
+    the root and leaves them mounted when it is stopped or fails: those are unmounted
+    first, and a folder with a mount that stays is left in place, never removed through
+    it (that would reach into the host's /proc)."""
+    tmp = Path(tempfile.mkdtemp(prefix="envkit-base-", dir="/var/tmp"))
+    try:
+        yield tmp
+    finally:
+        if stuck := _unmount_under(tmp):
+            print(f"envkit: left {tmp} in place: {', '.join(stuck)} would not unmount "
+                  "(umount them, then remove it)", file=out, flush=True)
+        else:  # and still never across a mount point
+            subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)], capture_output=True)
+
+
+def _unmount_under(folder: Path) -> list[str]:
+    """Unmount every mount at or below ``folder``, deepest first; those that stay."""
+    points = [p for p in _mount_points()
+              if p == str(folder) or p.startswith(f"{folder}/")]
+    stuck = []
+    for point in sorted(points, key=len, reverse=True):
+        done = subprocess.run(["umount", "--lazy", point], capture_output=True)
+        if done.returncode != 0:
+            stuck.append(point)
+    return stuck
+
+
+def _mount_points() -> list[str]:
+    try:
+        text = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return []
+    # the kernel writes a space in a path as \040, a tab as \011 and so on
+    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[1])
+            for line in text.splitlines() if line.count(" ") >= 2]
 
 
 # As Debian's -slim images do: docs, manuals and translations never get installed.
