@@ -711,8 +711,8 @@ def test_the_scratch_root_is_removed_without_reaching_through_a_mount(
         else:
             assert tmp.exists()
             assert out.getvalue() == (
-                f"envkit: left {tmp} in place: {tmp}/rootfs/proc would not unmount (umount "
-                "them, then remove it)\n")
+                f"envkit: left {tmp} in place: {tmp}/rootfs/proc would not unmount (see to "
+                "that, then remove it)\n")
     finally:
         for line in Path("/proc/mounts").read_text().splitlines():
             if str(tmp_path) in line.split(" ")[1]:
@@ -723,11 +723,43 @@ def test_mount_points_decode_the_kernels_escapes(monkeypatch: pytest.MonkeyPatch
                                                  tmp_path: Path) -> None:
     mounts = tmp_path / "mounts"
     mounts.write_text("proc /proc proc rw 0 0\n"
-                      "proc /var/tmp/envkit-base-x/a\\040b/proc proc rw 0 0\n")
+                      "proc /var/tmp/envkit-base-x/a\\040b/proc proc rw 0 0\n"
+                      "proc /var/tmp/envkit-base-xy/proc proc rw 0 0\n")
     real_path = baseimage.Path
     monkeypatch.setattr(baseimage, "Path", lambda p: real_path(
         mounts if p == "/proc/self/mounts" else p))
-    assert baseimage._mount_points() == ["/proc", "/var/tmp/envkit-base-x/a b/proc"]
+    assert baseimage._mounts_under(real_path("/var/tmp/envkit-base-x")) == [
+        "/var/tmp/envkit-base-x/a b/proc"]
+    mounts.unlink()
+    assert baseimage._mounts_under(real_path("/var/tmp/envkit-base-x")) is None
+
+
+def test_the_scratch_root_stays_when_the_mount_table_cannot_be_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(baseimage, "_mounts_under", lambda folder: None)
+    real_mkdtemp = baseimage.tempfile.mkdtemp
+    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
+                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path))
+    out = io.StringIO()
+    with baseimage._scratch(out) as tmp:
+        (tmp / "rootfs").mkdir()
+    assert (tmp / "rootfs").is_dir()
+    assert out.getvalue() == (
+        f"envkit: left {tmp} in place: /proc/self/mounts cannot be read, so what is mounted "
+        "in it is unknown (see to that, then remove it)\n")
+
+
+def test_the_scratch_root_path_is_the_real_one(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/self/mounts names mounts by their real path, not through a symlinked /var/tmp."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    real_mkdtemp = baseimage.tempfile.mkdtemp
+    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
+                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path / "link"))
+    with baseimage._scratch(io.StringIO()) as tmp:
+        assert tmp.parent == tmp_path / "real"
+    assert list((tmp_path / "real").iterdir()) == []
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import plan_of
-from envkit import checks
+from envkit import checks, grammar
 from envkit.checks import Command, FileExists, PythonImport, local_runner
 
 RUN = local_runner()
@@ -38,6 +38,21 @@ def test_an_output_regex_that_backtracks_for_ever_fails_the_check(
     # a search that returns keeps working, and no alarm is left set
     assert Command(argv=["x"], output="^b$").judge(0, "a\nb\n") == (True, "exit 0")
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_time_limited_match_leaves_the_alarm_as_it_was() -> None:
+    before = signal.getsignal(signal.SIGALRM)
+    assert grammar.matches("a", "xa") and signal.getsignal(signal.SIGALRM) is before
+    with pytest.raises(grammar.TooSlow):
+        grammar.matches("(a+)+$", "a" * 40 + "b", seconds=0.1)
+    assert signal.getsignal(signal.SIGALRM) is before
+    # a timer someone else set runs on untouched (the match then has no limit of its own)
+    signal.setitimer(signal.ITIMER_REAL, 60)
+    try:
+        assert grammar.matches("b$", "ab", whole=False)
+        assert 55 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def test_command_that_cannot_start() -> None:

@@ -145,39 +145,45 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
 def _scratch(out: TextIO) -> Iterator[Path]:
     """A folder for the root, removed afterwards. debootstrap mounts /proc (and more) in
     the root and leaves them mounted when it is stopped or fails: those are unmounted
-    first, and a folder with a mount that stays is left in place, never removed through
-    it (that would reach into the host's /proc)."""
-    tmp = Path(tempfile.mkdtemp(prefix="envkit-base-", dir="/var/tmp"))
+    first, and while anything stays mounted below the folder (or the mount table cannot be
+    read) it is left in place, never removed through a mount into the host's files."""
+    # the real path: /proc/self/mounts names mounts by it, not through a symlinked /var/tmp
+    tmp = Path(os.path.realpath(tempfile.mkdtemp(prefix="envkit-base-", dir="/var/tmp")))
     try:
         yield tmp
     finally:
-        if stuck := _unmount_under(tmp):
-            print(f"envkit: left {tmp} in place: {', '.join(stuck)} would not unmount "
-                  "(umount them, then remove it)", file=out, flush=True)
-        else:  # and still never across a mount point
-            subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)], capture_output=True)
+        with logged.shielded():  # a second Ctrl-C must not leave it half done
+            _clear_scratch(tmp, out)
 
 
-def _unmount_under(folder: Path) -> list[str]:
-    """Unmount every mount at or below ``folder``, deepest first; those that stay."""
-    points = [p for p in _mount_points()
-              if p == str(folder) or p.startswith(f"{folder}/")]
-    stuck = []
-    for point in sorted(points, key=len, reverse=True):
-        done = subprocess.run(["umount", "--lazy", point], capture_output=True)
-        if done.returncode != 0:
-            stuck.append(point)
-    return stuck
+def _clear_scratch(tmp: Path, out: TextIO) -> None:
+    for point in sorted(_mounts_under(tmp) or [], key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    stuck = _mounts_under(tmp)
+    if stuck is None:
+        why = "/proc/self/mounts cannot be read, so what is mounted in it is unknown"
+    elif stuck:
+        why = f"{', '.join(stuck)} would not unmount"
+    else:
+        done = subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        why = f"rm failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}"
+    print(f"envkit: left {tmp} in place: {why} (see to that, then remove it)", file=out,
+          flush=True)
 
 
-def _mount_points() -> list[str]:
+def _mounts_under(folder: Path) -> list[str] | None:
+    """Every mount point at or below ``folder``; None if the mount table cannot be read."""
     try:
         text = Path("/proc/self/mounts").read_text()
     except OSError:
-        return []
+        return None
     # the kernel writes a space in a path as \040, a tab as \011 and so on
-    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[1])
-            for line in text.splitlines() if line.count(" ") >= 2]
+    points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[1])
+              for line in text.splitlines() if line.count(" ") >= 2]
+    return [p for p in points if p == str(folder) or p.startswith(f"{folder}/")]
 
 
 # As Debian's -slim images do: docs, manuals and translations never get installed.

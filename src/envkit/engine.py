@@ -8,7 +8,6 @@ never pay for it.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import json
 import os
@@ -20,7 +19,9 @@ from .checks import Runner
 from .diagnostics import EnvkitError, error
 
 CHECK_TIMEOUT = 600  # seconds one verify check may take
-CHECK_LABEL = "io.envkit.verify"  # on check containers: "HOST:PID" of the envkit that runs them
+# on check containers: "HOST/BOOT/PIDNS:PID:START" of the envkit that runs them
+CHECK_LABEL = "io.envkit.verify"
+GONE = "its container was removed while the check ran (by someone else)"
 
 
 class NoEngine(EnvkitError):
@@ -177,17 +178,21 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
         try:
             try:
                 container.start()
+            except docker.errors.NotFound:
+                return 125, GONE
             except docker.errors.APIError as exc:  # e.g. the program is not in the image
                 return 127, str(exc.explanation or exc)
             try:
                 code = container.wait(timeout=timeout).get("StatusCode", 1)
+                output = container.logs(stdout=True, stderr=True)
+            except docker.errors.NotFound:
+                return 125, GONE
             except requests.RequestException:
                 if lost():  # not a timeout: the engine went away (run() says so)
                     raise
                 with contextlib.suppress(docker.errors.APIError):
                     container.kill()
                 return 124, f"timed out after {timeout:.0f}s"
-            output = container.logs(stdout=True, stderr=True)
             return int(code), output.decode("utf-8", "replace")
         finally:
             with contextlib.suppress(docker.errors.APIError):
@@ -196,47 +201,52 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
     return run
 
 
+def _here() -> str:
+    """This host, boot and PID namespace: where a pid in a label names a process. '?' in
+    it when that cannot be told (then no container is ever judged orphaned)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        pidns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?"
+    return f"{socket.gethostname()}/{boot}/{pidns}"
+
+
+def _started(pid: int) -> str:
+    """When the process started (clock ticks since boot), '' if there is none: a pid the
+    kernel has given to another process since has another start."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else ""  # field 22 of proc(5)
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_here()}:{os.getpid()}:{_started(os.getpid())}"
 
 
-def sweep_checks(client: Any, max_age: float = CHECK_TIMEOUT + 600) -> int:
-    """Remove the check containers an envkit left behind (it was killed, or lost the engine
-    mid-check): those of a process of this host that is gone, and any older than a check
-    can take. A running verify's containers stay. How many were removed."""
+def sweep_checks(client: Any) -> int:
+    """Remove the check containers an envkit left behind when it was killed or lost the
+    engine mid-check: only those whose envkit ran on this host, boot and PID namespace
+    and is gone. Any other's (a running verify's, another machine's) stay. How many went."""
     import docker
     import requests
 
-    host = socket.gethostname()
-    now = datetime.datetime.now(datetime.UTC)
+    here = _here()
+    if "?" in here:
+        return 0
     removed = 0
     with contextlib.suppress(docker.errors.APIError, requests.RequestException):
-        for container in client.containers.list(all=True, filters={"label": CHECK_LABEL}):
-            owner = (container.labels or {}).get(CHECK_LABEL, "")
-            their_host, _, pid = owner.rpartition(":")
-            gone = their_host == host and pid.isdigit() and not _alive(int(pid))
-            if not (gone or _age(container.attrs.get("Created", ""), now) > max_age):
+        for container in client.containers.list(all=True, filters={"label": CHECK_LABEL},
+                                                ignore_removed=True):
+            where, _, rest = (container.labels or {}).get(CHECK_LABEL, "").partition(":")
+            pid, _, started = rest.partition(":")
+            if (where != here or not started or not (pid.isascii() and pid.isdigit())
+                    or len(pid) > 10 or _started(int(pid)) == started):
                 continue
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
                 removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True
-
-
-def _age(created: str, now: datetime.datetime) -> float:
-    """Seconds since the engine's RFC 3339 ``Created`` (nanoseconds cut); 0 if unreadable."""
-    try:
-        then = datetime.datetime.fromisoformat(created[:19]).replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return 0.0
-    return (now - then).total_seconds()

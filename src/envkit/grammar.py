@@ -71,22 +71,27 @@ def matches(pattern: str, text: str, *, whole: bool = False, flags: int = 0,
             seconds: float = 0.5) -> bool:
     """re.fullmatch (``whole``) or re.search, stopped after ``seconds`` with TooSlow: a
     recipe's own pattern may backtrack for ever, as (a+)+$ does. re checks for signals
-    while it matches; only the main thread gets them, elsewhere there is no limit."""
+    while it matches; only the main thread gets them: elsewhere, or while another timer
+    runs, there is no limit."""
     find = re.fullmatch if whole else re.search
-    if threading.current_thread() is not threading.main_thread() or os.name != "posix":
+    if (threading.current_thread() is not threading.main_thread() or os.name != "posix"
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):  # a timer of someone else's
         return find(pattern, text, flags) is not None
+    armed = True
 
     def stop(signum: int, frame: Any) -> None:
-        raise TooSlow(f"pattern {pattern!r} takes too long to match {_short(text)} "
-                      "(nested repeats such as (a+)+ backtrack)")
+        if armed:  # not once the match has returned: the alarm may come just after
+            raise TooSlow(f"pattern {pattern!r} takes too long to match {_short(text)} "
+                          "(nested repeats such as (a+)+ backtrack)")
 
     previous = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         return find(pattern, text, flags) is not None
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _short(text: str) -> str:

@@ -39,7 +39,7 @@ def run(argv: list[str], log_path: Path, on_line: Callable[[str], None], *,
                 on_line(line)
             return proc.wait(), recent
         except BaseException:  # Ctrl-C, or anything else: never leave it running
-            with _shielded():
+            with shielded():
                 stop(proc)
                 log.write("\n[envkit] interrupted\n")
             raise
@@ -80,7 +80,7 @@ def _exited(pid: int, timeout: float) -> bool:
 
 
 @contextlib.contextmanager
-def _shielded() -> Iterator[None]:
+def shielded() -> Iterator[None]:
     """A second Ctrl-C (users press it twice) or a SIGTERM must not cut the stopping short:
     the command would be left running."""
     if threading.current_thread() is not threading.main_thread():
