@@ -89,9 +89,6 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
     return report
 
 
-SLOW = ("apt", "pip", "download", "git", "cmake")  # kinds whose rebuild costs minutes
-
-
 def cache_order(plan: Plan) -> list[str]:
     """A Docker build resumes from the layer cache: a step that changes often (a copied
     file) rebuilds every step after it. Say so when slow steps follow a copy."""
@@ -99,7 +96,7 @@ def cache_order(plan: Plan) -> list[str]:
     for ps in plan.steps:
         if ps.kind != "copy":
             continue
-        slow = [later for later in plan.steps[ps.number:] if later.kind in SLOW]
+        slow = [later for later in plan.steps[ps.number:] if later.step.slow]
         if slow:
             kinds = ", ".join(dict.fromkeys(s.kind for s in slow))
             out.append(f"{plan.name}: step {ps.number} ({ps.title}) comes before {len(slow)} "

@@ -40,6 +40,7 @@ class State:
 class Step(Unit):
     cache_mounts: ClassVar[tuple[str, ...]] = ()  # BuildKit cache mounts for its RUN
     runs: ClassVar[bool] = True  # runs commands (so it may use secrets)
+    slow: ClassVar[bool] = False  # its rebuild costs minutes: it belongs before a copy step
     secrets: list[Secret] = field(default_factory=list, kw_only=True)  # set by the plan
 
     @property

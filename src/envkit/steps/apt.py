@@ -13,6 +13,7 @@ from . import Problem, Step, each, kind, strings
 class Apt(Step):
     kind = "apt"
     summary = "Install Debian packages with apt-get (no recommends)."
+    slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "packages": strings(minItems=1, description="Package names, optionally name=version."),
     }

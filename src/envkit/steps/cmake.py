@@ -17,6 +17,7 @@ _OPTION = r"^[A-Za-z_][A-Za-z0-9_]*(:(BOOL|STRING|PATH|FILEPATH|INTERNAL))?$"
 class Cmake(Step):
     kind = "cmake"
     summary = "Configure, build and (with 'install_prefix') install a CMake project."
+    slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "source": {"type": "string", "description": "Source directory (absolute)."},
         "build_dir": {"type": "string", "description": "Default: <source>/build."},

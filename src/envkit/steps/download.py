@@ -15,6 +15,7 @@ from . import Problem, Step, checked, each, kind
 class Download(Step):
     kind = "download"
     summary = "Download a file, verify its sha256 before anything uses it, optionally extract."
+    slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "url": {"type": "string"},
         "mirrors": {"type": "array", "items": {"type": "string", "minLength": 1},

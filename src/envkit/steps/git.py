@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .. import grammar
 from . import Problem, Step, checked, kind
-
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @kind
@@ -17,6 +14,7 @@ class Git(Step):
     kind = "git"
     summary = ("Clone a git repository at a pinned commit: 'ref' names a branch, tag or "
                "commit, and a branch or tag needs the 'commit' it must be at.")
+    slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "url": {"type": "string"},
         "ref": {"type": "string", "description": "Branch, tag or commit to check out."},
@@ -42,7 +40,7 @@ class Git(Step):
                            dest=grammar.abs_path, commit=grammar.git_commit)
         if problems:
             return problems
-        if _COMMIT.fullmatch(self.ref):
+        if not grammar.git_commit(self.ref):  # the ref is a commit itself
             if self.commit and self.commit != self.ref:
                 return [(("commit",), f"ref is the commit {self.ref}; 'commit' says "
                          f"{self.commit}")]

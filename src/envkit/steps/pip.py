@@ -13,6 +13,7 @@ from . import Problem, State, Step, checked, each, kind, strings
 class Pip(Step):
     kind = "pip"
     summary = "Install Python packages with pip into the active venv."
+    slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "packages": strings(minItems=1, description="PEP 508 requirements, e.g. numpy==2.1.3."),
         "index": {"type": "string", "description": "Index URL for this step only."},
