@@ -54,6 +54,9 @@ _WHEN = {"type": "object", "minProperties": 1,
          "description": "Only when each named param has this value, e.g. {gpu: true}."}
 
 
+_USER_NAME = {"type": "string", "pattern": USER_PATTERN,
+              "errorMessage": "a user name is lower-case letters, digits, _ and -"}
+
 _USES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
          "uniqueItems": True,
          "description": "Secrets (ids declared under 'secrets') this step gets."}
@@ -91,13 +94,10 @@ def recipe_schema() -> dict[str, Any]:
                 "description": "Base image, or {by: PARAM, VALUE: image, ...} to choose one "
                                "by a param's value; --base overrides it."},
             "user": {"anyOf": [
-                {"type": "string", "pattern": USER_PATTERN,
-                 "errorMessage": "a user name is lower-case letters, digits, _ and -"},
+                _USER_NAME,
                 {"type": "object", "required": ["name"], "additionalProperties": False,
                  "properties": {
-                     "name": {"type": "string", "pattern": USER_PATTERN,
-                              "errorMessage": "a user name is lower-case letters, digits, "
-                                              "_ and -"},
+                     "name": _USER_NAME,
                      "uid": {"type": "integer", "minimum": 1, "maximum": 60000,
                              "description": "User and group id (default 1000); not 0: root"},
                      "home": {"type": "string", "pattern": "^/",
