@@ -35,11 +35,11 @@ from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan, make_plan
 from envkit.render import FORMATS, render
 from envkit.steps import REGISTRY
-from envkit.tasks import MAX_SHOWN
+from envkit.tasks import MAX_PROBLEMS
 from envkit.yamlsrc import MAX_BYTES, MAX_NODES, MAX_SCALAR
 
 ENVKIT = str(Path(sys.executable).with_name("envkit"))  # the console script of this venv
-MAX_LINES = MAX_SHOWN + 1  # the CLI prints the first problems, then how many more
+MAX_LINES = MAX_PROBLEMS + 1  # the CLI prints the first problems, then how many more
 HEADER = "name: {name}\ndescription: hostile\nversion: 1.0.0\nbase: debian:bookworm-slim\n"
 VALID = "(valid)"  # the expected outcome of a file that is a recipe after all
 

@@ -79,7 +79,7 @@ def _stops_on_signals() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
-MAX_SHOWN = 20  # problems printed; a hostile file may have thousands, the first ones say enough
+MAX_PROBLEMS = 20  # problems printed; a hostile file may have thousands, the first ones say enough
 
 
 def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,11 +93,11 @@ def _reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return fn(*args, **kwargs)
         except EnvkitError as exc:
             sys.stdout.flush()
-            for diag in exc.diagnostics[:MAX_SHOWN]:
+            for diag in exc.diagnostics[:MAX_PROBLEMS]:
                 print(diag, file=sys.stderr)
-            if len(exc.diagnostics) > MAX_SHOWN:
-                more = len(exc.diagnostics) - MAX_SHOWN
-                print(Diagnostic(exc.diagnostics[MAX_SHOWN].file, 0, 0, "(more)",
+            if len(exc.diagnostics) > MAX_PROBLEMS:
+                more = len(exc.diagnostics) - MAX_PROBLEMS
+                print(Diagnostic(exc.diagnostics[MAX_PROBLEMS].file, 0, 0, "(more)",
                                  f"{more} more problem{'s' * (more != 1)} not shown"),
                       file=sys.stderr)
             raise Exit(code=1) from None
