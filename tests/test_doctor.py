@@ -109,7 +109,8 @@ def test_a_crash_is_that_checks_fail() -> None:
     def broken(ctx: Context) -> Finding:
         return {}["missing"]  # type: ignore[no-any-return]
 
-    got = doctor.run(Context(), {"broken": broken, "fine": lambda ctx: Finding("fine", OK, "")})
+    got = list(doctor.run(Context(), {"broken": broken,
+                                      "fine": lambda ctx: Finding("fine", OK, "")}))
     assert got[0].name == "broken" and got[0].status == FAIL
     assert got[0].message == "the check crashed: KeyError: 'missing'"
     assert got[1] == Finding("fine", OK, "")

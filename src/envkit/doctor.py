@@ -18,7 +18,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -417,8 +417,10 @@ def run_one(name: str, fn: Check, ctx: Context, deadline: float = DEADLINE) -> F
 
 
 def run(ctx: Context, checks: dict[str, Check] | None = None,
-        deadline: float = DEADLINE) -> list[Finding]:
-    return [run_one(name, fn, ctx, deadline) for name, fn in (checks or CHECKS).items()]
+        deadline: float = DEADLINE) -> Iterator[Finding]:
+    """Each check in turn, its finding as soon as it is known (doctor prints it then)."""
+    for name, fn in (checks or CHECKS).items():
+        yield run_one(name, fn, ctx, deadline)
 
 
 def summary(findings: list[Finding]) -> str:

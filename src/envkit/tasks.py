@@ -417,8 +417,7 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
                       ca_bundle=ca_bundle or _config(c, "ca_bundle") or "auto",
                       indexes=tuple(dict.fromkeys(indexes)), docker=_config(c, "docker") or "")
     findings = []
-    for name, fn in doc.CHECKS.items():
-        finding = doc.run_one(name, fn, ctx)
+    for finding in doc.run(ctx):
         findings.append(finding)
         print(finding.line(), flush=True)
     print(doc.summary(findings))
