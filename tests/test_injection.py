@@ -588,8 +588,6 @@ def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field:
     body, diag_path = FIELDS[field]
     cwd = tmp_path / "run"
     cwd.mkdir(exist_ok=True)
-    if field in PATH_FIELDS | {"copy-src"} and not _fits(field, value):
-        return  # the parametrized cases keep only values that name a path below the prefix
     try:
         _prepare(field, value, tmp_path, cwd)
     except (OSError, ValueError):
@@ -605,7 +603,6 @@ def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field:
     plan = plan_of(path, {"prefix": str(cwd)})
     out = tmp_path / "out"
     write_outputs(plan, ["shell", "dockerfile"], out)
-    (cwd / ".calls").unlink(missing_ok=True)
     calls, stderr = run_bash_err([str(out / "install.sh")], cwd, stubs)
     assert calls == _expected_calls(field, value, cwd)
     docker = (out / "Dockerfile").read_text()

@@ -4,21 +4,17 @@ cmake on a tiny project, venv with this host's Python)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import json
 import shutil
 import subprocess
 import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import git, make_repo, plan_of, problems
+from conftest import FlakyServer, git, make_repo, plan_of, problems
 from envkit.render import render
 from envkit.steps import REGISTRY
 
@@ -30,16 +26,9 @@ def run_script(path: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
+def server(flaky: FlakyServer) -> tuple[str, Path]:
+    """A local HTTP server (one that never fails on purpose) and the folder it serves."""
+    return flaky.url, flaky.root
 
 
 def _tarball() -> bytes:
