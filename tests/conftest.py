@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +17,8 @@ from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
+ENVKIT = str(Path(sys.executable).parent / "envkit")  # the console script of this venv
+TEST_BASE = "envkit-test/base:bookworm"
 
 HEADER = """\
 name: {name}
@@ -171,3 +177,34 @@ def flaky(tmp_path: Path) -> Iterator[FlakyServer]:
     server = FlakyServer(root)
     yield server
     server.close()
+
+
+# --- the envkit command, and the Docker engine of the end-to-end tests ---------------
+
+
+def envkit(*args: str, cwd: Path, env: dict[str, str] | None = None,
+           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([ENVKIT, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    return done
+
+
+def show(done: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def client() -> object:
+    from envkit import engine
+
+    return engine.connect()  # under -m docker a missing engine is a failure, not a skip
+
+
+@pytest.fixture(scope="session")
+def base(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A base made by `invoke base` in this run: no registry, nothing pulled."""
+    done = envkit("base", "--tag", TEST_BASE, cwd=tmp_path_factory.mktemp("base"))
+    assert done.returncode == 0, show(done)
+    assert re.search(r"envkit: envkit-test/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
+    return TEST_BASE

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import ENVKIT, REPO
 from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
 from envkit.plan import make_plan
 from envkit.render import FORMATS, render
 from envkit.validate import validate
-from test_hostile import ENVKIT, make_corpus
+from test_hostile import make_corpus
 
 pytestmark = pytest.mark.bench
 

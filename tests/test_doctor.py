@@ -9,7 +9,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from conftest import ENVKIT
 from envkit import buildkit, doctor, engine
 from envkit.diagnostics import error
 from envkit.doctor import FAIL, INFO, OK, WARN, Context, Finding
 
-ENVKIT = str(Path(sys.executable).parent / "envkit")
 OLD = "Docker version 20.10.24+dfsg1, build 297e128"
 NEW = "Docker version 28.2.2, build e6534b4"
 PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 import textwrap
 import uuid
@@ -22,21 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import envkit, show
+
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
-TEST_BASE = "envkit-test/base:bookworm"
-ENVKIT = str(Path(sys.executable).parent / "envkit")
-
-
-def envkit(*args: str, cwd: Path, env: dict[str, str] | None = None,
-           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([ENVKIT, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def show(done: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
 
 
 def small_recipe(folder: Path, extra_steps: str = "", verify: str = "") -> Path:
@@ -57,22 +44,6 @@ def small_recipe(folder: Path, extra_steps: str = "", verify: str = "") -> Path:
 
 
 # --- docker -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def client() -> object:
-    from envkit import engine
-
-    return engine.connect()  # under -m docker a missing engine is a failure, not a skip
-
-
-@pytest.fixture(scope="session")
-def base(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A base made by `invoke base` in this run: no registry, nothing pulled."""
-    done = envkit("base", "--tag", TEST_BASE, cwd=tmp_path_factory.mktemp("base"))
-    assert done.returncode == 0, show(done)
-    assert re.search(r"envkit: envkit-test/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
-    return TEST_BASE
 
 
 def image_bytes(image: str, folder: Path) -> Iterator[tuple[str, bytes]]:

@@ -1,6 +1,6 @@
 """End to end, on a real Docker engine: secrets leave no trace in the image, its history, its
 labels, the rendered files or the logs; hostile values in a recipe arrive literally and run
-nothing. ``-m docker``; the base image comes from test_e2e's fixture (made by `invoke base`).
+nothing. ``-m docker``; the base image comes from conftest's fixture (made by `invoke base`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FlakyServer
-from test_e2e import HOST_CA, _record, base, client, envkit, image_bytes, show  # noqa: F401 (base and client are fixtures)
+from conftest import FlakyServer, envkit, show
+from test_e2e import HOST_CA, _record, image_bytes
 from test_network import simple_index
 
 
@@ -44,7 +44,7 @@ def private_index(tmp_path: Path) -> FlakyServer:
 
 @pytest.mark.docker
 def test_secrets_reach_only_their_steps_and_leave_no_trace(
-        base: str, private_index: FlakyServer, tmp_path: Path) -> None:  # noqa: F811
+        base: str, private_index: FlakyServer, tmp_path: Path) -> None:
     password = private_index.login.split(":", 1)[1]
     token = f"tok-{uuid.uuid4().hex}"
     gateway = bridge_gateway()
@@ -128,7 +128,7 @@ def test_secrets_reach_only_their_steps_and_leave_no_trace(
 
 @pytest.mark.docker
 def test_an_image_with_a_user_runs_and_verifies_as_that_user(
-        base: str, tmp_path: Path) -> None:  # noqa: F811
+        base: str, tmp_path: Path) -> None:
     (tmp_path / "nonroot.yaml").write_text(textwrap.dedent(f"""\
         name: nonroot
         description: the image runs as uid 1234, who cannot change what the steps installed
@@ -173,7 +173,7 @@ def _docker_cases() -> list[object]:
 @pytest.mark.docker
 @pytest.mark.parametrize("field", _docker_cases())
 def test_hostile_values_arrive_literally_in_a_real_build(
-        base: str, tmp_path: Path, field: str) -> None:  # noqa: F811
+        base: str, tmp_path: Path, field: str) -> None:
     """Each accepted payload goes into ``field`` of a recipe that is built for real, with
     argv-recording stand-ins for apt-get, pip's python3, git, cmake and curl copied into the
     image first; the calls recorded inside the image are exactly the expected ones, and no
@@ -263,7 +263,7 @@ def test_hostile_values_arrive_literally_in_a_real_build(
 
 @pytest.mark.docker
 def test_a_failed_build_resumes_at_the_failed_step_from_the_layer_cache(
-        base: str, tmp_path: Path) -> None:  # noqa: F811
+        base: str, tmp_path: Path) -> None:
     root = tmp_path / "www"
     root.mkdir()
     server = FlakyServer(root, host="0.0.0.0")

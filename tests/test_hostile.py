@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, problems
+from conftest import ENVKIT, REPO, problems
 from envkit.catalog import Catalog
 from envkit.checks import CHECKS
 from envkit.diagnostics import EnvkitError
@@ -38,7 +37,6 @@ from envkit.steps import REGISTRY
 from envkit.tasks import MAX_PROBLEMS
 from envkit.yamlsrc import MAX_BYTES, MAX_NODES, MAX_SCALAR
 
-ENVKIT = str(Path(sys.executable).with_name("envkit"))  # the console script of this venv
 MAX_LINES = MAX_PROBLEMS + 1  # the CLI prints the first problems, then how many more
 HEADER = "name: {name}\ndescription: hostile\nversion: 1.0.0\nbase: debian:bookworm-slim\n"
 VALID = "(valid)"  # the expected outcome of a file that is a recipe after all

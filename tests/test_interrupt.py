@@ -32,11 +32,11 @@ from typing import Any
 import pytest
 import requests
 
+from conftest import ENVKIT
 from envkit import build as buildmod
 from envkit import engine, logged, tasks
 from envkit.diagnostics import EnvkitError
 
-ENVKIT = str(Path(sys.executable).parent / "envkit")
 BASE = "envkit/base:bookworm"
 INTERRUPTED = "[envkit] interrupted\n"
 STOPPED = ("(no output file is ever half-written, and no image is tagged by an interrupted "

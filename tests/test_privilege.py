@@ -7,16 +7,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import HEADER, plan_of, problems
+from conftest import ENVKIT, HEADER, plan_of, problems
 from envkit.render import render
 from test_injection import instructions
-
-ENVKIT = str(Path(sys.executable).parent / "envkit")
 
 
 def test_a_user_makes_the_image_run_as_that_user(recipe) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import HEADER, plan_of
+from conftest import ENVKIT, HEADER, plan_of
 from envkit.render import render
 
 STEPS = 5
@@ -205,12 +204,11 @@ def test_an_interrupted_step_runs_again(env: Env) -> None:
 def test_host_runs_resume_through_envkit(tmp_path: Path) -> None:
     """`invoke run` twice: the second run skips every finished step; --fresh reruns them."""
     (tmp_path / "t.yaml").write_text(recipe_text())
-    envkit = str(Path(sys.executable).parent / "envkit")
     env = {**os.environ, "ENVKIT_TEST_DIR": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         (tmp_path / "ran").unlink(missing_ok=True)
-        return subprocess.run([envkit, "run", "--recipe", "./t.yaml", *args], cwd=tmp_path,
+        return subprocess.run([ENVKIT, "run", "--recipe", "./t.yaml", *args], cwd=tmp_path,
                               capture_output=True, text=True, env=env, timeout=120)
 
     (tmp_path / "FAULT").touch()

@@ -8,22 +8,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import FlakyServer, plan_of, problems
+from conftest import ENVKIT, FlakyServer, plan_of, problems
 from envkit import secrets
 from envkit.diagnostics import EnvkitError
 from envkit.render import render
 from test_injection import instructions
 from test_network import simple_index
-
-ENVKIT = str(Path(sys.executable).parent / "envkit")
-
 
 # --- declaring and using ------------------------------------------------------------------
 
