@@ -28,6 +28,13 @@ base: debian:bookworm-slim
 """
 
 
+def script(path: Path, body: str) -> Path:
+    """An executable bash script at ``path`` (a stand-in for a tool)."""
+    path.write_text("#!/bin/bash\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture
 def catalog() -> Catalog:
     return Catalog()

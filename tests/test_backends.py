@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import docker
 import pytest
 import requests
 
-from conftest import plan_of
+from conftest import plan_of, script
 from envkit import baseimage, buildkit, ca, engine, host
 from envkit import build as buildmod
 from envkit.catalog import Catalog
@@ -57,12 +56,6 @@ def no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 # --- fake docker clients ------------------------------------------------------------------
-
-
-def script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/bash\n" + textwrap.dedent(body))
-    path.chmod(0o755)
-    return path
 
 
 def fake_docker(tmp_path: Path, *, buildx: str | None, version: str, version_code: int = 0,
@@ -676,6 +669,13 @@ def test_make_refuses_a_bad_suite_before_running_anything(monkeypatch: pytest.Mo
                        io.StringIO())
 
 
+def scratch_in(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """baseimage's scratch folders go into ``folder`` (mkdtemp's other arguments kept)."""
+    real = baseimage.tempfile.mkdtemp
+    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
+                        lambda **kw: real(**{**kw, "dir": folder}))
+
+
 def bind(source: Path, target: Path) -> None:
     target.mkdir(parents=True)
     done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
@@ -692,9 +692,7 @@ def test_the_scratch_root_is_removed_without_reaching_through_a_mount(
     host_dir = tmp_path / "host"
     host_dir.mkdir()
     (host_dir / "precious").write_text("keep\n")
-    real_mkdtemp = baseimage.tempfile.mkdtemp
-    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
-                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path))
+    scratch_in(monkeypatch, tmp_path)
     real_run = subprocess.run
     if not umount_works:
         monkeypatch.setattr(baseimage.subprocess, "run", lambda argv, **kw: real_run(
@@ -737,9 +735,7 @@ def test_mount_points_decode_the_kernels_escapes(monkeypatch: pytest.MonkeyPatch
 def test_the_scratch_root_stays_when_the_mount_table_cannot_be_read(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(baseimage, "_mounts_under", lambda folder: None)
-    real_mkdtemp = baseimage.tempfile.mkdtemp
-    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
-                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path))
+    scratch_in(monkeypatch, tmp_path)
     out = io.StringIO()
     with baseimage._scratch(out) as tmp:
         (tmp / "rootfs").mkdir()
@@ -754,9 +750,7 @@ def test_the_scratch_root_path_is_the_real_one(tmp_path: Path,
     """/proc/self/mounts names mounts by their real path, not through a symlinked /var/tmp."""
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    real_mkdtemp = baseimage.tempfile.mkdtemp
-    monkeypatch.setattr(baseimage.tempfile, "mkdtemp",
-                        lambda **kw: real_mkdtemp(prefix="envkit-base-", dir=tmp_path / "link"))
+    scratch_in(monkeypatch, tmp_path / "link")
     with baseimage._scratch(io.StringIO()) as tmp:
         assert tmp.parent == tmp_path / "real"
     assert list((tmp_path / "real").iterdir()) == []

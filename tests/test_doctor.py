@@ -9,7 +9,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ENVKIT
+from conftest import ENVKIT, script
 from envkit import buildkit, doctor, engine
 from envkit.diagnostics import error
 from envkit.doctor import FAIL, INFO, OK, WARN, Context, Finding
@@ -37,12 +36,6 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     buildkit.choose.cache_clear()
     yield
     buildkit.choose.cache_clear()
-
-
-def script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/bash\n" + textwrap.dedent(body))
-    path.chmod(0o755)
-    return path
 
 
 class FakeClient:

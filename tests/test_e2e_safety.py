@@ -215,7 +215,7 @@ def test_hostile_values_arrive_literally_in_a_real_build(
               - env: {{ENVKIT_TEST_LOG: /var/log/envkit-calls}}
               - name: stand-ins for the tools that would need the network
                 copy: {{src: stubs, dest: /usr/local/sbin, mode: "0755"}}
-            """) + body(value).replace("\n  - ", "\n  - ").rstrip("\n").replace(
+            """) + body(value).rstrip("\n").replace(
                 "{{ prefix }}", "/opt/envkit") + "\n")
         if problems(recipe):
             continue  # refused by validation, with a diagnostic (test_injection checks it)
@@ -253,7 +253,6 @@ def test_hostile_values_arrive_literally_in_a_real_build(
         finally:
             subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
     assert tried and accepted, f"no payload was accepted for {field}"
-    from test_e2e import _record
 
     _record({"injection_field": field, "payloads_tried": tried, "built": accepted})
 

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ENVKIT
+from conftest import ENVKIT, script
 from envkit import build as buildmod
 from envkit import engine, logged, tasks
 from envkit.diagnostics import EnvkitError
@@ -713,12 +713,6 @@ def test_the_engine_gone_before_the_build(how: str, proxy: EngineProxy, clis: li
 # --- without an engine: the pieces ------------------------------------------------------------
 
 
-def script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/bash\n" + textwrap.dedent(body))
-    path.chmod(0o755)
-    return path
-
-
 def test_stopping_a_command_kills_what_ignores_sigint(tmp_path: Path) -> None:
     """logged.run on Ctrl-C: SIGINT to the group, then SIGKILL to whatever is left of it (a
     script's background jobs ignore SIGINT)."""
@@ -838,6 +832,11 @@ def fake_client(container: FakeContainer) -> Any:
     return SimpleNamespace(containers=SimpleNamespace(create=lambda *a, **kw: container))
 
 
+def listing_client(listing: Any) -> Any:
+    """A client whose containers.list is ``listing``."""
+    return SimpleNamespace(containers=SimpleNamespace(list=listing))
+
+
 ANSWERS_NOT = "no Docker engine answers at unix:///x/docker.sock: no socket there"
 
 
@@ -894,7 +893,7 @@ def test_sweeping_the_check_containers_a_stopped_envkit_left() -> None:
         seen.append(kw)
         return list(containers.values())
 
-    client = SimpleNamespace(containers=SimpleNamespace(list=listing))
+    client = listing_client(listing)
     assert engine.sweep_checks(client) == 2
     assert seen == [{"all": True, "filters": {"label": engine.CHECK_LABEL},
                      "ignore_removed": True}]
@@ -908,7 +907,7 @@ def test_no_sweep_where_a_pid_cannot_be_judged(monkeypatch: pytest.MonkeyPatch) 
     def listing(**kw: Any) -> list[Leftover]:
         raise AssertionError("listed")
 
-    assert engine.sweep_checks(SimpleNamespace(containers=SimpleNamespace(list=listing))) == 0
+    assert engine.sweep_checks(listing_client(listing)) == 0
 
 
 def test_a_check_whose_container_someone_removed() -> None:
@@ -923,7 +922,7 @@ def test_sweeping_with_the_engine_gone_is_quiet() -> None:
     def listing(**kw: Any) -> list[Leftover]:
         raise requests.ConnectionError("Connection aborted.")
 
-    assert engine.sweep_checks(SimpleNamespace(containers=SimpleNamespace(list=listing))) == 0
+    assert engine.sweep_checks(listing_client(listing)) == 0
 
 
 def test_a_check_that_timed_out_is_still_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,22 +4,18 @@ repositories. No network: a mirror 'that answers' is a server on loopback."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, git, make_repo
+from conftest import REPO, FlakyServer, git, make_repo
 from envkit import mirrors
 from envkit.diagnostics import EnvkitError
 
@@ -46,16 +42,9 @@ def exported(env: dict[str, str], *names: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def live() -> Iterator[str]:
+def live(flaky: FlakyServer) -> str:
     """A local HTTP server: the mirror that answers."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="/nonexistent")
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/simple"
-    httpd.shutdown()
-    httpd.server_close()
+    return f"{flaky.url}/simple"
 
 
 @pytest.fixture

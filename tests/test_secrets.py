@@ -283,14 +283,10 @@ def test_redaction_masks_the_value_its_lines_and_long_words() -> None:
 
 
 @pytest.fixture
-def private_index(tmp_path: Path) -> FlakyServer:
-    root = tmp_path / "www"
-    root.mkdir()
-    server = FlakyServer(root)
-    simple_index(root, "envkit-probe", "1.0")
-    server.login = f"envkit:pw-{uuid.uuid4().hex}"
-    yield server  # type: ignore[misc]
-    server.close()
+def private_index(flaky: FlakyServer) -> FlakyServer:
+    simple_index(flaky.root, "envkit-probe", "1.0")
+    flaky.login = f"envkit:pw-{uuid.uuid4().hex}"
+    return flaky
 
 
 def private_recipe(folder: Path, index: str) -> Path:
