@@ -275,3 +275,32 @@ def test_validate_warns_when_slow_steps_follow_a_copy(recipe, tmp_path) -> None:
     late = recipe("steps:\n  - apt: [curl]\n  - copy: {src: app.py, dest: /opt/app.py}\n",
                   name="late")
     assert cache_order(plan_of(late)) == []
+
+
+def test_the_scripts_stamps_are_the_plans_step_hashes(catalog: Catalog) -> None:
+    """One hash chain: the script stamps each step with its hash in the plan."""
+    plan = make_plan(catalog.find("faiss-cpu"), catalog)
+    text = render(plan, "shell")
+    for ps in plan.steps:
+        assert f"if envkit_begin {ps.number} {ps.hash} " in text
+    assert len({ps.hash for ps in plan.steps}) == len(plan.steps)
+
+
+def test_a_partials_edit_changes_its_steps_hash_and_every_later_one(
+        catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from envkit import paths
+    from envkit import plan as planmod
+
+    before = make_plan(catalog.find("faiss-cpu"), catalog)
+    copy = tmp_path / "templates"
+    shutil.copytree(paths.templates_dir(), copy)
+    (copy / "steps" / "pip.j2").write_text((copy / "steps" / "pip.j2").read_text() + "\n")
+    monkeypatch.setattr(paths, "templates_dir", lambda: copy)
+    after = make_plan(catalog.find("faiss-cpu"), catalog)
+    first_pip = next(ps.number for ps in before.steps if ps.kind == "pip")
+    for b, a in zip(before.steps, after.steps, strict=True):
+        assert (b.hash == a.hash) == (b.number < first_pip), b.title
+    assert before.hash != after.hash
+    planmod._file_digest.cache_clear()

@@ -9,6 +9,7 @@ on the one before it: the plan hash names what gets built.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -291,10 +292,12 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
                 secrets={s.id: s for _, _, step in steps for s in step.secrets},
                 user=next((r.user for r in reversed(order) if r.user), None))
-    prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env()})
+    prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env(),
+                    "runtime": _runtime_digest()})
     for number, (recipe_name, title, step) in enumerate(steps, 1):
-        prev = _digest({"prev": prev, "kind": step.kind, "fields": step.fields(),
-                        "content": step.content_digest()})
+        prev = _digest({"prev": prev, "step": step_digest(step),
+                        "partial": _file_digest(paths.templates_dir() / "steps" /
+                                                f"{step.kind}.j2")})
         plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
     user = {"user": dataclasses.astuple(plan.user)} if plan.user else {}
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version,
@@ -361,8 +364,7 @@ def merge_shared(steps: list[tuple[str, str, Step]]) -> list[tuple[str, str, Ste
     installed: set[str] = set()
     out = []
     for recipe, title, step in steps:
-        key = _digest({"kind": step.kind, "fields": step.fields(),
-                       "content": step.content_digest()})
+        key = step_digest(step)
         if step.kind in MERGED and seen.get(key, recipe) != recipe:
             continue
         seen.setdefault(key, recipe)
@@ -440,6 +442,24 @@ def _base(order: list[Recipe], values: dict[str, Any], override: str | None,
     if not any("base" in r.doc.data for r in order):  # else its error is reported already
         problems.append(root.doc.diag((), "no base image", "set 'base' or pass --base"))
     return ""
+
+
+def step_digest(step: Step) -> str:
+    """What a step is: its kind, its bound fields and the content it reads (copied files)."""
+    return _digest({"kind": step.kind, "fields": step.fields(), "content": step.content_digest()})
+
+
+@functools.cache
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _runtime_digest() -> str:
+    """What every step's text shares: the runtime helpers and the templates' macros. With
+    each step's own partial, a template edit reruns the steps it changes (and every later
+    one), as a recipe edit does."""
+    return _digest([_file_digest(paths.data_dir() / "helpers.sh"),
+                    _file_digest(paths.templates_dir() / "macros.j2")])
 
 
 def _digest(value: Any) -> str:

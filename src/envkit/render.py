@@ -7,7 +7,6 @@ typo in a template is an error, not an empty string.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -48,7 +47,6 @@ def environment() -> jinja2.Environment:
     env.filters["oneline"] = _oneline
     env.filters["rendered"] = str  # text a partial already quoted, or the author's own script
     env.filters["block"] = _block  # a partial's output, trimmed to sit between two lines
-    env.filters["sha256"] = lambda text: hashlib.sha256(str(text).encode()).hexdigest()
     env.globals["ca_vars"] = ca.VARS
     env.globals["ca_secret"] = [(ca.SECRET_ID, ca.TARGET, "0444")]  # every RUN; absent unless given
     env.globals["network_env"] = mirrors.NETWORK_ENV

@@ -66,6 +66,6 @@ LABEL org.opencontainers.image.title="faiss-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="faiss (CPU) from PyPI in a venv, checked by building and searching an index." \
       io.envkit.recipe="faiss-cpu" \
-      io.envkit.hash="sha256:5e1a77ce5d101eeec75b4153e24ef0dd2a35bdbf2b88892368e42121c8470c54" \
+      io.envkit.hash="sha256:efdeac17650ccdfa69d4dc8dd1259ea9af58073a8c87a9b7f01c86c7be1d6286" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"faiss\": \"1.15.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

@@ -66,6 +66,6 @@ LABEL org.opencontainers.image.title="paddle-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PaddlePaddle (CPU) from PyPI in a venv, checked with paddle.utils.run_check()." \
       io.envkit.recipe="paddle-cpu" \
-      io.envkit.hash="sha256:bf9e6db241e1eb3e5714397cad5e9d88f47fc06307f2b5179eabd6a92195d7a9" \
+      io.envkit.hash="sha256:3918d193299703b9b2bd562172236efd22765269672a2bde67c19eb7f6c3ef80" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"paddle\": \"3.3.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

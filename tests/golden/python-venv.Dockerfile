@@ -51,6 +51,6 @@ LABEL org.opencontainers.image.title="python-venv" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="A Python virtual environment on Debian's system Python, active on PATH." \
       io.envkit.recipe="python-venv" \
-      io.envkit.hash="sha256:ce8714392b19af9b254e1a407c1369937f44ffb3dfda97574069802e990f5009" \
+      io.envkit.hash="sha256:19142c6ca8d89776f62a985cfe8663ee457f6bb5ca13a43332b959687ef24dac" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"

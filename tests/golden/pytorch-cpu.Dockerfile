@@ -56,6 +56,6 @@ LABEL org.opencontainers.image.title="pytorch-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PyTorch and torchvision (CPU builds) in a venv, checked with a small tensor op." \
       io.envkit.recipe="pytorch-cpu" \
-      io.envkit.hash="sha256:34fc06896ea024c9479f9d0dd7a9e81684e661edfd14f7784ed58facaf79de07" \
+      io.envkit.hash="sha256:ac517f28c356195bfd9db0bb5b0175933ee08c4ffe96a4fceaa99a850e0576b7" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default"
