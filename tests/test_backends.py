@@ -1122,12 +1122,17 @@ def test_build_id(recipe: MakeRecipe) -> None:
     one = plan_of(recipe("steps:\n  - run: echo one\n"))
     two = plan_of(recipe("steps:\n  - run: echo two\n", name="u"))
     again = plan_of(recipe("steps:\n  - run: echo one\n", name="v"))
-    bid = buildmod.build_id(one, "sha256:aaa")
+    def bid_of(plan: Plan, base_id: str) -> str:
+        return buildmod.build_id(render(plan, "dockerfile"), plan, base_id)
+
+    bid = bid_of(one, "sha256:aaa")
     assert re.fullmatch(r"[0-9a-f]{12}", bid)
-    assert bid == buildmod.build_id(one, "sha256:aaa")
-    assert bid != buildmod.build_id(one, "sha256:bbb")
-    assert bid != buildmod.build_id(two, "sha256:aaa")
-    assert one.hash != again.hash and bid != buildmod.build_id(again, "sha256:aaa")
+    assert bid == bid_of(one, "sha256:aaa")
+    assert bid != bid_of(one, "sha256:bbb")
+    assert bid != bid_of(two, "sha256:aaa")
+    assert one.hash != again.hash and bid != bid_of(again, "sha256:aaa")
+    # a template edit changes the Dockerfile, and with it the build
+    assert bid != buildmod.build_id(render(one, "dockerfile") + "\n", one, "sha256:aaa")
 
 
 @pytest.fixture
@@ -1255,12 +1260,11 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
     builder = fake_builder(tmp_path, FAILURE, 1)
     context = tmp_path / "ctx"
     context.mkdir()
-    (context / "Dockerfile").write_text(render(full_plan, "dockerfile"))
     opts = buildmod.Options(recipe="t", ca_bundle=Path("/x/ca.pem"))
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(builder, full_plan, context, ["envkit/t:1"], "abc", opts,
-                            buildmod.secretmod.Provided(), out)
+        buildmod._run_build(builder, full_plan, render(full_plan, "dockerfile"), context,
+                            ["envkit/t:1"], "abc", opts, buildmod.secretmod.Provided(), out)
     text = one_line(info.value)
     assert "build: t: the build failed at step 2/7 t: apt curl after " in text
     assert f"full log: {context / 'build.log'}" in text
@@ -1272,10 +1276,9 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
 
 def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
     builder = fake_builder(tmp_path, SUCCESS, 0)
-    (tmp_path / "Dockerfile").write_text(render(full_plan, "dockerfile"))
     out = io.StringIO()
-    buildmod._run_build(builder, full_plan, tmp_path, ["envkit/t:1"], "abc",
-                        buildmod.Options(recipe="t"),
+    buildmod._run_build(builder, full_plan, render(full_plan, "dockerfile"), tmp_path,
+                        ["envkit/t:1"], "abc", buildmod.Options(recipe="t"),
                         buildmod.secretmod.Provided(), out)
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
@@ -1327,8 +1330,9 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
     monkeypatch.setattr(engine, "container_runner", runner)
     monkeypatch.setattr(engine, "sweep_checks", lambda client: 0)
 
-    def fake_run_build(builder: Any, plan: Plan, context: Path, tags: list[str], *rest: Any
-                       ) -> None:
+    def fake_run_build(builder: Any, plan: Plan, dockerfile: str, context: Path,
+                       tags: list[str], *rest: Any) -> None:
+        assert (context / "Dockerfile").read_text() == dockerfile  # what was written is built
         built[tags[0]] = Image()
 
     monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
@@ -1431,7 +1435,9 @@ def test_fallback_names_the_options_it_ignores(recipe: MakeRecipe, no_engine: st
 
 def test_build_id_covers_the_ca_switch(recipe: MakeRecipe) -> None:
     plan = plan_of(recipe("steps:\n  - run: echo one\n"))
-    assert buildmod.build_id(plan, "sha256:a") != buildmod.build_id(plan, "sha256:a", True)
+    text = render(plan, "dockerfile")
+    assert buildmod.build_id(text, plan, "sha256:a") != buildmod.build_id(text, plan, "sha256:a",
+                                                                           True)
 
 
 @pytest.mark.parametrize("name", ["foo-", "a..b", "x.", "a_-b"])
@@ -1524,3 +1530,44 @@ def test_ensure_pulls_through_the_registry_mirrors_first(no_make: list[tuple[Any
 ])
 def test_only_docker_hub_refs_go_through_a_registry_mirror(ref: str, path: str) -> None:
     assert baseimage.hub_path(ref) == path
+
+
+def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One plan, one render: the Dockerfile that is hashed is the one written and built,
+    and the base the engine finds is only the FROM line's image, not a second plan."""
+    from envkit import render as rendermod
+
+    path = recipe("steps:\n  - run: echo hi\n")
+    calls = {"plan": 0, "render": 0}
+    real_plan, real_render = buildmod.make_plan, rendermod.render
+
+    def counted_plan(*args: Any, **kw: Any) -> Plan:
+        calls["plan"] += 1
+        return real_plan(*args, **kw)
+
+    def counted_render(*args: Any, **kw: Any) -> str:
+        calls["render"] += 1
+        return real_render(*args, **kw)
+
+    built: dict[str, Any] = {}
+
+    def fake_run_build(builder: Any, plan: Plan, dockerfile: str, context: Path,
+                       tags: list[str], *rest: Any) -> None:
+        assert "\nFROM envkit/base:bookworm\n" in dockerfile
+        assert (context / "Dockerfile").read_text() == dockerfile
+        built[tags[0]] = SimpleNamespace(id="sha256:" + "c" * 64, labels={}, attrs={},
+                                         tag=lambda repo, tag: None)
+
+    monkeypatch.setattr(buildmod, "make_plan", counted_plan)
+    monkeypatch.setattr(rendermod, "render", counted_render)
+    monkeypatch.setattr(buildmod.engine, "connect", lambda: object())
+    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
+    monkeypatch.setattr(buildmod.baseimage, "ensure",
+                        lambda client, ref, out, regs: "envkit/base:bookworm")
+    monkeypatch.setattr(engine, "image", lambda client, ref: built.get(ref))
+    monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
+    opts = buildmod.Options(recipe=str(path), build_dir=tmp_path / "build", verify=False)
+    tag = buildmod.build(opts, io.StringIO())
+    assert tag in built
+    assert calls == {"plan": 1, "render": 1}

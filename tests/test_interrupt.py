@@ -36,6 +36,7 @@ from conftest import ENVKIT, script
 from envkit import build as buildmod
 from envkit import engine, logged, tasks
 from envkit.diagnostics import EnvkitError
+from envkit.render import render
 
 BASE = "envkit/base:bookworm"
 INTERRUPTED = "[envkit] interrupted\n"
@@ -970,14 +971,15 @@ def test_a_build_whose_engine_went_away(output: str, where: str, recipe: Any, tm
     monkeypatch.setattr(engine, "lost", lambda: ANSWERS_NOT)
     context = tmp_path / "ctx"
     context.mkdir()
-    (context / "Dockerfile").write_text(buildmod.render(plan, "dockerfile"))
+    dockerfile = render(plan, "dockerfile")
+    (context / "Dockerfile").write_text(dockerfile)
     (tmp_path / "out.txt").write_text(output)
     client = script(tmp_path / "docker", f"cat {str(tmp_path / 'out.txt')!r}; exit 1\n")
     builder = buildmod.buildkit.Builder(str(client), ("build",), (), "fake")
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(builder, plan, context, ["x:1"], "abc", buildmod.Options("t"),
-                            buildmod.secretmod.Provided(), out)
+        buildmod._run_build(builder, plan, dockerfile, context, ["x:1"], "abc",
+                            buildmod.Options("t"), buildmod.secretmod.Provided(), out)
     assert re.fullmatch(
         rf"envkit: engine: t: the Docker engine went away during the build, {where}, after "
         rf"[\d.]+s: {ANSWERS_NOT} \(start it again and rerun; log: "

@@ -23,8 +23,8 @@ from . import secrets as secretmod
 from .catalog import Catalog
 from .checks import Runner
 from .diagnostics import EnvkitError, error
-from .plan import Plan, make_plan, param_text
-from .render import render, write_outputs
+from .plan import Plan, make_plan, param_text, resolve
+from .render import render_all, write_rendered
 from .verify import run_checks
 
 TARGETS = ("docker", "host")
@@ -55,50 +55,58 @@ class VerifyFailed(EnvkitError):
     pass
 
 
-def _plan(opts: Options, catalog: Catalog, base: str | None = None,
-          settings: dict[str, str] | None = None) -> Plan:
+def _plan(opts: Options, catalog: Catalog, settings: dict[str, str] | None = None) -> Plan:
     return make_plan(catalog.find(opts.recipe), catalog,
-                     opts.settings if settings is None else settings, opts.mirror,
-                     base or opts.base)
+                     opts.settings if settings is None else settings, opts.mirror, opts.base)
 
 
 def build(opts: Options, out: TextIO = sys.stdout) -> str:
-    """Build (or provision) and verify; returns the image tag or the environment path."""
+    """Build (or provision) and verify; returns the image tag or the environment path.
+
+    The target is settled first (an engine that answers, else this host), so the recipe is
+    planned once, for that target: a host plan installs into .envkit/envs/NAME."""
     if opts.target not in ("", *TARGETS):
         raise error(f"unknown target '{opts.target}'", path="--target", hint="docker or host")
     catalog = Catalog()
-    plan = _plan(opts, catalog)  # every recipe problem surfaces before the engine is asked
+    catalog.find(opts.recipe)  # an unknown recipe is said before the engine is asked
+    client, refused = None, None
     if opts.target != "host":
         try:
             client = engine.connect()
         except engine.NoEngine as exc:
             if opts.target == "docker":
-                raise
-            print(f"envkit: {exc.diagnostics[0].message}; provisioning on this host instead "
-                  "(--target docker insists on an engine)", file=out, flush=True)
-            unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
-                                               ("--no-cache", opts.no_cache)) if value]
-            if unused:
-                print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
-                      file=out, flush=True)
-        else:
-            if opts.fresh or opts.from_step:
-                raise error("--fresh and --from-step are for host runs: a Docker build resumes "
-                            "from its layer cache", path="--from-step",
-                            hint="--no-cache rebuilds every step; --target host runs here")
-            return build_image(client, opts, catalog, plan, out)
-    return build_host(opts, catalog, out)
+                refused = exc
+            else:
+                print(f"envkit: {exc.diagnostics[0].message}; provisioning on this host "
+                      "instead (--target docker insists on an engine)", file=out, flush=True)
+                unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
+                                                   ("--no-cache", opts.no_cache)) if value]
+                if unused:
+                    print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
+                          file=out, flush=True)
+        except EnvkitError as exc:  # an engine that refuses this user
+            refused = exc
+    if client is None and refused is None:
+        return build_host(opts, catalog, out)
+    plan = _plan(opts, catalog)  # every recipe problem surfaces before the engine's
+    if refused is not None:
+        raise refused
+    if opts.fresh or opts.from_step:
+        raise error("--fresh and --from-step are for host runs: a Docker build resumes "
+                    "from its layer cache", path="--from-step",
+                    hint="--no-cache rebuilds every step; --target host runs here")
+    return build_image(client, opts, catalog, plan, out)
 
 
 # --- docker -------------------------------------------------------------------------------
 
 
-def build_id(plan: Plan, base_id: str, with_ca: bool = False) -> str:
+def build_id(dockerfile: str, plan: Plan, base_id: str, with_ca: bool = False) -> str:
     """What the image is made of: the Dockerfile exactly as rendered (so a template change
-    counts), the plan hash (which covers copied files' content), the exact base image, and
-    whether the CA build args were set (they are part of every layer's cache key)."""
-    text = render(plan, "dockerfile")
-    key = f"{text}\n{plan.hash}\n{base_id}\nca={int(with_ca)}"
+    counts), the plan hash (which covers copied files' content and the runtime helpers),
+    the exact base image, and whether the CA build args were set (they are part of every
+    layer's cache key)."""
+    key = f"{dockerfile}\n{plan.hash}\n{base_id}\nca={int(with_ca)}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -126,16 +134,18 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
     base = baseimage.ensure(client, plan.base, out, plan.mirror.registries())
-    if base != plan.base:
-        plan = _plan(opts, catalog, base=base)
+    plan.image = base  # the plan stays: only the image FROM names is settled here
     base_image = engine.image(client, base)
-    bid = build_id(plan, base_image.id if base_image is not None else base, bool(opts.ca_bundle))
+    texts = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
+    dockerfile = texts["Dockerfile"]
+    bid = build_id(dockerfile, plan, base_image.id if base_image is not None else base,
+                   bool(opts.ca_bundle))
     tags = [opts.tag or f"{repo}:{bid}"]
     context = opts.build_dir / plan.name
     # the checks and the :latest tag under the lock too, and on the image's id: a second
     # build of this recipe may re-tag tags[0] the moment this one lets go
     with _locked(context):
-        write_outputs(plan, ["dockerfile"], context)
+        write_rendered(plan, texts, context)
         (context / ".dockerignore").write_text(DOCKERIGNORE)
         existing = engine.image(client, tags[0])
         if (existing is not None and not opts.no_cache
@@ -143,7 +153,7 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
             print(f"envkit: {tags[0]} is already built from this recipe; skipping the build "
                   "(--no-cache rebuilds)", file=out, flush=True)
         else:
-            _run_build(builder, plan, context, tags, bid, opts, given, out)
+            _run_build(builder, plan, dockerfile, context, tags, bid, opts, given, out)
         image = engine.image(client, tags[0])
         if image is None:  # removed by someone else between the build and here
             raise error(f"{plan.name}: the image {tags[0]} is gone right after its build",
@@ -160,9 +170,9 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     return tags[0]
 
 
-def _run_build(builder: buildkit.Builder, plan: Plan, context: Path, tags: list[str],
-               bid: str, opts: Options, given: secretmod.Provided, out: TextIO) -> None:
-    dockerfile = (context / "Dockerfile").read_text()
+def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: Path,
+               tags: list[str], bid: str, opts: Options, given: secretmod.Provided,
+               out: TextIO) -> None:
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
     progress = buildkit.Progress(titles, buildkit.instruction_steps(dockerfile), out,
                                  opts.verbose)
@@ -310,9 +320,10 @@ def _built_params(text: str) -> dict[str, str]:
     return {k: param_text(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-
-
 def _known(opts: Options, catalog: Catalog, values: dict[str, str]) -> dict[str, str]:
-    """Recorded params the recipe still declares (it may have changed since)."""
-    declared = _plan(opts, catalog).declared
+    """Recorded params the recipe still declares (it may have changed since); the recipe is
+    planned once, with them."""
+    _, declared, problems = resolve(catalog.find(opts.recipe), catalog)
+    if problems:
+        raise EnvkitError(sorted(set(problems)))
     return {k: v for k, v in values.items() if k in declared}

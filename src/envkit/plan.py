@@ -69,6 +69,14 @@ class Plan:
     secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
     user: User | None = None  # the image runs as this user (the requiring recipe's wins)
     hash: str = ""
+    # The image a Docker build starts FROM: ``base`` itself, or what the backend found for it
+    # (the envkit base of the same Debian suite). Set once the base is resolved; it is not in
+    # the plan hash (the build hash covers the exact base image instead).
+    image: str = ""
+
+    @property
+    def from_image(self) -> str:
+        return self.image or self.base
 
     @property
     def short_hash(self) -> str:
@@ -249,6 +257,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         problems.extend(exc.diagnostics)
         table = compat.Table()
     bound = {**_derived(table, values, params, problems), **values}
+    chosen = _base(order, bound, base, problems)  # before the steps: a param may choose it
 
     declared = _declared_secrets(order, problems)
     state = State()
@@ -280,8 +289,6 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             checks.append(check)
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
-
-    chosen = _base(order, bound, base, problems)
     if problems:
         raise EnvkitError(sorted(set(problems)))
 

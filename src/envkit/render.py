@@ -72,9 +72,19 @@ def render(plan: Plan, fmt: str) -> str:
     return text.lstrip("\n")
 
 
+def render_all(plan: Plan, formats: list[str]) -> dict[str, str]:
+    """Each format's file name and text: what a backend writes and builds from."""
+    return {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
+
+
 def write_outputs(plan: Plan, formats: list[str], out: Path) -> list[Path]:
     """Render every format first, then write each file atomically (temp file + rename)."""
-    texts = {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
+    return write_rendered(plan, render_all(plan, formats), out)
+
+
+def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
+    """Rendered files (from render_all) and the files the plan copies, each written
+    atomically (temp file + rename) into ``out``."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
