@@ -215,3 +215,121 @@ def base(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
     assert done.returncode == 0, show(done)
     assert re.search(r"envkit: envkit-test/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
     return TEST_BASE
+
+
+# --- a local package index -----------------------------------------------------------------
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    """A zip whose bytes depend only on ``files`` (fixed times): the same wheel every run."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def wheel(name: str, version: str, requires: tuple[str, ...] = (),
+          requires_python: str = "", tag: str = "py3-none-any") -> tuple[str, bytes]:
+    """A minimal wheel whose module reports ``version``, byte for byte the same each time."""
+    import base64
+    import hashlib
+
+    dist = name.replace("-", "_")
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    meta += f"Requires-Python: {requires_python}\n" if requires_python else ""
+    files = {f"{dist}/__init__.py": f"__version__ = {version!r}\n".encode(),
+             f"{dist}-{version}.dist-info/METADATA": meta.encode(),
+             f"{dist}-{version}.dist-info/WHEEL":
+                 f"Wheel-Version: 1.0\nGenerator: envkit-tests\nRoot-Is-Purelib: true\n"
+                 f"Tag: {tag}\n".encode()}
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}-{version}.dist-info/RECORD,,")
+    files[f"{dist}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    return f"{dist}-{version}-{tag}.whl", _zip(files)
+
+
+def sdist(name: str, version: str, native: bool = False) -> tuple[str, bytes]:
+    """A source distribution; with ``native`` its setup.py builds a C extension that needs
+    a compiler (and fails without one)."""
+    import io
+    import tarfile
+
+    dist = name.replace("-", "_")
+    root = f"{dist}-{version}"
+    setup = (f"from setuptools import setup, Extension\nsetup(name={name!r}, version={version!r}"
+             f", packages=[{dist!r}]"
+             + (f", ext_modules=[Extension('{dist}._c', ['{dist}/_c.c'])]" if native else "")
+             + ")\n")
+    files = {f"{root}/setup.py": setup.encode(),
+             # 2.2 without Dynamic: resolvers read it as is, building nothing
+             f"{root}/PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\n"
+                                 .encode(),
+             f"{root}/{dist}/__init__.py": f"__version__ = {version!r}\n".encode()}
+    if native:
+        files[f"{root}/{dist}/_c.c"] = b"#include <Python.h>\n#include <no-such-header.h>\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return f"{root}.tar.gz", buf.getvalue()
+
+
+class LocalIndex:
+    """A PEP 503 index under ``root`` (pages in simple/, files in files/) to publish to."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.files: dict[str, list[tuple[str, str, str]]] = {}  # name -> (file, sha, pyreq)
+
+    def publish(self, name: str, version: str, *requires: str, requires_python: str = "",
+                source: bool = False, native: bool = False, tag: str = "py3-none-any") -> str:
+        """Publish a wheel (or, with ``source``, only an sdist); its sha256."""
+        import hashlib
+
+        filename, data = (sdist(name, version, native) if source
+                          else wheel(name, version, requires, requires_python, tag))
+        (self.root / "files").mkdir(parents=True, exist_ok=True)
+        (self.root / "files" / filename).write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        self.files.setdefault(name, []).append((filename, sha, requires_python))
+        self._page(name)
+        return sha
+
+    def remove(self, name: str, version: str) -> None:
+        """The index no longer has this release (its file stays on disk, unlisted)."""
+        self.files[name] = [f for f in self.files[name] if f"-{version}" not in f[0]]
+        self._page(name)
+
+    def _page(self, name: str) -> None:
+        import html
+
+        page = self.root / "simple" / name
+        page.mkdir(parents=True, exist_ok=True)
+        links = "".join(
+            f'<a href="../../files/{f}#sha256={sha}"'
+            + (f' data-requires-python="{html.escape(rp)}"' if rp else "") + f">{f}</a>\n"
+            for f, sha, rp in self.files[name])
+        (page / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+
+
+def simple_index(root: Path, name: str, version: str) -> None:
+    """A PEP 503 index of one project under root/simple, its wheel under root/files."""
+    LocalIndex(root).publish(name, version)
+
+
+def uv_bin() -> str:
+    """envkit's own uv, which a host run hands the script (ENVKIT_UV): tests that run a
+    rendered script by hand do the same, so nothing downloads uv."""
+    from envkit import resolve
+
+    return resolve.uv_bin()

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -206,9 +207,9 @@ def test_instruction_steps_of_a_rendered_dockerfile(full_plan: Plan) -> None:
     kinds = [ps.kind for ps in full_plan.steps]
     assert kinds == ["env", "apt", "env", "venv", "pip", "copy", "run"]
     steps = buildkit.instruction_steps(render(full_plan, "dockerfile"))
-    # FROM and the mirror helper's COPY, then one vertex per apt/venv/pip/copy/run step;
-    # env steps make none
-    assert steps == [0, 0, 2, 4, 5, 6, 7]
+    # FROM, the helpers' and uv's COPY and the base's record, then one vertex per
+    # apt/venv/pip/copy/run step (env steps make none), then the manifest's COPY and RUN
+    assert steps == [0, 0, 0, 0, 2, 4, 5, 6, 7, 0, 0]
 
 
 def test_instruction_steps_counts_workdir_and_add() -> None:
@@ -238,32 +239,32 @@ SUCCESS = """\
 #3 transferring context: 93B done
 #3 DONE 0.0s
 
-#4 [1/7] FROM docker.io/library/debian:bookworm-slim@sha256:0a1b2c
+#4 [1/11] FROM docker.io/library/debian:bookworm-slim@sha256:0a1b2c
 #4 DONE 0.0s
 
 #5 [internal] load build context
 #5 transferring context: 120B done
 #5 DONE 0.0s
 
-#6 [3/7] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked rm -f /etc/apt/apt
+#6 [5/11] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked rm -f /etc/apt/apt
 #6 CACHED
 
-#7 [4/7] RUN --mount=type=secret,id=envkit-ca python3 -m venv /opt/envkit/venv
+#7 [6/11] RUN --mount=type=secret,id=envkit-ca python3 -m venv /opt/envkit/venv
 #7 0.158 some output
 #7 DONE 2.5s
 
-#8 [5/7] RUN --mount=type=cache,target=/root/.cache/pip /opt/envkit/venv/bin/python -m pip
+#8 [7/11] RUN --mount=type=cache,target=/root/.cache/pip /opt/envkit/venv/bin/python -m pip
 #8 0.512 Collecting numpy
 #8 1.234   Downloading numpy-2.1.0.whl (16.3 MB)
 
-#9 [6/7] COPY files/t/data.txt /opt/data.txt
+#9 [8/11] COPY files/t/data.txt /opt/data.txt
 #9 DONE 0.1s
 
-#8 [5/7] RUN --mount=type=cache,target=/root/.cache/pip /opt/envkit/venv/bin/python -m pip
+#8 [7/11] RUN --mount=type=cache,target=/root/.cache/pip /opt/envkit/venv/bin/python -m pip
 #8 11.90 Successfully installed numpy-2.1.0
 #8 DONE 12.3s
 
-#10 [7/7] RUN /bin/bash -euo pipefail -c echo hi
+#10 [9/11] RUN /bin/bash -euo pipefail -c echo hi
 #10 0.101 hi
 #10 DONE 0.2s
 
@@ -300,9 +301,9 @@ def test_progress_of_a_successful_build(full_plan: Plan) -> None:
 
 def test_progress_with_stage_names(full_plan: Plan) -> None:
     progress, out = progress_of(full_plan)
-    for line in ["#5 [stage-0 1/7] FROM docker.io/library/debian:bookworm-slim",
-                 "#5 DONE 0.1s", "#6 [stage-0 3/7] RUN apt-get update", "#6 0.3 Get:1 x",
-                 "#6 DONE 4.0s", "#7 [stage-0 4/7] RUN python3 -m venv", "#7 CACHED"]:
+    for line in ["#5 [stage-0 1/11] FROM docker.io/library/debian:bookworm-slim",
+                 "#5 DONE 0.1s", "#6 [stage-0 5/11] RUN apt-get update", "#6 0.3 Get:1 x",
+                 "#6 DONE 4.0s", "#7 [stage-0 6/11] RUN python3 -m venv", "#7 CACHED"]:
         progress.feed(line)
     assert out.getvalue().splitlines() == [
         "  step 2/7 t: apt curl: running",
@@ -315,14 +316,14 @@ def test_progress_with_stage_names(full_plan: Plan) -> None:
 def test_progress_of_a_failure_old_format(full_plan: Plan) -> None:
     progress, out = progress_of(full_plan)
     for line in ["#1 [internal] load build definition from Dockerfile", "#1 DONE 0.0s",
-                 "#4 [1/7] FROM docker.io/library/debian:bookworm-slim", "#4 CACHED",
-                 "#5 [3/7] RUN rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update",
+                 "#4 [1/11] FROM docker.io/library/debian:bookworm-slim", "#4 CACHED",
+                 "#5 [5/11] RUN rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update",
                  "#5 0.311 Reading package lists...",
                  "#5 0.402 E: Unable to locate package curl",
                  "#5 ERROR: executor failed running [/bin/bash -o pipefail -c rm -f x]: "
                  "exit code: 100",
-                 "#6 [4/7] RUN python3 -m venv /opt/envkit/venv", "#6 CANCELED",
-                 "------", " > [3/7] RUN rm -f /etc/apt/apt.conf.d/docker-clean:", "------",
+                 "#6 [6/11] RUN python3 -m venv /opt/envkit/venv", "#6 CANCELED",
+                 "------", " > [5/11] RUN rm -f /etc/apt/apt.conf.d/docker-clean:", "------",
                  "error: failed to solve: executor failed running [/bin/bash]: exit code: 100"]:
         progress.feed(line)
     failed = progress.failed
@@ -337,8 +338,8 @@ def test_progress_of_a_failure_old_format(full_plan: Plan) -> None:
 
 def test_progress_of_a_failure_new_format(full_plan: Plan) -> None:
     progress, _ = progress_of(full_plan)
-    for line in ["#6 [3/7] RUN apt-get update", "#6 CACHED",
-                 "#7 [7/7] RUN /bin/bash -euo pipefail -c echo hi", "#7 0.200 hi",
+    for line in ["#6 [5/11] RUN apt-get update", "#6 CACHED",
+                 "#7 [9/11] RUN /bin/bash -euo pipefail -c echo hi", "#7 0.200 hi",
                  '#7 ERROR process "/bin/bash -euo pipefail -c echo hi" did not complete '
                  "successfully: exit code: 1"]:
         progress.feed(line)
@@ -350,7 +351,7 @@ def test_progress_of_a_failure_new_format(full_plan: Plan) -> None:
 
 def test_progress_blames_the_first_error(full_plan: Plan) -> None:
     progress, _ = progress_of(full_plan)
-    for line in ["#6 [3/7] RUN apt-get update", "#7 [5/7] RUN pip install numpy",
+    for line in ["#6 [5/11] RUN apt-get update", "#7 [7/11] RUN pip install numpy",
                  "#6 0.100 E: broken", "#6 ERROR: exit code: 100",
                  "#7 ERROR: context canceled"]:
         progress.feed(line)
@@ -360,7 +361,7 @@ def test_progress_blames_the_first_error(full_plan: Plan) -> None:
 
 def test_progress_keeps_the_last_200_lines_and_verbose_echoes(full_plan: Plan) -> None:
     progress, out = progress_of(full_plan, verbose=True)
-    lines = ["#5 [5/7] RUN pip install"] + [f"#5 {i}.0 line {i}" for i in range(250)]
+    lines = ["#5 [7/11] RUN pip install"] + [f"#5 {i}.0 line {i}" for i in range(250)]
     for line in lines:
         progress.feed(line)
     assert progress.logs[5].lines[0] == "line 50" and len(progress.logs[5].lines) == 200
@@ -373,14 +374,14 @@ def test_progress_keeps_the_last_200_lines_and_verbose_echoes(full_plan: Plan) -
 FAILURE = """\
 #1 [internal] load build definition from Dockerfile
 #1 DONE 0.0s
-#4 [1/7] FROM docker.io/library/debian:bookworm-slim
+#4 [1/11] FROM docker.io/library/debian:bookworm-slim
 #4 CACHED
-#6 [3/7] RUN apt-get update
+#6 [5/11] RUN apt-get update
 #6 0.100 Get:1 http://deb.debian.org/debian bookworm InRelease
 #6 0.200 E: Unable to locate package curl
 #6 ERROR: process "/bin/bash -o pipefail -c apt-get update" did not complete successfully: exit code: 100
 ------
- > [3/7] RUN apt-get update:
+ > [5/11] RUN apt-get update:
 0.200 E: Unable to locate package curl
 ------
 ERROR: failed to solve: process "/bin/bash -o pipefail -c apt-get update" did not complete successfully: exit code: 100
@@ -967,10 +968,15 @@ def test_provision_runs_the_script(recipe: MakeRecipe, tmp_path: Path) -> None:
     assert (target / "out/marker").read_text() == "hello world\n"
     assert (target / "install.sh").is_file() and (target / "install.log").is_file()
     manifest = json.loads((target / "envkit.json").read_text())
-    assert manifest == {"recipe": "t", "hash": plan.hash,
+    installed = manifest.pop("installed")
+    assert manifest == {"recipe": "t", "version": "1.0.0", "hash": plan.hash,
                         "params": {"cache": "/var/cache/envkit", "prefix": str(target)},
-                        "mirror": "default"}
-    assert host.manifest(target) == manifest
+                        "mirror": "default", "lock": {"state": "off"}}
+    # no venv here; this host's Debian packages, as dpkg-query -W lists them
+    assert set(installed) <= {"dpkg"}
+    if shutil.which("dpkg-query"):
+        assert any(line.startswith("bash ") for line in installed["dpkg"])
+    assert host.manifest(target) == {**manifest, "installed": installed}
     log = (target / "install.log").read_text()
     assert "[envkit] step 2/2: t: run mkdir" in log and "[envkit] t: all 2 steps done" in log
     lines = out.getvalue().splitlines()

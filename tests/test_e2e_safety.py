@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FlakyServer, envkit, show
+from conftest import FlakyServer, envkit, show, simple_index
 from test_e2e import HOST_CA, _record, image_bytes
-from test_network import simple_index
 
 
 def bridge_gateway() -> str:

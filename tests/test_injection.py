@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import HEADER, plan_of, problems
 from envkit import ca, mirrors, paths, quote
+from envkit import lock as lockmod
 from envkit.checks import local_runner
 from envkit.model import PLACEHOLDER
 from envkit.plan import INERT
@@ -126,7 +127,7 @@ def make_stubs(root: Path) -> Path:
     """A bin folder of argv-recording stand-ins for the tools that need the network."""
     bin_dir = root / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in ("apt-get", "python3", "git", "cmake", "curl"):
+    for name in ("apt-get", "python3", "git", "cmake", "curl", "uv"):
         stub = bin_dir / name
         stub.write_text({"curl": CURL_STUB, "git": GIT_STUB}.get(name, STUB))
         stub.chmod(0o755)
@@ -151,7 +152,9 @@ def run_bash_err(args: list[str], cwd: Path,
     path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {"HOME": str(cwd), "PATH": f"{stubs}:{path}" if stubs else path,
            "LC_ALL": "C.UTF-8", "ENVKIT_TEST_LOG": str(log), "REF_A": HOSTILE_ENV,
-           "BASH_ENV": str(paths.data_dir() / "helpers.sh")}  # as the Dockerfile's ARG does
+           "BASH_ENV": str(paths.data_dir() / "helpers.sh"),  # as the Dockerfile's ARG does
+           # pip steps run this uv, as envkit's own on a host: the stub records its argv
+           **({"ENVKIT_UV": str(stubs / "uv")} if stubs else {})}
     done = subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True,
                           timeout=30, check=False)
     stderr = done.stderr.decode(errors="replace")
@@ -255,18 +258,33 @@ def run_argv(text: str) -> list[str]:
 
 FIXED_ARGS = [f"ARG {v}" for v in ca.VARS] + [
     f"ARG {k}={quote.df_str(v)}" for k, v in [*mirrors.get(None).env(), *mirrors.NETWORK_ENV]
-] + ["ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh"]
+]
+UV_ARGS = ["ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt",
+           f'ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-{lockmod.uv_version()}"',
+           "ARG ENVKIT_LOCKS=/run/envkit/lock", "ARG UV_LINK_MODE=copy",
+           "ARG UV_PYTHON_DOWNLOADS=never"]
+HELPERS_ARG = "ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh"
 HELPER_COPY = "COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh"
+UV_COPY = "COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt"
+MANIFEST_COPY = "COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json"
+# envkit's own RUNs, which record what an image holds: never run on this machine
+OWN_RUNS = ("RUN envkit_record_base", "RUN envkit_record_installed")
 
 
 def kinds(text: str) -> list[str]:
-    """Instruction keywords, after checking the fixed ARG block (CA, mirrors) and the
-    mirror helper's COPY are exactly as expected."""
+    """Instruction keywords of the recipe's steps, after checking the fixed ARG block (CA,
+    mirrors, uv), the helpers' and uv's COPY, and envkit's own records are exactly as
+    expected."""
     insts = instructions(text)
-    assert [i for i in insts if i.startswith("ARG ")] == FIXED_ARGS
-    assert insts.count(HELPER_COPY) == 1
+    uses_uv = UV_COPY in insts
+    assert [i for i in insts if i.startswith("ARG ")] == [
+        *FIXED_ARGS, *(UV_ARGS if uses_uv else []), HELPERS_ARG]
+    assert insts.count(HELPER_COPY) == 1 and insts.count(MANIFEST_COPY) == 1
+    assert insts.count(OWN_RUNS[0]) == 1
+    assert len([i for i in insts if i.startswith(OWN_RUNS[1])]) == 1
+    own = (HELPER_COPY, UV_COPY, MANIFEST_COPY)
     return [inst.split(None, 1)[0] for inst in insts
-            if not inst.startswith("ARG ") and inst != HELPER_COPY]
+            if not inst.startswith(("ARG ", *OWN_RUNS)) and inst not in own]
 
 
 # The apt partial's first commands keep .debs in the cache mount of an image; run on this
@@ -279,6 +297,8 @@ def shell_form_runs(text: str) -> list[str]:
     """The command of every shell-form RUN, without its --mount flags."""
     out = []
     for inst in instructions(text):
+        if inst.startswith(OWN_RUNS):
+            continue
         command = _without_mounts(inst[4:].lstrip()) if inst.startswith("RUN ") else "["
         if "/etc/apt/apt.conf.d" in command:
             assert command.startswith(IMAGE_ONLY_APT), command
@@ -517,7 +537,7 @@ def _git_calls(url: str, ref: str, src: str) -> list[list[str]]:
 
 
 def _pip_calls(*args: str) -> list[list[str]]:
-    return [["python3", "-m", "pip", "install", "--no-input", *args]]
+    return [["uv", "pip", "install", "--no-config", "--python", "python3", *args]]
 
 
 def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
@@ -531,8 +551,9 @@ def _expected_calls(field: str, value: str, cwd: Path) -> list[list[str]]:
         "apt": [["apt-get", *APT_OPTIONS, "update"],
                 ["apt-get", *APT_OPTIONS, "install", "-y", "--no-install-recommends", value]],
         "pip": _pip_calls(value),
-        "pip-index": _pip_calls("--index-url", _url(value), "numpy"),
-        "pip-extra-index": _pip_calls("--extra-index-url", _url(value), "numpy"),
+        "pip-index": _pip_calls("--default-index", _url(value), "numpy"),
+        "pip-extra-index": _pip_calls("--extra-index-url", _url(value),
+                                      "--index-strategy=unsafe-best-match", "numpy"),
         "pip-option": _pip_calls(f"--config-settings={value}", "numpy"),
         "download-url": [["curl", *CURL_OPTIONS, "-o", f"{cwd}/dl/file.bin.part", "--",
                           _url(value)]],
@@ -614,7 +635,7 @@ def check_field(recipe: Callable[..., Path], tmp_path: Path, stubs: Path, field:
             dest = dest / src
         assert dest.read_bytes() == b"data\n"
         copies = [inst for inst in instructions(docker)
-                  if inst.startswith("COPY ") and inst != HELPER_COPY]
+                  if inst.startswith("COPY ") and inst not in (HELPER_COPY, MANIFEST_COPY)]
         assert [json.loads(c[5:]) for c in copies] == [[f"files/t/{src}", written]]
     if field == "venv-path":
         assert (cwd / "ve.txt").read_bytes() == f"{cwd}/{value}".encode()

@@ -938,16 +938,19 @@ GONE_MID_STEP = """\
 #1 [internal] load build definition from Dockerfile
 #1 DONE 0.0s
 
-#4 [1/4] FROM docker.io/library/debian:bookworm-slim
+#4 [1/7] FROM docker.io/library/debian:bookworm-slim
 #4 DONE 0.0s
 
-#6 [2/4] COPY files/envkit/mirror.sh /usr/local/lib/envkit/mirror.sh
+#6 [2/7] COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
 #6 CACHED
 
-#7 [3/4] RUN echo quick
+#5 [3/7] RUN envkit_record_base
+#5 CACHED
+
+#7 [4/7] RUN echo quick
 #7 DONE 0.1s
 
-#8 [4/4] RUN sleep 30
+#8 [5/7] RUN sleep 30
 #8 0.465 sleeping
 unexpected EOF
 """

@@ -183,9 +183,22 @@ def test_pip_and_apt_render_as_expected(recipe) -> None:
     """)
     text = render(plan_of(path), "shell")
     assert "\n  envkit_apt_get install -y --no-install-recommends curl\n" in text
+    assert ("envkit_uv_pip python3 install --default-index https://example.org/simple "
+            "--extra-index-url https://example.com/simple --index-strategy=unsafe-best-match "
+            "--no-deps 'numpy>=2,<3' requests" in text)
+    # with installer: pip, pip's own spelling
+    pip = recipe("""
+        steps:
+          - pip:
+              python: python3
+              installer: pip
+              packages: [requests]
+              index: https://example.org/simple
+              extra_index: [https://example.com/simple]
+    """, name="u")
     assert ("python3 -m pip install --no-input --index-url https://example.org/simple "
-            "--extra-index-url https://example.com/simple --no-deps 'numpy>=2,<3' requests"
-            in text)
+            "--extra-index-url https://example.com/simple requests"
+            in render(plan_of(pip), "shell"))
 
 
 @pytest.mark.skipif(not shutil.which("git"), reason="git not installed")

@@ -5,20 +5,17 @@ machine."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import os
 import re
 import shutil
 import subprocess
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FlakyServer, git, make_repo, plan_of
+from conftest import REPO, FlakyServer, git, make_repo, plan_of, simple_index, uv_bin
 from envkit.render import render
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
@@ -146,7 +143,7 @@ def run_script(path: Path, tmp_path: Path, *args: str,
     script = tmp_path / "install.sh"
     script.write_text(render(plan_of(path, {"prefix": str(prefix)}), "shell"))
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LC_ALL": "C",
-            "PIP_CONFIG_FILE": os.devnull}
+            "PIP_CONFIG_FILE": os.devnull, "ENVKIT_UV": uv_bin()}
     return subprocess.run(["bash", str(script), *args], cwd=tmp_path,
                           env={**base, **FAST, **(env or {})}, capture_output=True, text=True,
                           timeout=300)
@@ -240,41 +237,6 @@ def test_apt_get_gets_retries_timeouts_the_ca_and_the_mirror_list(tmp_path: Path
         "-o", "Dir::Etc::SourceList=/s.list", "-o", "Dir::Etc::SourceParts=/parts", "update"]
 
 
-def wheel(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal pure-Python wheel whose module reports ``version``."""
-    dist = name.replace("-", "_")
-    files = {f"{dist}/__init__.py": f"__version__ = {version!r}\n".encode(),
-             f"{dist}-{version}.dist-info/METADATA":
-                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-             f"{dist}-{version}.dist-info/WHEEL":
-                 b"Wheel-Version: 1.0\nGenerator: envkit-tests\nRoot-Is-Purelib: true\n"
-                 b"Tag: py3-none-any\n"}
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}-{version}.dist-info/RECORD,,")
-    files[f"{dist}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path, data in files.items():
-            zf.writestr(path, data)
-    return f"{dist}-{version}-py3-none-any.whl", buf.getvalue()
-
-
-def simple_index(root: Path, name: str, version: str) -> None:
-    """A PEP 503 index of one project under root/simple, its wheel under root/files."""
-    filename, data = wheel(name, version)
-    (root / "files").mkdir(exist_ok=True)
-    (root / "files" / filename).write_bytes(data)
-    page = root / "simple" / name
-    page.mkdir(parents=True, exist_ok=True)
-    sha = hashlib.sha256(data).hexdigest()
-    (page / "index.html").write_text(
-        f'<html><body><a href="../../files/{filename}#sha256={sha}">{filename}</a>'
-        "</body></html>\n")
-
-
 @pytest.mark.skipif(not shutil.which("python3"), reason="python3 missing")
 def test_pip_retries_an_index_that_fails_the_first_requests(recipe, flaky: FlakyServer,
                                                               tmp_path: Path) -> None:
@@ -288,10 +250,10 @@ def test_pip_retries_an_index_that_fails_the_first_requests(recipe, flaky: Flaky
               index: {flaky.url}/simple
               options: [--no-cache-dir]
     """)
-    # Without retries (the user's own PIP_RETRIES=0 wins) pip stops at the first 503 ...
+    # Without retries (the user's own UV_HTTP_RETRIES=0 wins) uv stops at the first 503 ...
     once = tmp_path / "once"
     once.mkdir()
-    done = run_script(path, once, env={"PIP_RETRIES": "0"})
+    done = run_script(path, once, env={"UV_HTTP_RETRIES": "0"})
     assert done.returncode != 0 and "step 2/2 failed" in done.stderr
     assert flaky.hits["/simple/envkit-probe/"] == 1
     # ... and with envkit's (5) it gets through the two 503s to the page.

@@ -103,8 +103,12 @@ def test_dockerfile_shape() -> None:
     lines = text.splitlines()
     assert lines[2] == "FROM debian:bookworm-slim"
     assert lines[3] == 'SHELL ["/bin/bash", "-o", "pipefail", "-c"]'
-    # one RUN per command-running step, labels after the last step
-    assert text.count("\nRUN ") == 4
+    # one RUN per command-running step, between envkit's records of the base and of what
+    # the image holds; labels after the last RUN
+    runs = [line for line in lines if line.startswith("RUN ")]
+    assert len(runs) == 4 + 2
+    assert runs[0] == "RUN envkit_record_base"
+    assert runs[-1] == "RUN envkit_record_installed /opt/envkit/venv/bin/python"
     assert text.index("LABEL ") > text.rindex("\nRUN ")
     for label in ("org.opencontainers.image.title", "org.opencontainers.image.version",
                   "org.opencontainers.image.description", "io.envkit.recipe", "io.envkit.hash"):
@@ -112,6 +116,7 @@ def test_dockerfile_shape() -> None:
     # apt lists and the pip cache live in BuildKit cache mounts, never in a layer
     assert "--mount=type=cache,target=/var/lib/apt,sharing=locked" in text
     assert "--mount=type=cache,target=/root/.cache/pip,sharing=locked" in text
+    assert "--mount=type=cache,target=/root/.cache/uv,sharing=locked" in text
 
 
 def test_shell_script_runs_and_logs_each_step(recipe, tmp_path: Path) -> None:

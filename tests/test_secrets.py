@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENVKIT, FlakyServer, plan_of, problems
+from conftest import ENVKIT, FlakyServer, plan_of, problems, simple_index
 from envkit import secrets
 from envkit.diagnostics import EnvkitError
 from envkit.render import render
 from test_injection import instructions
-from test_network import simple_index
 
 # --- declaring and using ------------------------------------------------------------------
 
@@ -113,7 +112,8 @@ report() {
 
 def test_only_the_steps_that_use_a_secret_mount_it(recipe) -> None:
     docker = render(plan_of(recipe(RECIPE)), "dockerfile")
-    runs = [i for i in instructions(docker) if i.startswith("RUN ")]
+    runs = [i for i in instructions(docker)  # the steps' RUNs, not envkit's own records
+            if i.startswith("RUN ") and not i.startswith("RUN envkit_record")]
     mounts = [sorted(m.split(",")[1] for m in i.split() if m.startswith("--mount=type=secret"))
               for i in runs]
     assert mounts == [["id=envkit-ca"],
@@ -141,7 +141,7 @@ def test_the_script_takes_secrets_before_any_step_and_hands_them_out_per_step(re
 def run(script: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {"PATH": f"{cwd / 'bin'}:{os.environ['PATH']}", "HOME": str(cwd),
             "ENVKIT_TEST_DIR": str(cwd), "TMPDIR": str(cwd / "tmp"),
-            "BASH_ENV": str(cwd / "report.sh")}
+            "BASH_ENV": str(cwd / "report.sh"), "ENVKIT_UV": str(cwd / "bin" / "uv")}
     (cwd / "tmp").mkdir(exist_ok=True)
     return subprocess.run(["bash", str(script)], cwd=cwd, env={**base, **env},
                           capture_output=True, text=True, timeout=60)
@@ -149,10 +149,10 @@ def run(script: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 @pytest.fixture
 def scripted(recipe, tmp_path: Path) -> Path:
-    """The RECIPE rendered, with `report` defined and python3 a stub (pip needs no network)."""
+    """The RECIPE rendered, with `report` defined and uv a stub (pip needs no network)."""
     (tmp_path / "report.sh").write_text(REPORT)
     (tmp_path / "bin").mkdir()
-    stub = tmp_path / "bin" / "python3"
+    stub = tmp_path / "bin" / "uv"
     stub.write_text('#!/bin/bash\nreport pip\n')
     stub.chmod(0o755)
     script = tmp_path / "install.sh"
@@ -195,7 +195,7 @@ def test_a_missing_required_secret_stops_before_step_1(scripted: Path, tmp_path:
 
 
 def test_the_private_copy_is_removed_when_a_step_fails(scripted: Path, tmp_path: Path) -> None:
-    (tmp_path / "bin" / "python3").write_text("#!/bin/bash\nexit 3\n")
+    (tmp_path / "bin" / "uv").write_text("#!/bin/bash\nexit 3\n")
     done = run(scripted, tmp_path, {"ENVKIT_SECRET_LOGIN": "l", "ENVKIT_SECRET_TOKEN": "t"})
     assert done.returncode == 3 and "step 3/4 failed" in done.stderr
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -204,11 +204,11 @@ def test_the_private_copy_is_removed_when_a_step_fails(scripted: Path, tmp_path:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_the_private_copy_is_removed_when_the_script_is_stopped(
         scripted: Path, tmp_path: Path, sig: signal.Signals) -> None:
-    (tmp_path / "bin" / "python3").write_text("#!/bin/bash\ntouch \"$HOME/in-pip\"\nsleep 30\n")
+    (tmp_path / "bin" / "uv").write_text("#!/bin/bash\ntouch \"$HOME/in-pip\"\nsleep 30\n")
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "ENVKIT_TEST_DIR": str(tmp_path), "TMPDIR": str(tmp_path / "tmp"),
            "BASH_ENV": str(tmp_path / "report.sh"), "ENVKIT_SECRET_LOGIN": "l",
-           "ENVKIT_SECRET_TOKEN": "t"}
+           "ENVKIT_SECRET_TOKEN": "t", "ENVKIT_UV": str(tmp_path / "bin" / "uv")}
     (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen(["bash", str(scripted)], cwd=tmp_path, env=env,
                             start_new_session=True, stderr=subprocess.DEVNULL)
@@ -331,7 +331,11 @@ def test_envkit_run_installs_from_a_private_index_and_logs_no_secret(
                            "--secret", f"id=index-login,src={netrc}", "--verbose"],
                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "all 1 checks passed" in done.stdout
+    # locked for this build, with the login (uv reads the .netrc as the step's pip does),
+    # installed hash-checked and checked against that lock
+    assert "envkit: private.lock does not exist; locking it for this build" in done.stdout
+    assert "installed packages match the lock" in done.stdout
+    assert "all 2 checks passed" in done.stdout
     assert "machine 127.0.0.1 login envkit password" not in done.stdout  # the careless step
     assert "  ***" in done.stdout
     env_dir = tmp_path / ".envkit" / "envs" / "private"

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import baseimage, buildkit, ca, engine, host
+from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, paths
+from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
 from .checks import Runner
@@ -28,6 +30,7 @@ from .render import render_all, write_rendered
 from .verify import run_checks
 
 TARGETS = ("docker", "host")
+MADE_LOCK = "envkit.lock"  # a lock made for one build, beside its Dockerfile or script
 DOCKERIGNORE = "# Only files/ is context; the Dockerfile and logs are not.\n*\n!files/\n"
 
 
@@ -49,15 +52,63 @@ class Options:
     secrets: dict[str, secretmod.Given] = field(default_factory=dict)  # --secret
     fresh: bool = False  # host: forget finished steps, run all
     from_step: int = 0  # host: run from this step on (earlier ones must have finished)
+    no_lock: bool = False  # build from the recipe alone, not the lock
 
 
 class VerifyFailed(EnvkitError):
     pass
 
 
-def _plan(opts: Options, catalog: Catalog, settings: dict[str, str] | None = None) -> Plan:
+def _plan(opts: Options, catalog: Catalog, settings: dict[str, str] | None = None,
+          locker: Any = None) -> Plan:
     return make_plan(catalog.find(opts.recipe), catalog,
-                     opts.settings if settings is None else settings, opts.mirror, opts.base)
+                     opts.settings if settings is None else settings, opts.mirror, opts.base,
+                     locker=locker)
+
+
+def _locker(opts: Options, catalog: Catalog, client: Any, out: TextIO) -> locking.Locker:
+    """The lock a build installs: the recipe's, else one made now (and said so)."""
+    recipe = catalog.find(opts.recipe)
+    if opts.no_lock:
+        return locking.Locker(catalog, recipe, off=True)
+    maker = locking.Maker(locking.Settings(ca_bundle=opts.ca_bundle, given=opts.secrets),
+                          client, out)
+    file = lockmod.path_for(recipe.path)
+
+    def make(plan: Plan, inputs: lockmod.Inputs) -> lockmod.Entry:
+        which = f" for {locking.label(inputs.params)}" if inputs.params else ""
+        exists = "has no entry" if file.exists() else "does not exist"
+        print(f"envkit: {lockmod.display(file)} {exists}{which}; locking it for this build",
+              file=out, flush=True)
+        try:
+            return maker(plan, inputs)
+        except locking.NeedsEngine as exc:
+            return lockmod.Entry(inputs.digest, [inputs.params],
+                                 unlocked=exc.diagnostics[0].message)
+
+    return locking.Locker(catalog, recipe, make=make)
+
+
+def _say_lock(plan: Plan, opts: Options, saved: Path, out: TextIO) -> None:
+    """One line on the lock the build installs (or why it has none); a lock made for this
+    build is kept at ``saved``."""
+    match = plan.lock
+    if match is None:
+        print("envkit: --no-lock: building from the recipe alone (only its own pins are fixed)",
+              file=out, flush=True)
+        return
+    entry = match.entry
+    if match.state == "locked" and entry is not None and match.file is not None:
+        print(f"envkit: installing the locked set of {match.file.display} "
+              f"({locking.summary(entry)})", file=out, flush=True)
+    elif match.state == "made" and entry is not None:
+        print(f"envkit: locked for this build ({locking.summary(entry)}), not saved: "
+              f"invoke lock --recipe {opts.recipe}"
+              + "".join(f" --set {k}={v}" for k, v in opts.settings.items())
+              + f" writes it next to the recipe (this one: {saved})", file=out, flush=True)
+    elif match.state == "unlocked" and entry is not None:
+        print(f"envkit: {plan.name} could not be locked here ({entry.unlocked}); building "
+              "from the recipe alone", file=out, flush=True)
 
 
 def build(opts: Options, out: TextIO = sys.stdout) -> str:
@@ -88,9 +139,10 @@ def build(opts: Options, out: TextIO = sys.stdout) -> str:
             refused = exc
     if client is None and refused is None:
         return build_host(opts, catalog, out)
-    plan = _plan(opts, catalog)  # every recipe problem surfaces before the engine's
     if refused is not None:
+        _plan(opts, catalog)  # every recipe problem surfaces before the engine's
         raise refused
+    plan = _plan(opts, catalog, locker=_locker(opts, catalog, client, out))
     if opts.fresh or opts.from_step:
         raise error("--fresh and --from-step are for host runs: a Docker build resumes "
                     "from its layer cache", path="--from-step",
@@ -133,8 +185,10 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     builder = buildkit.choose(opts.docker)
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
-    base = baseimage.ensure(client, plan.base, out, plan.mirror.registries())
-    plan.image = base  # the plan stays: only the image FROM names is settled here
+    _say_lock(plan, opts, opts.build_dir / plan.name / MADE_LOCK, out)
+    # the plan stays: only the image FROM names is settled here (by the lock, if it made one)
+    base = plan.image or baseimage.ensure(client, plan.base, out, plan.mirror.registries())
+    plan.image = base
     base_image = engine.image(client, base)
     texts = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
     dockerfile = texts["Dockerfile"]
@@ -147,6 +201,7 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     with _locked(context):
         write_rendered(plan, texts, context)
         (context / ".dockerignore").write_text(DOCKERIGNORE)
+        _save_made_lock(plan, context)
         existing = engine.image(client, tags[0])
         if (existing is not None and not opts.no_cache
                 and (existing.labels or {}).get("io.envkit.build") == bid):
@@ -163,7 +218,7 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
         print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out,
               flush=True)
         if opts.verify:
-            _verify(plan, _checks_in(client, image, tags[0], out), tags[0], out)
+            _verify(plan, _checks_in(client, image, tags[0], out), tags[0], out, image=True)
         if repo:  # :latest only ever names a build that passed its checks
             image.tag(repo, "latest")
             print(f"envkit: tagged {repo}:latest", file=out, flush=True)
@@ -181,6 +236,10 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
     if opts.ca_bundle:
         secrets[ca.SECRET_ID] = opts.ca_bundle
         args = ca.env(ca.TARGET)
+    if os.environ.get("ENVKIT_APT_VANISHED") == "newer" and "ENVKIT_APT_VANISHED" in dockerfile:
+        args["ENVKIT_APT_VANISHED"] = "newer"
+        print("envkit: ENVKIT_APT_VANISHED=newer: a locked Debian version the archive has "
+              "dropped is replaced by its newer one (and said so)", file=out, flush=True)
     print(f"envkit: building {tags[0]} from {context / 'Dockerfile'} "
           f"({len(plan.steps)} steps; log: {log})", file=out, flush=True)
     if opts.ca_bundle:
@@ -205,9 +264,12 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
             print(f"  | {line}", file=out)
         where = (f"at step {failed.number}/{len(plan.steps)} {failed.title}" if failed
                  else "outside the recipe's steps (base image, context or export)")
+        lock_says = (lockmod.explain_failure(plan.steps[failed.number - 1].step.locked,
+                                             failed.lines)
+                     if failed and 0 < failed.number <= len(plan.steps) else "")
         hint = ca.hint(outcome.tail, opts.ca_bundle) + f"last lines above; full log: {log}"
-        raise error(f"{plan.name}: the build failed {where} after {outcome.seconds:.1f}s",
-                    path="build", hint=hint)
+        raise error(f"{plan.name}: the build failed {where} after {outcome.seconds:.1f}s"
+                    + (f": {lock_says}" if lock_says else ""), path="build", hint=hint)
     cached, built = progress.counts()
     print(f"envkit: built {tags[0]} in {outcome.seconds:.1f}s ({cached} steps cached, "
           f"{built} run)", file=out, flush=True)
@@ -226,8 +288,23 @@ def _locked(folder: Path) -> Iterator[None]:
         yield
 
 
-def _verify(plan: Plan, runner: Any, where: str, out: TextIO) -> None:
-    if not run_checks(plan.checks, runner, where, out):
+def _save_made_lock(plan: Plan, folder: Path) -> None:
+    """A lock made for this build, kept beside its Dockerfile or script (copy it next to
+    the recipe, or run invoke lock, to use it again)."""
+    target = folder / MADE_LOCK
+    if plan.lock is not None and plan.lock.state == "made" and plan.lock.entry is not None:
+        lockmod.write(lockmod.LockFile(target, plan.name, [plan.lock.entry]))
+    else:
+        target.unlink(missing_ok=True)
+
+
+def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
+            helpers: str = lockcheck.IMAGE_HELPERS) -> None:
+    """The recipe's checks, then (when the build installed a lock) the installed set
+    against the lock."""
+    extra = lockcheck.for_plan(plan, image, helpers)
+    checks = [*plan.checks, *([extra] if extra else [])]
+    if not run_checks(checks, runner, where, out):
         raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
                                  path="verify", hint="see the table above").diagnostics)
 
@@ -235,19 +312,20 @@ def _verify(plan: Plan, runner: Any, where: str, out: TextIO) -> None:
 # --- host ---------------------------------------------------------------------------------
 
 
-def _host_plan(opts: Options, catalog: Catalog, target: Path) -> Plan:
+def _host_plan(opts: Options, catalog: Catalog, target: Path, out: TextIO) -> Plan:
     settings = dict(opts.settings)
     settings.setdefault("prefix", str(target))
     settings.setdefault("cache", str(target / "cache"))
-    return _plan(opts, catalog, settings=settings)
+    return _plan(opts, catalog, settings=settings, locker=_locker(opts, catalog, None, out))
 
 
 def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None = None
                ) -> str:
     name = catalog.find(opts.recipe).name
     target = host.env_dir(name)
-    plan = _host_plan(opts, catalog, target)
+    plan = _host_plan(opts, catalog, target, out)
     print(f"envkit: provisioning {plan.name} on this host into {target}", file=out, flush=True)
+    _say_lock(plan, opts, target / MADE_LOCK, out)
     if plan.user:
         print(f"envkit: 'user: {plan.user.name}' is for images; here the script runs as you",
               file=out, flush=True)
@@ -256,6 +334,7 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
                     f"{len(plan.steps)}", path="--from-step")
     # the checks under the lock too: they run in the folder a second run rewrites
     with _locked(target):
+        _save_made_lock(plan, target)
         with secretmod.provide(plan.secrets, opts.secrets) as given:
             seconds = host.provision(plan, target, out, allow_system=opts.allow_system,
                                      ca_bundle=opts.ca_bundle, verbose=opts.verbose,
@@ -263,7 +342,8 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
                                      secrets=given)
         print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
         if opts.verify if verify is None else verify:
-            _verify(plan, host.runner(plan), str(target), out)
+            _verify(plan, host.runner(plan), str(target), out, image=False,
+                    helpers=str(paths.data_dir() / "helpers.sh"))
     return str(target)
 
 
@@ -283,8 +363,9 @@ def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
         raise error(f"{image_ref} was built from recipe '{labels['io.envkit.recipe']}', "
                     f"not '{name}'", path="--image")
     recorded = _known(opts, catalog, _built_params(labels.get("io.envkit.params", "")))
-    plan = _plan(opts, catalog, settings={**recorded, **opts.settings})
-    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out)
+    plan = _plan(opts, catalog, settings={**recorded, **opts.settings},
+                 locker=_verify_locker(opts, catalog, labels.get("io.envkit.lock", "")))
+    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out, image=True)
 
 
 def _checks_in(client: Any, image: Any, name: str, out: TextIO) -> Runner:
@@ -308,8 +389,19 @@ def verify_env(opts: Options, path: Path, out: TextIO) -> None:
     recorded = _known(opts, catalog, {k: param_text(v) for k, v in params.items()}
                       if isinstance(params, dict) else {})
     settings = {"prefix": str(target), **recorded, **opts.settings}  # recorded: the real prefix
-    plan = _plan(opts, catalog, settings=settings)
-    _verify(plan, host.runner(plan), str(target), out)
+    lock = data.get("lock") if isinstance(data.get("lock"), dict) else {}
+    built_with = str(lock.get("digest", lock.get("state", "")))
+    plan = _plan(opts, catalog, settings=settings,
+                 locker=_verify_locker(opts, catalog, built_with))
+    _verify(plan, host.runner(plan), str(target), out, image=False,
+            helpers=str(paths.data_dir() / "helpers.sh"))
+
+
+def _verify_locker(opts: Options, catalog: Catalog, built_with: str) -> locking.Locker:
+    """Verify alone compares with the recipe's lock, unless the result was built without
+    one (--no-lock): then there is no lock to hold it to."""
+    return locking.Locker(catalog, catalog.find(opts.recipe), strict=False,
+                          off=built_with in ("off", "unlocked", "missing"))
 
 
 def _built_params(text: str) -> dict[str, str]:

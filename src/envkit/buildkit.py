@@ -90,20 +90,24 @@ def choose(preferred: str = "") -> Builder:
 
 # --- progress ---------------------------------------------------------------------------
 
-_HEAD = re.compile(r"#(\d+) \[(?:[\w.-]+ )?(\d+)/(\d+)\] ")
+_HEAD = re.compile(r"#(\d+) \[(?:[\w.-]+ +)? *(\d+)/(\d+)\] ")  # '[stage-0  2/10]' pads
 _STATUS = re.compile(r"#(\d+) (CACHED|DONE ([\d.]+)s|ERROR:? ?(.*)|CANCELED)$")
 _OUTPUT = re.compile(r"#(\d+) [\d.]+ (.*)$")
 _INSTRUCTION = re.compile(r"(FROM|RUN|COPY|ADD|WORKDIR)\s", re.IGNORECASE)
 _STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
+_ENVKIT_COMMENT = re.compile(r"# \[envkit\] ")
 
 
 def instruction_steps(dockerfile: str) -> list[int]:
     """For each instruction BuildKit shows as ``[k/M]``, the recipe step it belongs to
-    (0 for FROM). Our template marks every step with a ``# [n/N]`` comment."""
+    (0 for FROM and envkit's own). Our template marks every step with a ``# [n/N]``
+    comment, and what envkit adds after the steps with ``# [envkit]``."""
     steps, current = [], 0
     for line in dockerfile.splitlines():
         if m := _STEP_COMMENT.match(line):
             current = int(m[1])
+        elif _ENVKIT_COMMENT.match(line):
+            current = 0
         elif _INSTRUCTION.match(line):
             steps.append(current)
     return steps
@@ -178,8 +182,10 @@ class Progress:
         return self.logs.get(number) if number is not None else None
 
     def counts(self) -> tuple[int, int]:
-        cached = sum(1 for log in self.logs.values() if log.state == "cached")
-        return cached, len(self.logs) - cached
+        """(cached, run) of the recipe's steps; envkit's own instructions are not steps."""
+        steps = [log for log in self.logs.values() if log.number]
+        cached = sum(1 for log in steps if log.state == "cached")
+        return cached, len(steps) - cached
 
 
 @dataclass

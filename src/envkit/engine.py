@@ -201,6 +201,50 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
     return run
 
 
+def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
+               env: dict[str, str], timeout: float = CHECK_TIMEOUT) -> tuple[int, str, str]:
+    """Run a bash script in a fresh container of ``ref`` with the default network, the
+    ``files`` (absolute path -> content) put in first; (exit code, stdout, stderr). The
+    container is labelled as a check's, so a killed envkit's is swept away later."""
+    import io
+    import tarfile
+
+    import docker
+    import requests
+
+    try:
+        container = client.containers.create(ref, entrypoint=["/bin/bash", "-c"],
+                                             command=[script], environment=env,
+                                             labels={CHECK_LABEL: _owner()})
+    except docker.errors.APIError as exc:
+        raise error(f"cannot create a container of {ref}: {exc.explanation or exc}",
+                    path="engine") from None
+    try:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path, data in files.items():
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        container.put_archive("/", buf.getvalue())
+        container.start()
+        try:
+            code = container.wait(timeout=timeout).get("StatusCode", 1)
+        except requests.RequestException:
+            if why := lost():
+                raise error(f"the Docker engine went away while a script ran in {ref}: {why}",
+                            path="engine", hint="start it again and rerun") from None
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill()
+            return 124, "", f"timed out after {timeout:.0f}s"
+        out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        return int(code), out, err
+    finally:
+        with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+            container.remove(force=True)
+
+
 def _here() -> str:
     """This host, boot and PID namespace: where a pid in a label names a process. '?' in
     it when that cannot be told (then no container is ever judged orphaned)."""

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import ca, envvalue, logged
+from . import ca, envvalue, logged, paths, resolve
 from .checks import Runner, local_runner
 from .diagnostics import error
-from .plan import Plan
-from .render import write_outputs
+from .lock import explain_failure
+from .plan import UV_REQUIREMENT, Plan
+from .render import lock_state, pythons, write_outputs
 from .secrets import Provided
 
 ENVS = Path(".envkit") / "envs"
@@ -73,6 +74,8 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
     (target / MANIFEST).unlink(missing_ok=True)  # present again only if this run succeeds
     env = base_environment()
     env["ENVKIT_SYSTEM"] = "install" if allow_system else "check"
+    if any(rel == UV_REQUIREMENT for _, rel in plan.files):
+        env["ENVKIT_UV"] = resolve.uv_bin()  # envkit's own pinned uv: nothing to download
     if ca_bundle:
         env.update(ca.env(str(ca_bundle)))
     for name in [k for k in env if k.startswith("ENVKIT_SECRET_")]:
@@ -95,12 +98,37 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
             for line in [ln for ln in recent if not ln.startswith("[envkit] ")][-20:]:
                 print(f"  | {line}", file=out)
         where = f" at step {failing[1]} {failing[2]}" if failing else ""
-        raise error(f"{plan.name}: the script failed (exit {code}){where}",
+        number = int(failing[1].split("/")[0]) if failing else 0
+        lock_says = (explain_failure(plan.steps[number - 1].step.locked, recent)
+                     if 0 < number <= len(plan.steps) else "")
+        raise error(f"{plan.name}: the script failed (exit {code}){where}"
+                    + (f": {lock_says}" if lock_says else ""),
                     path="host", hint=ca.hint(recent, ca_bundle) + f"full log: {target / LOG}")
-    manifest = {"recipe": plan.name, "hash": plan.hash, "params": plan.params,
-                "mirror": plan.mirror.name}
+    manifest = {"recipe": plan.name, "version": plan.version, "hash": plan.hash,
+                "params": plan.params, "mirror": plan.mirror.name, "lock": lock_state(plan),
+                "installed": _installed(plan, env)}
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return seconds
+
+
+def _installed(plan: Plan, env: dict[str, str]) -> dict[str, list[str]]:
+    """What the environment holds, as the image's manifest has it: each venv's pip freeze
+    and this host's Debian packages."""
+    import subprocess
+
+    script = 'ENVKIT_MIRRORS_PICKED=1; . "$0"; envkit_installed "$@"'
+    pythons_ = [p for p in pythons(plan) if os.path.exists(p)]
+    done = subprocess.run(["bash", "-c", script, str(paths.data_dir() / "helpers.sh"),
+                           *pythons_], capture_output=True, text=True, env=environment(plan, env),
+                          check=False)
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in done.stdout.splitlines():
+        if line.startswith("# "):
+            current = out.setdefault("dpkg" if line == "# dpkg" else "pip " + line[2:], [])
+        elif current is not None and line:
+            current.append(line)
+    return out
 
 
 def manifest(target: Path) -> dict[str, object]:

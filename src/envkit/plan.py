@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .steps import REGISTRY, State, Step
 INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 
 HELPERS = "files/envkit/helpers.sh"  # in the build context; the Dockerfile COPYs it
+UV_REQUIREMENT = "files/envkit/uv.txt"  # the pinned uv, hash-checked: pip steps install with it
 
 BUILTIN_PARAMS = {
     "prefix": Param("prefix", "string", "/opt/envkit",
@@ -73,6 +75,8 @@ class Plan:
     # (the envkit base of the same Debian suite). Set once the base is resolved; it is not in
     # the plan hash (the build hash covers the exact base image instead).
     image: str = ""
+    lock: Any = None  # the lock.Match a locker found (or made) for this plan; None: no lock
+    generated: dict[str, str] = field(default_factory=dict)  # context path -> text to write
 
     @property
     def from_image(self) -> str:
@@ -243,7 +247,10 @@ def resolve(root: Recipe, catalog: Catalog
 
 
 def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = None,
-              mirror: str | None = None, base: str | None = None) -> Plan:
+              mirror: str | None = None, base: str | None = None,
+              locker: Callable[[Plan], None] | None = None) -> Plan:
+    """The plan of ``root``: every problem of the recipes and the options at once, else
+    the steps to render. ``locker`` applies a lock to the steps before they are hashed."""
     order, params, problems = resolve(root, catalog)
     values = _bind_params(params, settings or {}, problems)
     try:
@@ -275,6 +282,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             if step:
                 step.secrets = _uses(item, step, declared, recipe, problems)
             if step and binder.report(step.bind(state), where, item):
+                step.origin = recipe.doc.diag(item.path, "")
                 steps.append((recipe.name, binder.name(item) or step.title(), step))
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
@@ -299,17 +307,30 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
                 secrets={s.id: s for _, _, step in steps for s in step.secrets},
                 user=next((r.user for r in reversed(order) if r.user), None))
-    prev = _digest({"envkit": __version__, "base": chosen, "mirror": profile.env(),
+    plan.steps = [PlannedStep(number, recipe_name, title, step, "")
+                  for number, (recipe_name, title, step) in enumerate(steps, 1)]
+    if any(getattr(ps.step, "installer", "") == "uv" for ps in plan.steps):
+        plan.files.append((paths.data_dir() / "uv.txt", UV_REQUIREMENT))
+    if locker is not None:
+        locker(plan)  # sets each lockable step's `locked` (and plan.lock) before the hashes
+    _chain(plan, root)
+    return plan
+
+
+def _chain(plan: Plan, root: Recipe) -> None:
+    """The one hash chain: each step's hash covers the step before it, what it is, its
+    template and what the lock says it installs; the plan hash ends the chain."""
+    prev = _digest({"envkit": __version__, "base": plan.base, "mirror": plan.mirror.env(),
                     "runtime": _runtime_digest()})
-    for number, (recipe_name, title, step) in enumerate(steps, 1):
-        prev = _digest({"prev": prev, "step": step_digest(step),
+    for ps in plan.steps:
+        locked = ps.step.locked.digest() if ps.step.locked is not None else None
+        prev = _digest({"prev": prev, "step": step_digest(ps.step),
                         "partial": _file_digest(paths.templates_dir() / "steps" /
-                                                f"{step.kind}.j2")})
-        plan.steps.append(PlannedStep(number, recipe_name, title, step, prev))
+                                                f"{ps.kind}.j2"), "lock": locked})
+        ps.hash = prev
     user = {"user": dataclasses.astuple(plan.user)} if plan.user else {}
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version,
                                      **user})
-    return plan
 
 
 def _declared_secrets(order: list[Recipe], problems: list[Diagnostic]) -> dict[str, Secret]:

@@ -109,8 +109,10 @@ def image(value: object) -> str:
 
 
 def df_mounts(caches: Iterable[str] = (),
-              secrets: Iterable[tuple[str, str, str]] = ()) -> str:
-    """RUN --mount flags: kinds' cache folders, then build secrets as (id, target, mode)."""
+              secrets: Iterable[tuple[str, str, str]] = (),
+              binds: Iterable[tuple[str, str]] = ()) -> str:
+    """RUN --mount flags: kinds' cache folders, build secrets as (id, target, mode), then
+    files of the build context as (source, target), read-only and in no layer."""
     flags = []
     for target in caches:
         if not re.fullmatch(r"/[A-Za-z0-9_./-]+", target):  # kinds' own constants; be sure
@@ -121,16 +123,22 @@ def df_mounts(caches: Iterable[str] = (),
                 and re.fullmatch(r"0[0-7]{3}", mode)):
             raise QuoteError(f"unsafe secret mount: {sid!r} at {target!r}, mode {mode!r}")
         flags.append(f"--mount=type=secret,id={sid},target={target},mode={mode}")
+    for source, target in binds:
+        if not (re.fullmatch(r"files/[A-Za-z0-9_./-]+", source) and ".." not in source
+                and re.fullmatch(r"/[A-Za-z0-9_./-]+", target)):
+            raise QuoteError(f"unsafe bind mount: {source!r} at {target!r}")
+        flags.append(f"--mount=type=bind,source={source},target={target}")
     return "".join(flag + " \\\n    " for flag in flags)
 
 
 def df_run(body: str, caches: Iterable[str] = (),
-           secrets: Iterable[tuple[str, str, str]] = ()) -> str:
+           secrets: Iterable[tuple[str, str, str]] = (),
+           binds: Iterable[tuple[str, str]] = ()) -> str:
     """A RUN from a partial's commands (one per line, already quoted), joined with &&."""
     lines = [line for line in body.strip().split("\n") if line.strip()]
     if not lines:
         return ""
-    return "RUN " + df_mounts(caches, secrets) + " \\\n && ".join(lines)
+    return "RUN " + df_mounts(caches, secrets, binds) + " \\\n && ".join(lines)
 
 
 def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, ca, mirrors, paths
+from . import __version__, ca, lock, mirrors, paths
 from .diagnostics import EnvkitError, did_you_mean, error
-from .plan import Plan, param_text
+from .plan import UV_REQUIREMENT, Plan, param_text
 from .quote import FILTERS, QuoteError
 
 FORMATS = {"shell": ("script.sh.j2", "install.sh"), "dockerfile": ("Dockerfile.j2", "Dockerfile")}
@@ -50,6 +50,8 @@ def environment() -> jinja2.Environment:
     env.globals["ca_vars"] = ca.VARS
     env.globals["ca_secret"] = [(ca.SECRET_ID, ca.TARGET, "0444")]  # every RUN; absent unless given
     env.globals["network_env"] = mirrors.NETWORK_ENV
+    env.globals["uv_env"] = UV_ENV
+    env.globals["uv_version"] = lock.uv_version()
     env.globals["helpers"] = (paths.data_dir() / "helpers.sh").read_text()
     return env
 
@@ -61,20 +63,71 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+# uv's settings in images and scripts: copies out of its cache (a cache mount is another
+# file system), and never a Python of its own.
+UV_ENV = (("UV_LINK_MODE", "copy"), ("UV_PYTHON_DOWNLOADS", "never"))
+MANIFEST = "files/envkit/manifest.json"  # in the build context; the image keeps it
+
+
+def pythons(plan: Plan) -> list[str]:
+    """Every interpreter a pip step installs for, in order: the image records each one's
+    packages."""
+    return list(dict.fromkeys(ps.step.python for ps in plan.steps  # type: ignore[attr-defined]
+                              if ps.kind == "pip"))
+
+
+def lock_state(plan: Plan) -> dict[str, str]:
+    """What the manifest and the labels say of the lock the build used."""
+    match = plan.lock
+    if match is None:
+        return {"state": "off"}
+    out = {"state": match.state}
+    if match.file is not None:
+        out["file"] = match.file.path.name  # next to the recipe (plan.source)
+    if match.entry is not None and match.state in ("locked", "made"):
+        entry = match.entry
+        out.update(digest=entry.content_digest(), inputs=entry.inputs)
+        if entry.base_made:
+            out["base_made"] = entry.base_made
+        if entry.base_digest:
+            out["base_digest"] = entry.base_digest
+    return out
+
+
+def manifest(plan: Plan) -> str:
+    """The image's manifest.json: the recipe, its params, the plan hash, the base and the
+    lock. No secret reaches it: secrets are never in a plan."""
+    data = {"envkit": __version__, "recipe": plan.name, "version": plan.version,
+            "source": plan.source, "params": plan.params, "mirror": plan.mirror.name,
+            "hash": plan.hash, "base": plan.base, "image": plan.from_image,
+            "lock": lock_state(plan)}
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 def render(plan: Plan, fmt: str) -> str:
     template = environment().get_template(FORMATS[check_format(fmt)][0])
     params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
+    state = lock_state(plan)
     try:
         text = template.render(plan=plan, version=__version__, params_text=params_text,
-                               params_json=json.dumps(plan.params, sort_keys=True))
+                               params_json=json.dumps(plan.params, sort_keys=True),
+                               uses_uv=any(rel == UV_REQUIREMENT for _, rel in plan.files),
+                               locks_apt=any(ps.kind == "apt" and ps.step.locked is not None
+                                             for ps in plan.steps),
+                               pythons=pythons(plan),
+                               lock_label=state.get("digest", state["state"]))
     except QuoteError as exc:  # validation should have stopped this value; never emit it
         raise error(f"cannot render {plan.name}: {exc}", file=plan.source, path=fmt) from None
     return text.lstrip("\n")
 
 
 def render_all(plan: Plan, formats: list[str]) -> dict[str, str]:
-    """Each format's file name and text: what a backend writes and builds from."""
-    return {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
+    """Each format's file name and text: what a backend writes and builds from (with the
+    manifest a Dockerfile copies into the image)."""
+    texts = {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
+    if "dockerfile" in formats:
+        texts[MANIFEST] = manifest(plan)
+    return texts
 
 
 def write_outputs(plan: Plan, formats: list[str], out: Path) -> list[Path]:
@@ -88,8 +141,9 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, text in texts.items():
+        for name, text in [*texts.items(), *sorted(plan.generated.items())]:
             target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
             written.append(target)
         for source, rel in plan.files:

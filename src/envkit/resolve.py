@@ -1,102 +1,144 @@
-"""``validate --resolve``: every pip step's requirements resolved for the recipe's own
-target (its ``python`` param, CPython on manylinux x86_64) without installing anything.
+"""Resolving pip steps with uv's resolver, for the plan's Python and the base's platform.
 
-Each pip step is resolved together with the pip steps before it (they end up in one
-venv), by ``pip install --dry-run --report`` on the step's own index or the mirror
-profile's: natively when the target is the Python running envkit (sdists included), else
-with ``--python-version``, ``--platform`` and ``--only-binary=:all:``. A pin that
-does not exist for that target fails with the recipe, step and package named. A package
-published only as a source archive, with no Linux wheels at all, is checked on the
-index's JSON API instead (pip builds it at install time). An index this machine cannot
-reach is reported as skipped, never as passed.
+Each pip step is resolved by ``uv pip compile --format pylock.toml``, with
+``--python-version`` and ``--python-platform`` of the target (not this host's), on the
+step's own index (else the mirror profile's) and its extra indexes. A step is resolved
+against the packages the earlier steps of its venv installed: they are uv's preferences
+(kept unless the step needs another version, as pip keeps what is installed), never
+constraints. What the step installs or changes is its locked set; every file uv names for
+the target comes with its sha256, so installs are hash-checked.
+
+The same resolution serves ``invoke lock`` (written down) and ``validate --resolve`` (a
+failure is one line naming the package and why: no such release, no wheel for the target
+and no compiler in the plan, or what it conflicts with).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
+import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
+from . import lock as lockmod
+from .diagnostics import EnvkitError, error
+from .lock import Dist, PipPackage, StepLock, Target
 from .plan import Plan
 
-PLATFORM = "manylinux_2_36_x86_64"  # Debian bookworm's glibc 2.36
-# pip does not widen a PEP 600 tag to the older ones, so name them all (manylinux2014
-# brings manylinux2010 and manylinux1); linux_x86_64 is what a local build is tagged.
-PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in range(36, 16, -1)] + [
-    "manylinux2014_x86_64", "linux_x86_64"]
-DEFAULT_PYTHON = "3.11"
-TIMEOUT = 300
-_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
-_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TIMEOUT = 600  # one step's resolution
+PYPI = "https://pypi.org/simple"
+# a compiler in the plan: an sdist with native code can be built at install time
+_COMPILER = re.compile(r"(build-essential|gcc|g\+\+|clang|gfortran)(-\d+)?")
+# sources in these languages need a compiler (or cargo) to build
+_NATIVE = re.compile(r"\.(c|cc|cpp|cxx|h|hpp|pyx|pxd|f|f90|f95|cu|rs|go)$|(^|/)(Cargo\.toml|"
+                     r"CMakeLists\.txt|meson\.build|configure)$", re.IGNORECASE)
+_OPTION_KEEP = re.compile(r"--(pre|no-deps|prerelease=.+|index-strategy=.+|no-binary=.+|"
+                          r"only-binary=.+|no-build-isolation)")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One resolution: a pip step and every pip requirement installed up to it."""
+class ResolveError(EnvkitError):
+    """A step that cannot be resolved: ``message`` names the package and why; ``number``
+    is the plan's step."""
 
-    python: str  # 'X.Y'
-    index: str
-    extra: tuple[str, ...]
-    requirements: tuple[str, ...]
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    installs: int = 0  # distributions the resolution picked
-    message: str = ""
-    skipped: bool = False  # the index does not answer from here
-    sdists: list[str] = field(default_factory=list)  # checked on the JSON API instead
+    def __init__(self, message: str, package: str = "", skipped: bool = False,
+                 number: int = 0):
+        super().__init__(error(message, path="resolve").diagnostics)
+        self.message, self.package, self.skipped = message, package, skipped
+        self.number = number
 
 
 @dataclass
-class Where:
-    recipe: str
-    file: str
-    step: int
+class PipJob:
+    """One pip step as the resolver sees it."""
+
+    number: int
     title: str
-    variant: str
+    requirements: list[str]
+    files: list[tuple[str, Path]]  # ("-r" | "-c", a file on this machine)
+    index: str
+    extra: list[str]
+    options: list[str]  # those that change the resolution
+    venv: str  # the interpreter: steps of one venv see each other's packages
+
+    @property
+    def indexes(self) -> list[str]:
+        return [self.index, *self.extra]
 
 
-def target_python(plan: Plan) -> str:
-    """The plan's ``python`` param as 'X.Y' (3.11 when the recipe has none)."""
-    text = str(plan.params.get("python", DEFAULT_PYTHON))
-    try:
-        v = Version(text)
-    except InvalidVersion:
-        return DEFAULT_PYTHON
-    return f"{v.major}.{v.minor}"
+def pip_index(plan: Plan) -> str:
+    first = plan.mirror.candidates("pip")[0]
+    return PYPI if first == "-" else first
 
 
-def jobs_of(plan: Plan) -> list[tuple[Job, int, str]]:
-    """(job, step number, step title) for each pip step of a plan."""
+def jobs_of(plan: Plan) -> list[PipJob]:
+    """Each pip step, with the indexes earlier steps of its venv named carried along as
+    extra indexes: what they installed came from there (see lock.carried_indexes)."""
     out = []
-    so_far: list[str] = []
-    python = target_python(plan)
     for ps in plan.steps:
         if ps.kind != "pip":
             continue
-        step = ps.step
-        so_far += [r for r in step.packages if r not in so_far]  # type: ignore[attr-defined]
-        index = step.index or plan.mirror.candidates("pip")[0]  # type: ignore[attr-defined]
-        if index == "-":
-            index = "https://pypi.org/simple"
-        out.append((Job(python, index, tuple(step.extra_index),  # type: ignore[attr-defined]
-                        tuple(so_far)), ps.number, ps.title))
+        step: Any = ps.step
+        options = [o for o in step.options if _OPTION_KEEP.fullmatch(o)]
+        index = step.index or pip_index(plan)
+        extra = [u for u in [*step.extra_index, *lockmod.carried_indexes(plan, ps.number)]
+                 if u != index]
+        out.append(PipJob(ps.number, f"{ps.recipe}: {ps.title}", list(step.packages),
+                          lockmod.requirement_files(plan, ps.number), index,
+                          list(dict.fromkeys(extra)), options, step.python))
     return out
+
+
+def has_compiler(plan: Plan) -> bool:
+    """An apt step of the plan installs a C compiler (or gfortran)."""
+    for ps in plan.steps:
+        if ps.kind == "apt":
+            for pkg in ps.step.packages:  # type: ignore[attr-defined]
+                if _COMPILER.fullmatch(pkg.split("=", 1)[0]):
+                    return True
+    return False
+
+
+# --- the environment uv runs in -------------------------------------------------------------
+
+
+def uv_bin() -> str:
+    """envkit's own uv: the pinned one (a dependency of envkit)."""
+    try:
+        import uv
+    except ImportError:  # pragma: no cover - a dependency of envkit
+        raise error("uv is not installed", path="uv",
+                    hint=f"pip install uv=={lockmod.uv_version()}") from None
+    return str(uv.find_uv_bin())
+
+
+def uv_env(ca_bundle: Path | None = None, netrc: Path | None = None) -> dict[str, str]:
+    """This process's environment without the user's uv and pip settings (an index or a
+    constraint there must not decide what a recipe resolves to), with the CA bundle."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("UV_", "PIP_")) and k not in ("SSL_CERT_FILE", "NETRC")}
+    if ca_bundle:
+        env["SSL_CERT_FILE"] = str(ca_bundle)
+    if netrc:
+        env["NETRC"] = str(netrc)
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
 
 
 def answers(index: str, env: dict[str, str]) -> bool:
@@ -110,180 +152,235 @@ def answers(index: str, env: dict[str, str]) -> bool:
         return False
 
 
-def native(job: Job) -> bool:
-    """The target is this interpreter on Linux x86-64: pip resolves exactly as it would
-    install, source distributions included (their metadata is built, not the package)."""
-    return (job.python == f"{sys.version_info.major}.{sys.version_info.minor}"
-            and sys.platform == "linux" and os.uname().machine == "x86_64")
+def _ssl_context(env: dict[str, str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=env.get("SSL_CERT_FILE") or None)
 
 
-def resolve(job: Job, env: dict[str, str]) -> Outcome:
-    for index in (job.index, *job.extra):
-        if not answers(index, env):
-            return Outcome(False, message=f"{index} does not answer from here", skipped=True)
-    requirements = list(job.requirements)
-    sdists: list[str] = []
-    while True:
-        outcome = _pip(job, requirements, env)
-        if outcome.ok or outcome.skipped:
-            outcome.sdists = sdists + outcome.sdists
-            return outcome
-        missing = _missing(outcome.message)
-        if missing:
-            suspects = [r for r in requirements if _name(r) == missing]
-        else:  # e.g. an sdist whose metadata cannot be built here (psycopg2 needs pg_config)
-            suspects = list(requirements)
-        found = [(r, name) for r in suspects if (name := _sdist(job, r, env))]
-        if not found:
-            return outcome
-        for req, name in found:
-            sdists.append(name)
-            requirements.remove(req)
-        if not requirements:
-            return Outcome(True, 0, sdists=sdists)
+# --- one step ------------------------------------------------------------------------------
 
 
-def _pip(job: Job, requirements: list[str], env: dict[str, str]) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="envkit-resolve-") as tmp:
-        report = Path(tmp) / "report.json"
-        # --target: pip takes a foreign target only for a folder; --dry-run writes nothing
-        # --isolated: this machine's pip.conf and PIP_* (extra indexes, constraints) must
-        # not decide what a recipe resolves to
-        argv = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run",
-                "--ignore-installed", "--disable-pip-version-check", "--no-input", "--quiet",
-                "--report", str(report), "--index-url", job.index,
-                "--retries", "1", "--timeout", "30"]
-        if not native(job):
-            # another Python: wheels only (pip cannot build for a foreign interpreter), and
-            # --target, the only way pip takes a foreign target; --dry-run writes nothing
-            abi = "cp" + job.python.replace(".", "")
-            argv += ["--target", str(Path(tmp) / "target"), "--python-version", job.python,
-                     "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-                     *(a for p in PLATFORMS for a in ("--platform", p)), "--only-binary=:all:"]
+@dataclass
+class Options:
+    exclude_newer: str = ""
+    upgrade: bool = False
+    upgrade_packages: list[str] = field(default_factory=list)
+    timeout: float = TIMEOUT
+
+
+def compile_job(job: PipJob, target: Target, installed: dict[str, PipPackage],
+                previous: list[PipPackage], env: dict[str, str],
+                options: Options | None = None) -> list[PipPackage]:
+    """The step's whole closure for the target: every package with the files uv would
+    install from (wheels for the target, else the sdist) and their sha256."""
+    options = options or Options()
+    with tempfile.TemporaryDirectory(prefix="envkit-lock-") as tmp:
+        folder = Path(tmp)
+        reqs = [*job.requirements, *(f"{flag} {path}" for flag, path in job.files)]
+        (folder / "requirements.in").write_text("\n".join(reqs) + "\n")
+        out = folder / "pylock.toml"
+        prefer = {} if options.upgrade else {**{p.name: p for p in previous}, **installed}
+        if prefer:
+            out.write_text(_preferences(prefer.values()))
+        argv = [uv_bin(), "pip", "compile", "--no-config", "--quiet", "--no-header",
+                "--format", "pylock.toml", "-o", str(out), str(folder / "requirements.in"),
+                "--python-version", target.python, "--python-platform", target.platform,
+                "--index-url", job.index]
         for url in job.extra:
             argv += ["--extra-index-url", url]
-        if env.get("PIP_CERT"):
-            argv += ["--cert", env["PIP_CERT"]]
-        argv += ["--", *requirements]
+        if job.extra and not any(o.startswith("--index-strategy") for o in job.options):
+            argv += ["--index-strategy", "unsafe-best-match"]  # pip's: the best of them all
+        for option in job.options:
+            argv += ["--prerelease=allow"] if option == "--pre" else [option]
+        if options.exclude_newer:
+            argv += ["--exclude-newer", options.exclude_newer]
+        if options.upgrade:
+            argv.append("--upgrade")  # and the indexes' pages asked for anew
+        for name in options.upgrade_packages:
+            argv += ["--upgrade-package", name]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
-                                  env=env, cwd=tmp, check=False)
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp,
+                                  timeout=options.timeout, check=False)
         except subprocess.TimeoutExpired:
-            return Outcome(False, message=f"pip did not finish in {TIMEOUT}s")
-        text = done.stderr + done.stdout
-        if done.returncode == 0:
-            installs = json.loads(report.read_text()).get("install", [])
-            return _built_from_source(job, installs, env)
-        return Outcome(False, message=_summary(text))
+            raise ResolveError(f"uv did not resolve it in {options.timeout:.0f}s") from None
+        if done.returncode != 0:
+            raise ResolveError(*explain(done.stderr or done.stdout))
+        return _closure(out.read_text())
 
 
-def _built_from_source(job: Job, installs: list[dict], env: dict[str, str]) -> Outcome:
-    """A release pip would build from its sdist although it has Linux wheels, only for
-    other Pythons, does not exist for this one; one with no Linux wheels at all is fine."""
-    sdists = []
-    for item in installs:
-        url = item.get("download_info", {}).get("url", "")
-        if not url.endswith((".tar.gz", ".zip")):
-            continue
-        meta = item.get("metadata", {})
-        name, version = meta.get("name", ""), meta.get("version", "")
-        others = _linux_wheels(job, name, version, env)
-        if others:
-            return Outcome(False, message=f"{name}=={version} has Linux wheels only for "
-                           f"{', '.join(sorted(others))}, none for Python {job.python} "
-                           "(pip would try to build it from source)")
-        sdists.append(url.rsplit("/", 1)[-1])
-    return Outcome(True, len(installs), sdists=sdists)
+def _preferences(packages: Any) -> str:
+    """A pylock.toml that uv reads as its preferences (the versions to keep if it can)."""
+    lines = ['lock-version = "1.0"', 'created-by = "envkit"', ""]
+    for p in sorted(packages, key=lambda p: p.name):
+        lines += ["[[packages]]", f'name = "{p.name}"', f'version = "{p.version}"', ""]
+    return "\n".join(lines)
 
 
-def _linux_wheels(job: Job, name: str, version: str, env: dict[str, str]) -> set[str]:
-    """Interpreter tags of the release's Linux wheels."""
-    files = _files(job.index, name, env)
-    out: set[str] = set()
-    for f in files:
-        fname = f.get("filename", "")
-        if not fname.endswith(".whl") or f.get("yanked"):
-            continue
+def _closure(text: str) -> list[PipPackage]:
+    data = tomllib.loads(text)
+    out = []
+    for pkg in data.get("packages", []):
+        wheels = [_dist(w) for w in pkg.get("wheels", [])]
+        sdist = [_dist(pkg["sdist"])] if "sdist" in pkg else []
+        dists = [d for d in wheels if d] or [d for d in sdist if d]
+        out.append(PipPackage(canonicalize_name(pkg["name"]), str(pkg["version"]),
+                              sorted(dists, key=lambda d: d.file)))
+    return sorted(out, key=lambda p: p.name)
+
+
+def _dist(entry: dict[str, Any]) -> Dist | None:
+    url = entry.get("url") or entry.get("path") or ""
+    name = entry.get("name") or url.rsplit("/", 1)[-1].split("#", 1)[0]
+    sha = (entry.get("hashes") or {}).get("sha256", "")
+    return Dist(name, sha, url if url.startswith(("http://", "https://")) else "") \
+        if name and sha else None
+
+
+def is_sdist(package: PipPackage) -> bool:
+    return all(not d.file.endswith(".whl") for d in package.dists)
+
+
+_BECAUSE = re.compile(r"Because .*", re.DOTALL)
+_NO_VERSION = re.compile(r"there is no version of ([A-Za-z0-9._-]+)([^\s,]*)")
+_NO_WHEEL = re.compile(r"([A-Za-z0-9._-]+)==(\S+) has no wheels with a matching "
+                       r"(Python ABI tag|Python implementation tag|platform tag)")
+_NOT_FOUND = re.compile(r"Because ([A-Za-z0-9._-]+) was not found in the package registry")
+_CONFLICT = re.compile(r"(?:Because|and) (?:you require |only )?([A-Za-z0-9._-]+)[=<>!~]")
+
+
+def explain(text: str) -> tuple[str, str]:
+    """uv's explanation of a failed resolution, as one line, and the package it names."""
+    body = " ".join(line.strip().lstrip("×╰─▶│ ").strip() for line in text.splitlines())
+    body = re.sub(r"\s+", " ", body).strip()
+    if m := _NO_VERSION.search(body):
+        return f"no release {m[1]}{m[2]} exists on the index", canonicalize_name(m[1])
+    if m := _NOT_FOUND.search(body):
+        return f"{m[1]} is not on the index", canonicalize_name(m[1])
+    if m := _NO_WHEEL.search(body):
+        what = "platform" if m[3] == "platform tag" else "Python"
+        return (f"{m[1]}=={m[2]} has no wheel for this {what} (and no source to build)",
+                canonicalize_name(m[1]))
+    if m := _BECAUSE.search(body):
+        named = _CONFLICT.search(m[0])
+        return _shorten(m[0]), canonicalize_name(named[1]) if named else ""
+    if m := re.search(r"Failed to (?:build|download|fetch) `([^`]+)`", body):
+        return _shorten(body), canonicalize_name(re.split(r"[=<>@ ]", m[1], maxsplit=1)[0])
+    return _shorten(body or "uv failed"), ""
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- a plan's pip steps --------------------------------------------------------------------
+
+
+def resolve_plan(plan: Plan, env: dict[str, str], options: Options | None = None,
+                 previous: list[StepLock] | None = None) -> list[StepLock]:
+    """Every pip step of the plan: what it installs or changes on top of the steps before
+    it in its venv. ResolveError names the step's failing package; ``skipped`` when an
+    index does not answer from here."""
+    target = lockmod.target_of(plan)
+    installed: dict[str, dict[str, PipPackage]] = {}
+    before = iter(previous or [])
+    out = []
+    for job in jobs_of(plan):
+        for index in job.indexes:
+            if not answers(index, env):
+                raise ResolveError(f"{index} does not answer from here", skipped=True,
+                                   number=job.number)
+        have = installed.setdefault(job.venv, {})
+        prev = next(before, None)
         try:
-            _, v, _, tags = parse_wheel_filename(fname)
-        except Exception:
-            continue
-        if str(v) == str(Version(version)):
-            out.update(t.interpreter for t in tags if "linux" in t.platform)
+            closure = compile_job(job, target, have, prev.pip if prev else [], env, options)
+            if not has_compiler(plan):
+                _needs_no_compiler(closure, target, env)
+        except ResolveError as exc:
+            exc.number = job.number
+            raise
+        delta = [p for p in closure if have.get(p.name) is None
+                 or have[p.name].version != p.version]
+        for p in closure:
+            have[p.name] = p
+        out.append(StepLock("pip", job.title, pip=delta))
     return out
 
 
-def _files(index: str, name: str, env: dict[str, str]) -> list[dict]:
-    url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
-    request = urllib.request.Request(url, headers={
-        "Accept": "application/vnd.pypi.simple.v1+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30, context=_ssl_context(env)) as resp:
-            return list(json.load(resp).get("files", []))
-    except (urllib.error.URLError, OSError, ValueError):
-        return []
-
-
-def _missing(text: str) -> str:
-    m = _NOT_FOUND.search(text) or _NO_VERSION.search(text)
-    return _name(m.group(1)) if m else ""
-
-
-def _name(requirement: str) -> str:
-    try:
-        return canonicalize_name(Requirement(requirement).name)
-    except Exception:  # pip's own rendering of a requirement, e.g. 'x==1' with markers
-        return canonicalize_name(re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0])
-
-
-def _summary(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("ERROR:")]
-    lines = [ln.removeprefix("ERROR: ") for ln in lines]
-    return "; ".join(lines[:3]) or (text.strip().splitlines() or ["pip failed"])[-1]
-
-
-def _sdist(job: Job, requirement: str, env: dict[str, str]) -> str:
-    """'name-version.tar.gz' when the index has an sdist matching the requirement whose
-    Requires-Python admits the target; '' otherwise."""
-    req = Requirement(requirement)
-    files = _files(job.index, req.name, env)
-    python = Version(job.python)
-    wheels: set[str] = set()  # Linux wheels of the matching releases, for other Pythons
-    sdist = ""
-    for f in files:
-        name = f.get("filename", "")
-        if f.get("yanked"):
+def _needs_no_compiler(closure: list[PipPackage], target: Target, env: dict[str, str]) -> None:
+    """A package with no wheel for the target is built at install time: from pure Python
+    sources that needs no compiler. One with C, C++, Cython, Fortran or Rust sources is
+    built here with the compiler hidden (CC=false): some fall back to pure Python (crcmod);
+    one that does not, or that cannot be tried here, needs a compiler the plan lacks."""
+    for p in closure:
+        if not is_sdist(p):
             continue
+        sdist = _native_sources(p, env)
+        if sdist is None:
+            continue
+        why = _build_without_compiler(sdist, target, env)
+        if why:
+            raise ResolveError(
+                f"{p.name}=={p.version} has no wheel for this Python and platform, and the "
+                f"plan installs no compiler to build it ({why}); add build-essential, or pin "
+                "a release with wheels", p.name)
+
+
+def _build_without_compiler(sdist: Path, target: Target, env: dict[str, str]) -> str:
+    """'' when uv builds a wheel of ``sdist`` with no C/C++ compiler or cargo at hand; else
+    why not, in a few words."""
+    with tempfile.TemporaryDirectory(prefix="envkit-nocc-") as tmp:
+        nocc = {**env, "CC": "false", "CXX": "false", "FC": "false", "CARGO": "false",
+                "PATH": env.get("PATH", "/usr/bin:/bin")}
+        argv = [uv_bin(), "build", "--no-config", "--wheel", "--quiet", "--python",
+                target.python, "--out-dir", tmp, str(sdist)]
         try:
-            if name.endswith(".whl"):
-                _, version, _, tags = parse_wheel_filename(name)
-                if req.specifier.contains(version, prereleases=True) and any(
-                        "linux" in t.platform for t in tags):
-                    wheels.update(t.interpreter for t in tags)
-                continue
-            if not name.endswith((".tar.gz", ".zip")):
-                continue
-            _, version = parse_sdist_filename(name)
-        except Exception:  # a file name that is not a distribution's
-            continue
-        needs = f.get("requires-python") or ""
-        if not sdist and req.specifier.contains(version, prereleases=True) and (
-                not needs or SpecifierSet(needs).contains(python, prereleases=True)):
-            sdist = name
-    # Linux wheels for other Pythons only: this release does not exist for ours. A project
-    # that publishes no Linux wheels at all (psycopg2) is built from its sdist.
-    return "" if wheels else sdist
+            done = subprocess.run(argv, capture_output=True, text=True, env=nocc, cwd=tmp,
+                                  timeout=TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            return "its build did not finish"
+        if done.returncode == 0 and any(Path(tmp).glob("*.whl")):
+            return ""
+        text = done.stderr + done.stdout
+        if "No interpreter found" in text or ("not found in" in text.lower() and "python" in (
+                text.lower())):
+            return f"its source has native code, and no Python {target.python} here to try it"
+        return "its source has native code, and it does not build without one"
 
 
-def _ssl_context(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    import ssl
-    cafile = env.get("PIP_CERT") or None
-    return ssl.create_default_context(cafile=cafile)
+def _sdist_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envkit/sdists"
 
 
-def run_all(jobs: list[Job], env: dict[str, str] | None = None,
-            workers: int = 4) -> dict[Job, Outcome]:
-    env = {**os.environ, **(env or {})}
-    unique = list(dict.fromkeys(jobs))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(unique, pool.map(lambda j: resolve(j, env), unique), strict=True))
+def _native_sources(package: PipPackage, env: dict[str, str]) -> Path | None:
+    """The sdist, downloaded, when it holds native sources (read from the archive, not
+    built); None when it is pure Python."""
+    dist = package.dists[0]
+    path = _sdist_cache() / dist.sha256 / dist.file  # its own name: a build checks it
+    if not path.exists():
+        url = dist.url
+        if not url:
+            raise ResolveError(f"{dist.file}: the index gave no address to read it from",
+                               package.name)
+        data = _get(url, env)
+        if hashlib.sha256(data).hexdigest() != dist.sha256:
+            raise ResolveError(f"{dist.file} from the index does not match its sha256",
+                               package.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    try:
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        else:
+            with tarfile.open(path) as tf:
+                names = tf.getnames()
+    except (OSError, tarfile.TarError, zipfile.BadZipFile):
+        return path
+    return path if any(_NATIVE.search(n) for n in names) else None
+
+
+def _get(url: str, env: dict[str, str]) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=60, context=_ssl_context(env)) as resp:
+            return bytes(resp.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise ResolveError(f"cannot download {url}: {exc}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import sys
 import threading
@@ -207,16 +208,26 @@ def list_(c):
         "mirror": "Mirror profile: " + ", ".join(sorted(mirrors.profiles())) + ".",
         "base": "Base image instead of the recipe's.",
         "out": "Write files into this folder (atomically) instead of printing.",
+        "no_lock": "Render from the recipe alone, not its lock.",
     },
 )
 @_reports_errors
-def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
-    """Render a recipe as a shell script or a Dockerfile."""
+def render_(c, recipe="", format="", set_=None, mirror="", base="", out="", no_lock=False):
+    """Render a recipe as a shell script or a Dockerfile (installing its lock)."""
+    from .locking import Locker, label
+
     _need_recipe(recipe)
     catalog = Catalog()
     formats = [check_format(format)] if format else (list(FORMATS) if out else ["dockerfile"])
-    plan = make_plan(catalog.find(recipe), catalog, _settings(set_),
-                     mirror or _config(c, "mirror"), base or None)
+    found = catalog.find(recipe)
+    locker = Locker(catalog, found, off=no_lock)
+    plan = make_plan(found, catalog, _settings(set_), mirror or _config(c, "mirror"),
+                     base or None, locker=locker)
+    if plan.lock is not None and plan.lock.state in ("missing", "unlocked") and locker.inputs:
+        why = (f"{plan.lock.entry.unlocked}" if plan.lock.state == "unlocked"
+               else f"no lock for {label(locker.inputs.params)}; invoke lock --recipe {recipe} "
+               "makes one")
+        print(f"envkit: rendered from the recipe alone ({why})", file=sys.stderr)
     if out:
         for path in write_outputs(plan, formats, Path(out)):
             print(path)
@@ -226,8 +237,9 @@ def render_(c, recipe="", format="", set_=None, mirror="", base="", out=""):
 
 @task(help={"recipe": "Only this recipe (name or path); repeat for several.",
             "quiet": "Print problems only.",
-            "resolve": "Also resolve every pip step for the recipe's own Python and platform "
-                       "with pip --dry-run (needs the network; installs nothing).",
+            "resolve": "Also resolve every pip step with the lock's resolver (uv) for the "
+                       "plan's Python and the base's platform (needs the network; installs "
+                       "and writes nothing).",
             "ca-bundle": "CA bundle for --resolve: auto (default), none, or a file."},
       iterable=["recipe"])
 @_reports_errors
@@ -245,11 +257,11 @@ def validate(c, recipe=None, quiet=False, resolve=False, ca_bundle=""):
         print(f"warning: {line}", file=sys.stderr)
     if not report.ok:
         raise EnvkitError(report.problems)
-    resolved = (f", {report.resolved} pip resolutions passed"
+    resolved = (f", {report.resolved} pip resolutions passed ({report.packages} packages)"
                 f"{f' ({len(report.skipped)} skipped)' if report.skipped else ''}"
                 if resolve else "")
-    print(f"ok: {report.recipes} recipes, {report.renders} renders linted clean{resolved} "
-          f"in {time.perf_counter() - started:.1f}s")
+    print(f"ok: {report.recipes} recipes, {report.renders} renders linted clean, "
+          f"{report.locked} locks current{resolved} in {time.perf_counter() - started:.1f}s")
 
 
 @task(name="schema", help={"check": "Fail if the shipped file is out of date; write nothing."})
@@ -318,6 +330,7 @@ _COMMON = {
     "secret": "id=ID,src=FILE or id=ID,env=VAR: a secret the recipe declares; repeat for "
               "several (default: ENVKIT_SECRET_<ID>_FILE or ENVKIT_SECRET_<ID>).",
     "from_step": "Host: run from step N on (earlier steps must have finished before).",
+    "no_lock": "Install from the recipe alone, not its lock (only its own pins are fixed).",
 }
 
 
@@ -333,7 +346,7 @@ _COMMON = {
 @_reports_errors
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
           no_verify=False, no_cache=False, allow_system=False, verbose=False, secret=None,
-          fresh=False, from_step=""):  # in this order: -e, -f, -p
+          fresh=False, from_step="", no_lock=False):  # in this order: -e, -f, -p
     """Build a recipe into a Docker image (or on this host) and verify it."""
     from .build import build as run_build
 
@@ -342,20 +355,21 @@ def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", tar
     opts = _options(c, recipe, set_, mirror, base, ca_bundle, tag=tag, target=target,
                     verify=not no_verify, no_cache=no_cache, allow_system=allow_system,
                     verbose=verbose, fresh=fresh, from_step=_step_number(from_step),
-                    secrets=secretmod.parse(secret or []))
+                    secrets=secretmod.parse(secret or []), no_lock=no_lock)
     run_build(opts)
 
 
 @task(name="run", iterable=["set_", "secret"], help=_COMMON)
 @_reports_errors
 def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, verbose=False,
-         secret=None, fresh=False, from_step=""):
+         secret=None, fresh=False, from_step="", no_lock=False):
     """Run a recipe's shell script on this host, into .envkit/envs/NAME (no verify)."""
     from .build import build_host
 
     opts = _options(c, recipe, set_, mirror, "", ca_bundle, allow_system=allow_system,
                     verbose=verbose, target="host", fresh=fresh,
-                    from_step=_step_number(from_step), secrets=secretmod.parse(secret or []))
+                    from_step=_step_number(from_step), secrets=secretmod.parse(secret or []),
+                    no_lock=no_lock)
     build_host(opts, Catalog(), sys.stdout, verify=False)
 
 
@@ -376,6 +390,96 @@ def verify(c, recipe="", image="", env="", set_=None):
         verify_image(opts, image, sys.stdout)
     else:
         verify_env(opts, Path(env), sys.stdout)
+
+
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})Z)?")
+
+
+def _date(value: str, flag: str) -> tuple[int, ...]:
+    import datetime
+
+    m = _DATE.fullmatch(value.strip())
+    if not m:
+        raise error(f"expected a date, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got {value!r}",
+                    path=flag)
+    parts = tuple(int(g or 0) for g in m.groups())
+    try:
+        datetime.datetime(*parts)  # type: ignore[misc]
+    except ValueError as exc:
+        raise error(f"{value!r} is not a date: {exc}", path=flag) from None
+    return parts
+
+
+@task(name="lock", iterable=["recipe", "set_", "upgrade_package", "secret"],
+      help={"recipe": "A recipe (name or path) to lock; repeat for several.",
+            "set_": "KEY=VALUE: lock only this param combination; repeat for several params.",
+            "all": "Lock every recipe of the catalog.",
+            "upgrade": "Resolve anew: the newest versions the pins allow, not the locked ones.",
+            "upgrade_package": "Let this package move (pip or Debian); repeat for several.",
+            "exclude_newer": "Lock as of this date (YYYY-MM-DD[THH:MM:SSZ]): no pip release "
+                             "uploaded after it.",
+            "apt_snapshot": "Debian's archive as of this date (snapshot.debian.org), "
+                            "rendered into the apt sources of builds.",
+            "mirror": _COMMON["mirror"] + " Where to resolve; the lock is the same.",
+            "ca_bundle": _COMMON["ca_bundle"],
+            "secret": _COMMON["secret"]})
+@_reports_errors
+def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=None,
+          exclude_newer="", apt_snapshot="", mirror="", ca_bundle="", secret=None):
+    """Lock recipes: every pip and apt package, exactly, with hashes, per param variant."""
+    from . import engine
+    from . import lock as lockmod
+    from .locking import Maker, Settings, label, lock_recipe
+
+    if not recipe and not all:
+        _need_recipe("")
+    if recipe and all:
+        raise error("--all locks every recipe of the catalog; give it without --recipe",
+                    path="--all")
+    if upgrade and upgrade_package:
+        raise error("--upgrade moves every package; --upgrade-package names some",
+                    path="--upgrade", hint="pass one of them")
+    if set_ and (all or len(recipe or []) != 1):
+        raise error("--set locks one combination of one recipe", path="--set")
+    settings = Settings(
+        ca_bundle=ca.choose(ca_bundle or _config(c, "ca_bundle") or "auto"),
+        exclude_newer=("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(
+            *_date(exclude_newer, "--exclude-newer")) if exclude_newer else ""),
+        apt_snapshot=("{:04d}{:02d}{:02d}T{:02d}{:02d}{:02d}Z".format(
+            *_date(apt_snapshot, "--apt-snapshot")) if apt_snapshot else ""),
+        upgrade=upgrade, upgrade_packages=list(upgrade_package or []),
+        given=secretmod.parse(secret or []))
+    catalog = Catalog()
+    recipes = ([catalog.find(r) for r in recipe] if recipe
+               else [catalog.load(p) for p in catalog.all()])
+    only = [_settings(set_)] if set_ else None
+    try:
+        client = engine.connect()
+    except engine.NoEngine as exc:
+        client = None
+        print(f"envkit: {exc.diagnostics[0].message}: apt steps cannot be locked here",
+              file=sys.stderr)
+    maker = Maker(settings, client, sys.stdout)
+    started = time.perf_counter()
+    counts = {"locked": 0, "kept": 0, "unlocked": 0, "failed": 0, "nothing": 0}
+    problems = []
+    for r in recipes:
+        for o in lock_recipe(catalog, r, settings, maker, only, mirror or _config(c, "mirror")):
+            counts[o.state] += 1
+            problems += o.problems
+            state = {"kept": "up to date", "locked": "locked", "unlocked": "unlocked",
+                     "failed": "FAILED", "nothing": "nothing to lock"}[o.state]
+            print(f"{o.recipe} [{label(o.params)}]: {state}: {o.detail} ({o.seconds:.1f}s)",
+                  flush=True)
+        if lockmod.path_for(r.path).exists():
+            print(f"wrote {lockmod.display(lockmod.path_for(r.path))}", flush=True)
+    summary = (f"{counts['locked']} locked, {counts['kept']} up to date, {counts['unlocked']} "
+               f"unlocked here (an index or a base that does not answer), {counts['failed']} "
+               f"failed, in {time.perf_counter() - started:.1f}s")
+    if problems:
+        print(f"lock: {summary}", file=sys.stderr)
+        raise EnvkitError(problems)
+    print(f"ok: {summary}")
 
 
 @task(help={"suite": "Debian suite (default bookworm).",
@@ -427,7 +531,7 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
                     f"{', '.join(failed)}", path="doctor", hint="each FAIL line says the fix")
 
 
-ns = Collection(list_, render_, validate, schema_, build, run_, verify, base, doctor)
+ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})

@@ -6,14 +6,17 @@ planned, rendered in every format and linted. Nothing is built or downloaded.
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import ca, lint, mirrors
+from . import lock as lockmod
 from . import resolve as resolver
 from .catalog import Catalog
 from .diagnostics import Diagnostic, EnvkitError
+from .locking import Locker, compat_digest, label, stale_error
 from .model import Recipe
 from .plan import Plan, make_plan, param_text, resolve
 from .render import FORMATS, render
@@ -38,6 +41,8 @@ class Report:
     problems: list[Diagnostic] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # one summary line per recipe
     resolved: int = 0  # distinct pip resolutions that passed
+    packages: int = 0  # packages those resolutions locked
+    locked: int = 0  # variants whose lock is current
     skipped: list[str] = field(default_factory=list)  # resolutions this machine cannot do
     warnings: list[str] = field(default_factory=list)  # worth a look, not wrong
 
@@ -69,15 +74,20 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
         try:
             recipe = catalog.find(ref) if isinstance(ref, str) else catalog.load(ref)
             count = 0
+            locks = _Locks(recipe, catalog)
             for variant in variants(recipe, catalog):
-                plan = make_plan(recipe, catalog, variant.settings, variant.mirror)
+                locker = Locker(catalog, recipe, strict=False)
+                plan = make_plan(recipe, catalog, variant.settings, variant.mirror,
+                                 locker=locker)
                 if variant.mirror == mirrors.DEFAULT:
                     plans.append((recipe, variant, plan))
+                    locks.add(plan, locker)
                     if not variant.settings:
                         report.warnings += cache_order(plan)
                 for fmt in FORMATS:
                     rendered.append((recipe, variant, fmt, render(plan, fmt)))
                     count += 1
+            locks.report(report)
             report.lines.append(f"{recipe.name}: {count} renders")
         except EnvkitError as exc:
             report.problems.extend(exc.diagnostics)
@@ -105,30 +115,95 @@ def cache_order(plan: Plan) -> list[str]:
     return out
 
 
-def _resolve(plans: list[tuple[Recipe, Variant, Plan]], report: Report, ca_bundle: str) -> None:
-    """Each recipe's pip requirements for its own Python, on PyPI (default mirror)."""
-    where: dict[resolver.Job, list[tuple[Recipe, Variant, int, str]]] = {}
-    for recipe, variant, plan in plans:
-        for job, number, title in resolver.jobs_of(plan):
-            where.setdefault(job, []).append((recipe, variant, number, title))
-    bundle = ca.choose(ca_bundle)
-    env = {"PIP_CERT": str(bundle)} if bundle else {}
-    outcomes = resolver.run_all(list(where), env)
-    for job, outcome in outcomes.items():
-        recipe, variant, number, title = where[job][0]
-        label = f"{recipe.name} [{variant.label()}] step {number} ({title})"
-        if outcome.ok:
-            report.resolved += 1
-            for sdist in outcome.sdists:
-                report.lines.append(f"{label}: {sdist} has no wheel for Python {job.python}; "
-                                    "pip builds it from source")
-        elif outcome.skipped:
-            report.skipped.append(f"{label}: {outcome.message}")
+class _Locks:
+    """A recipe's lock against its variants: stale or missing is a problem (a missing one
+    only for a recipe of the catalog), an entry that could not be made here a warning."""
+
+    def __init__(self, recipe: Recipe, catalog: Catalog):
+        self.recipe = recipe
+        self.in_catalog = recipe.path.parent == catalog.root
+        self.path = lockmod.path_for(recipe.path)
+        self.stale: list[Diagnostic] = []
+        self.missing: list[str] = []
+        self.unlocked: dict[str, list[str]] = {}  # why -> variants
+        self.locked = 0
+
+    def add(self, plan: Plan, locker: Locker) -> None:
+        match, inputs = plan.lock, locker.inputs
+        if match is None or inputs is None:
+            return
+        if match.state == "none":  # nothing to lock
+            return
+        if match.state == "locked":
+            self.locked += 1
+        elif match.state == "unlocked" and match.entry is not None:
+            self.unlocked.setdefault(match.entry.unlocked, []).append(label(inputs.params))
+        elif match.state == "stale":
+            self.stale += stale_error(plan, match, inputs).diagnostics
         else:
-            report.problems.append(Diagnostic(
-                recipe.doc.file, 0, 0, f"step {number} ({title}) [{variant.label()}]",
-                f"pip cannot resolve it for Python {job.python} on {resolver.PLATFORM}: "
-                f"{outcome.message}", f"index {job.index}"))
+            self.missing.append(label(inputs.params))
+
+    def report(self, report: Report) -> None:
+        name, shown = self.recipe.name, lockmod.display(self.path)
+        report.problems += self.stale
+        if self.missing:
+            text = (f"no entry for {'; '.join(self.missing)}" if self.path.exists()
+                    else f"missing: {name} has no lock file")
+            hint = f"invoke lock --recipe {name if self.in_catalog else self.recipe.path}"
+            if self.in_catalog:
+                report.problems.append(Diagnostic(shown, 0, 0, "lock", text, hint))
+            else:
+                report.warnings.append(f"{shown}: {text}: a build locks it on the fly "
+                                       f"({hint} saves a lock)")
+        for why, which in self.unlocked.items():
+            report.warnings.append(f"{name}: not locked here ({'; '.join(which)}): {why}; "
+                                   "it locks where that answers")
+        report.locked += self.locked
+
+
+def _resolve(plans: list[tuple[Recipe, Variant, Plan]], report: Report, ca_bundle: str) -> None:
+    """Every pip step of every recipe and param value, resolved by the lock's resolver for
+    the plan's Python and the base's platform, on the default mirror profile. Plans with
+    the same lock inputs resolve once."""
+    bundle = ca.choose(ca_bundle)
+    env = resolver.uv_env(bundle)
+    unique: dict[str, tuple[Recipe, Variant, Plan]] = {}
+    for recipe, variant, plan in plans:
+        if any(ps.kind == "pip" for ps in plan.steps):
+            inputs = lockmod.inputs_of(plan, compat_digest(Catalog(recipe.path.parent)))
+            unique.setdefault(inputs.digest, (recipe, variant, plan))
+
+    def one(item: tuple[Recipe, Variant, Plan]) -> tuple[Any, Any]:
+        try:
+            return resolver.resolve_plan(item[2], env), None
+        except resolver.ResolveError as exc:
+            return None, exc
+        except EnvkitError as exc:  # a requirements file no copy step gives, say
+            return None, exc
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, unique.values()))
+    for (recipe, variant, plan), (steps, exc) in zip(unique.values(), results, strict=True):
+        if exc is None:
+            report.resolved += 1
+            report.packages += sum(len(s.pip) for s in steps)
+            continue
+        if not isinstance(exc, resolver.ResolveError):
+            report.problems += exc.diagnostics
+            continue
+        ps = plan.steps[exc.number - 1] if 0 < exc.number <= len(plan.steps) else None
+        what = f"step {exc.number} ({ps.title})" if ps else "a pip step"
+        if exc.skipped:
+            report.skipped.append(f"{recipe.name} [{variant.label()}] {what}: {exc.message}")
+            continue
+        target = lockmod.target_of(plan)
+        origin = ps.step.origin if ps is not None else None
+        file, line, col, path = ((origin.file, origin.line, origin.col, origin.path)
+                                 if origin is not None else (recipe.doc.file, 0, 0, what))
+        report.problems.append(Diagnostic(
+            file, line, col, f"{path} [{variant.label()}]",
+            f"cannot be resolved for Python {target.python} on {target.platform}: "
+            f"{exc.message}", f"index {resolver.jobs_of(plan)[0].index}" if ps else ""))
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:

@@ -28,7 +28,17 @@ ARG PIP_DEFAULT_TIMEOUT="60"
 ARG UV_HTTP_RETRIES="5"
 ARG UV_HTTP_TIMEOUT="60"
 COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+# pip steps install with uv 0.13.9, itself installed once, hash-checked, from the
+# pip index into a cache mount; a locked step installs its requirements file (a bind mount).
+COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-0.13.9"
+ARG ENVKIT_LOCKS=/run/envkit/lock
+ARG UV_LINK_MODE=copy
+ARG UV_PYTHON_DOWNLOADS=never
 ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
+# The base's own Debian packages, for the manifest and verify (what the steps added).
+RUN envkit_record_base
 
 # [1/4] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -58,14 +68,22 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 
 # [4/4] faiss-cpu: faiss and numpy
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=cache,target=/root/.cache/uv,sharing=locked \
+    --mount=type=cache,target=/root/.cache/envkit,sharing=locked \
     --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
-    /opt/envkit/venv/bin/python -m pip install --no-input faiss-cpu==1.15.1 numpy==2.4.6
+    envkit_uv_pip /opt/envkit/venv/bin/python install faiss-cpu==1.15.1 numpy==2.4.6
+
+# [envkit] What the image holds: the recipe, its params and lock (manifest.json), each
+# venv's packages and the Debian packages, in /usr/local/share/envkit.
+COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
+RUN envkit_record_installed /opt/envkit/venv/bin/python
 
 # Labels last: they change with every recipe edit and must not bust the layer cache.
 LABEL org.opencontainers.image.title="faiss-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="faiss (CPU) from PyPI in a venv, checked by building and searching an index." \
       io.envkit.recipe="faiss-cpu" \
-      io.envkit.hash="sha256:efdeac17650ccdfa69d4dc8dd1259ea9af58073a8c87a9b7f01c86c7be1d6286" \
+      io.envkit.hash="sha256:1ec6eb629e265dc2b6564f3ae36dd2f094204a6d0269f9aa6746f3bceaffa0d7" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"faiss\": \"1.15.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
-      io.envkit.mirror="default"
+      io.envkit.mirror="default" \
+      io.envkit.lock="off"

@@ -28,7 +28,17 @@ ARG PIP_DEFAULT_TIMEOUT="60"
 ARG UV_HTTP_RETRIES="5"
 ARG UV_HTTP_TIMEOUT="60"
 COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+# pip steps install with uv 0.13.9, itself installed once, hash-checked, from the
+# pip index into a cache mount; a locked step installs its requirements file (a bind mount).
+COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-0.13.9"
+ARG ENVKIT_LOCKS=/run/envkit/lock
+ARG UV_LINK_MODE=copy
+ARG UV_PYTHON_DOWNLOADS=never
 ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
+# The base's own Debian packages, for the manifest and verify (what the steps added).
+RUN envkit_record_base
 
 # [1/4] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -58,14 +68,22 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 
 # [4/4] paddle-cpu: PaddlePaddle
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=cache,target=/root/.cache/uv,sharing=locked \
+    --mount=type=cache,target=/root/.cache/envkit,sharing=locked \
     --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
-    /opt/envkit/venv/bin/python -m pip install --no-input paddlepaddle==3.3.1
+    envkit_uv_pip /opt/envkit/venv/bin/python install paddlepaddle==3.3.1
+
+# [envkit] What the image holds: the recipe, its params and lock (manifest.json), each
+# venv's packages and the Debian packages, in /usr/local/share/envkit.
+COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
+RUN envkit_record_installed /opt/envkit/venv/bin/python
 
 # Labels last: they change with every recipe edit and must not bust the layer cache.
 LABEL org.opencontainers.image.title="paddle-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PaddlePaddle (CPU) from PyPI in a venv, checked with paddle.utils.run_check()." \
       io.envkit.recipe="paddle-cpu" \
-      io.envkit.hash="sha256:3918d193299703b9b2bd562172236efd22765269672a2bde67c19eb7f6c3ef80" \
+      io.envkit.hash="sha256:9bf5d2048b3b445ec622a3907ccd68fb771adc7b2d5d92ea2489b3913fbb4a81" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"paddle\": \"3.3.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
-      io.envkit.mirror="default"
+      io.envkit.mirror="default" \
+      io.envkit.lock="off"

@@ -29,6 +29,8 @@ ARG UV_HTTP_RETRIES="5"
 ARG UV_HTTP_TIMEOUT="60"
 COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
 ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
+# The base's own Debian packages, for the manifest and verify (what the steps added).
+RUN envkit_record_base
 
 # [1/2] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -46,11 +48,17 @@ RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
 ENV VIRTUAL_ENV="/opt/envkit/venv" \
     PATH="/opt/envkit/venv/bin:${PATH}"
 
+# [envkit] What the image holds: the recipe, its params and lock (manifest.json), each
+# venv's packages and the Debian packages, in /usr/local/share/envkit.
+COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
+RUN envkit_record_installed
+
 # Labels last: they change with every recipe edit and must not bust the layer cache.
 LABEL org.opencontainers.image.title="python-venv" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="A Python virtual environment on Debian's system Python, active on PATH." \
       io.envkit.recipe="python-venv" \
-      io.envkit.hash="sha256:19142c6ca8d89776f62a985cfe8663ee457f6bb5ca13a43332b959687ef24dac" \
+      io.envkit.hash="sha256:5ccd776b7d0eb960dc550ba1b119d8949e94947ed34d6409640dd18c10d0a2ee" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
-      io.envkit.mirror="default"
+      io.envkit.mirror="default" \
+      io.envkit.lock="off"

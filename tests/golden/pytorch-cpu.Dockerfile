@@ -28,7 +28,17 @@ ARG PIP_DEFAULT_TIMEOUT="60"
 ARG UV_HTTP_RETRIES="5"
 ARG UV_HTTP_TIMEOUT="60"
 COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
+# pip steps install with uv 0.13.9, itself installed once, hash-checked, from the
+# pip index into a cache mount; a locked step installs its requirements file (a bind mount).
+COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt
+ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-0.13.9"
+ARG ENVKIT_LOCKS=/run/envkit/lock
+ARG UV_LINK_MODE=copy
+ARG UV_PYTHON_DOWNLOADS=never
 ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
+# The base's own Debian packages, for the manifest and verify (what the steps added).
+RUN envkit_record_base
 
 # [1/3] python-venv: system Python
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
@@ -48,14 +58,22 @@ ENV VIRTUAL_ENV="/opt/envkit/venv" \
 
 # [3/3] pytorch-cpu: torch and torchvision (CPU wheels)
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=cache,target=/root/.cache/uv,sharing=locked \
+    --mount=type=cache,target=/root/.cache/envkit,sharing=locked \
     --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444 \
-    /opt/envkit/venv/bin/python -m pip install --no-input --index-url https://download.pytorch.org/whl/cpu torch==2.9.1+cpu torchvision==0.24.1+cpu
+    envkit_uv_pip /opt/envkit/venv/bin/python install --default-index https://download.pytorch.org/whl/cpu torch==2.9.1+cpu torchvision==0.24.1+cpu
+
+# [envkit] What the image holds: the recipe, its params and lock (manifest.json), each
+# venv's packages and the Debian packages, in /usr/local/share/envkit.
+COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
+RUN envkit_record_installed /opt/envkit/venv/bin/python
 
 # Labels last: they change with every recipe edit and must not bust the layer cache.
 LABEL org.opencontainers.image.title="pytorch-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PyTorch and torchvision (CPU builds) in a venv, checked with a small tensor op." \
       io.envkit.recipe="pytorch-cpu" \
-      io.envkit.hash="sha256:ac517f28c356195bfd9db0bb5b0175933ee08c4ffe96a4fceaa99a850e0576b7" \
+      io.envkit.hash="sha256:22611c71f2519be295305bcfa65d8bde2a9324576e8cbccd0bb1cc0a9a036388" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
-      io.envkit.mirror="default"
+      io.envkit.mirror="default" \
+      io.envkit.lock="off"

@@ -71,11 +71,14 @@ envkit_mirrors() {
 }
 
 envkit_apt_sources() {
-  # Point this apt-get run at the apt mirror without editing the system's sources:
+  # Point this apt-get run at the apt mirror (or, with ENVKIT_APT_SNAPSHOT=YYYYMMDDTHHMMSSZ
+  # from a lock, at that day's snapshot of the archive) without editing the system's sources:
   # a list in apt's own state folder (a cache mount in Docker builds, so in no layer).
   ENVKIT_APT_LIST=''
-  [ "${ENVKIT_APT_MIRROR:--}" = - ] && return 0
+  local snapshot=${ENVKIT_APT_SNAPSHOT:-}
+  [ "${ENVKIT_APT_MIRROR:--}" = - ] && [ -z "$snapshot" ] && return 0
   local id codename dir=${ENVKIT_APT_STATE:-/var/lib/apt/envkit} osr=${ENVKIT_OS_RELEASE:-/etc/os-release}
+  local root=${ENVKIT_APT_MIRROR:--} opt=''
   # shellcheck disable=SC1090,SC1091
   id=$(. "$osr" 2>/dev/null && echo "${ID:-}") || id=''
   # shellcheck disable=SC1090,SC1091
@@ -83,13 +86,24 @@ envkit_apt_sources() {
   mkdir -p "$dir/parts"
   case $id in
     debian)
-      printf 'deb %s/debian %s main\ndeb %s/debian %s-updates main\ndeb %s/debian-security %s-security main\n' \
-        "$ENVKIT_APT_MIRROR" "$codename" "$ENVKIT_APT_MIRROR" "$codename" \
-        "$ENVKIT_APT_MIRROR" "$codename" > "$dir/sources.list" ;;
+      local main=$root/debian security=$root/debian-security
+      if [ -n "$snapshot" ]; then
+        main=https://snapshot.debian.org/archive/debian/$snapshot
+        security=https://snapshot.debian.org/archive/debian-security/$snapshot
+        opt='[check-valid-until=no] '
+      fi
+      printf 'deb %s%s %s main\ndeb %s%s %s-updates main\ndeb %s%s %s-security main\n' \
+        "$opt" "$main" "$codename" "$opt" "$main" "$codename" \
+        "$opt" "$security" "$codename" > "$dir/sources.list" ;;
     ubuntu)
-      printf 'deb %s/ubuntu %s main restricted universe multiverse\n' \
-        "$ENVKIT_APT_MIRROR" "$codename" "$ENVKIT_APT_MIRROR" "$codename-updates" \
-        "$ENVKIT_APT_MIRROR" "$codename-security" > "$dir/sources.list" ;;
+      local main=$root/ubuntu
+      if [ -n "$snapshot" ]; then
+        main=https://snapshot.ubuntu.com/ubuntu/$snapshot
+        opt='[check-valid-until=no] '
+      fi
+      printf 'deb %s%s %s main restricted universe multiverse\n' \
+        "$opt" "$main" "$codename" "$opt" "$main" "$codename-updates" \
+        "$opt" "$main" "$codename-security" > "$dir/sources.list" ;;
     *)
       printf '[envkit] apt mirror: %s is neither Debian nor Ubuntu; keeping its sources\n' "$id" >&2
       return 0 ;;
@@ -97,14 +111,98 @@ envkit_apt_sources() {
   ENVKIT_APT_LIST=$dir/sources.list ENVKIT_APT_PARTS=$dir/parts
 }
 
-envkit_apt_get() {
-  # apt-get with retries and timeouts, the CA bundle (ENVKIT_CA, set by --ca-bundle) for
-  # https sources, and the mirror's sources list when envkit_apt_sources made one
-  local opts=(-o Acquire::Retries=5 -o Acquire::http::Timeout=60 -o Acquire::https::Timeout=60)
-  [ -z "${ENVKIT_CA:-}" ] || opts+=(-o "Acquire::https::CAInfo=$ENVKIT_CA")
+envkit_os_suite() {
+  # this system's release as a lock names it: the Debian suite, or ubuntuXX.YY
+  local osr=${ENVKIT_OS_RELEASE:-/etc/os-release}
+  # shellcheck disable=SC1090,SC1091
+  (. "$osr" 2>/dev/null && if [ "${ID:-}" = ubuntu ]; then echo "ubuntu${VERSION_ID:-}"; else echo "${VERSION_CODENAME:-}"; fi) || true
+}
+
+envkit_apt_opts() {
+  # the options every apt command gets: retries and timeouts, the CA bundle (ENVKIT_CA, set
+  # by --ca-bundle) for https sources, and the sources list envkit_apt_sources made
+  ENVKIT_APT_OPTS=(-o Acquire::Retries=5 -o Acquire::http::Timeout=60 -o Acquire::https::Timeout=60)
+  [ -z "${ENVKIT_CA:-}" ] || ENVKIT_APT_OPTS+=(-o "Acquire::https::CAInfo=$ENVKIT_CA")
   [ -z "${ENVKIT_APT_LIST:-}" ] ||
-    opts+=(-o "Dir::Etc::SourceList=$ENVKIT_APT_LIST" -o "Dir::Etc::SourceParts=$ENVKIT_APT_PARTS")
-  DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" "$@"
+    ENVKIT_APT_OPTS+=(-o "Dir::Etc::SourceList=$ENVKIT_APT_LIST" -o "Dir::Etc::SourceParts=$ENVKIT_APT_PARTS")
+}
+
+envkit_apt_get() {
+  envkit_apt_opts
+  DEBIAN_FRONTEND=noninteractive apt-get "${ENVKIT_APT_OPTS[@]}" "$@"
+}
+
+envkit_apt_cache() {
+  envkit_apt_opts
+  apt-cache "${ENVKIT_APT_OPTS[@]}" "$@"
+}
+
+envkit_apt_locked() {
+  # RECIPE NAME=VERSION...: install exactly the locked versions. One the archive no longer
+  # has (Debian drops superseded versions at point and security releases) fails in one line
+  # naming it, the locked and the available version, and how to move on; with
+  # ENVKIT_APT_VANISHED=newer a newer version of it is taken instead, said, and recorded
+  # in /usr/local/share/envkit/apt-replaced for verify.
+  local recipe=$1 spec name want have gone=0
+  local pins=()
+  shift
+  for spec in "$@"; do
+    name=${spec%%=*}
+    want=${spec#*=}
+    if [ -n "$(envkit_apt_cache show "$name=$want" 2>/dev/null)" ]; then
+      pins+=("$spec")
+      continue
+    fi
+    have=$(envkit_apt_cache policy "$name" 2>/dev/null | sed -n 's/^  Candidate: //p')
+    [ -n "$have" ] || have='(none)'
+    if [ "${ENVKIT_APT_VANISHED:-fail}" = newer ] && [ "$have" != '(none)' ] &&
+      dpkg --compare-versions "$have" gt "$want"; then
+      printf '[envkit] apt: %s %s is locked, but the archive has only %s now; taking it (ENVKIT_APT_VANISHED=newer)\n' \
+        "$name" "$want" "$have" >&2
+      mkdir -p /usr/local/share/envkit
+      printf '%s %s %s\n' "$name" "$want" "$have" >> /usr/local/share/envkit/apt-replaced
+      pins+=("$name=$have")
+      continue
+    fi
+    printf '[envkit] apt: %s %s is locked, but the archive has %s: run invoke lock --recipe %s --upgrade-package %s, or lock with --apt-snapshot DATE\n' \
+      "$name" "$want" "$have" "$recipe" "$name" >&2
+    gone=1
+  done
+  ((gone == 0)) || return 100
+  envkit_apt_get install -y --no-install-recommends "${pins[@]}"
+}
+
+# --- uv ------------------------------------------------------------------------------------
+# pip steps install with the pinned uv (ENVKIT_UV_REQ: uv==VERSION with its hashes). On a
+# host, envkit hands its own uv in ENVKIT_UV; elsewhere the step's Python installs it once,
+# hash-checked, from the pip index into ENVKIT_UV_DIR (a cache mount in Docker builds).
+
+envkit_uv_bin() {
+  # PYTHON: prints the uv to use, installing it first if need be
+  local py=$1 dir=${ENVKIT_UV_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envkit/uv} tmp
+  if [ -n "${ENVKIT_UV:-}" ] && [ -x "${ENVKIT_UV}" ]; then
+    printf '%s' "$ENVKIT_UV"
+    return 0
+  fi
+  if [ ! -x "$dir/bin/uv" ]; then
+    mkdir -p -- "$(dirname -- "$dir")"
+    tmp=$(mktemp -d "$dir.XXXXXX")
+    if ! envkit_retry "installing uv" "$py" -m pip install --disable-pip-version-check \
+      --no-input --quiet --no-deps --require-hashes --target "$tmp" -r "$ENVKIT_UV_REQ" >&2; then
+      rm -rf -- "$tmp"
+      return 1
+    fi
+    mv -T -- "$tmp" "$dir" 2>/dev/null || rm -rf -- "$tmp"  # another build was first: fine
+  fi
+  printf '%s' "$dir/bin/uv"
+}
+
+envkit_uv_pip() {
+  # PYTHON SUBCOMMAND ARGS...: uv pip SUBCOMMAND ARGS for the environment of PYTHON
+  local py=$1 sub=$2 uv
+  shift 2
+  uv=$(envkit_uv_bin "$py") || return 1
+  "$uv" pip "$sub" --no-config --python "$py" "$@"
 }
 
 envkit_condarc() {
@@ -231,6 +329,39 @@ envkit_clone_once() {
   local code=$?
   rm -rf -- "$dir"
   return "$code"
+}
+
+# --- what an image holds -------------------------------------------------------------------
+
+envkit_record_base() {
+  # the base's Debian packages, before any step: verify compares what the steps added
+  mkdir -p /usr/local/share/envkit
+  if command -v dpkg-query >/dev/null; then
+    dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | sed -n 's/^installed //p' |
+      LC_ALL=C sort > /usr/local/share/envkit/base-packages.txt
+  fi
+}
+
+envkit_installed() {
+  # [PYTHON...]: each venv's distributions (name==version, under '# PYTHON'), then the
+  # Debian packages (under '# dpkg'): what verify compares with the lock
+  local py
+  for py in "$@"; do
+    printf '# %s\n' "$py"
+    "$py" -c 'import importlib.metadata as m
+for d in m.distributions():
+    print(str(d.metadata.get("Name")) + "==" + str(d.version))' | LC_ALL=C sort -f
+  done
+  if command -v dpkg-query >/dev/null; then
+    printf '# dpkg\n'
+    dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | sed -n 's/^installed //p' | LC_ALL=C sort
+  fi
+}
+
+envkit_record_installed() {
+  # PYTHON...: the manifest's pip freeze of each venv and dpkg-query -W, in the image
+  mkdir -p /usr/local/share/envkit
+  envkit_installed "$@" > /usr/local/share/envkit/installed.txt
 }
 
 # --- secrets ------------------------------------------------------------------------------

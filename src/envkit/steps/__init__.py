@@ -21,6 +21,7 @@ from ..secrets import Secret
 from ..unit import Unit
 
 Problem = tuple[Path_, str]  # (path inside the step's fields, message)
+LOCKS_DIR = "files/envkit/lock"  # locked pip steps' requirements files, in the build context
 
 REGISTRY: dict[str, type[Step]] = {}
 
@@ -42,6 +43,16 @@ class Step(Unit):
     runs: ClassVar[bool] = True  # runs commands (so it may use secrets)
     slow: ClassVar[bool] = False  # its rebuild costs minutes: it belongs before a copy step
     secrets: list[Secret] = field(default_factory=list, kw_only=True)  # set by the plan
+    # what the lock says this step installs (a lock.Locked), set by the plan's locker; in
+    # the step's hash through the chain, not through its fields
+    locked: Any = field(default=None, kw_only=True, metadata={"hashed": False})
+    # where the step is written (a Diagnostic with no message), for problems found later
+    origin: Any = field(default=None, kw_only=True, metadata={"hashed": False})
+
+    @property
+    def bind_mounts(self) -> list[tuple[str, str]]:
+        """Files of the build context its RUN reads without a layer keeping them."""
+        return []
 
     @property
     def secret_mounts(self) -> list[tuple[str, str, str]]:
@@ -66,6 +77,11 @@ class Step(Unit):
     def content_digest(self) -> str:
         """A hash of what the step reads besides its fields (files it copies)."""
         return ""
+
+    def lock_inputs(self) -> dict[str, Any] | None:
+        """The fields that decide what the step installs, for a kind the lock pins (its
+        packages, its index); None for a kind the lock leaves alone."""
+        return None
 
     def fields(self) -> dict[str, Any]:
         """What the step hash covers: every field but machine-local ones."""

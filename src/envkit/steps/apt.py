@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .. import grammar
 from . import Problem, Step, each, kind, strings
@@ -26,6 +27,9 @@ class Apt(Step):
 
     def check(self) -> list[Problem]:
         return each(self.packages, grammar.apt_package, ("packages",))
+
+    def lock_inputs(self) -> dict[str, Any] | None:
+        return {"packages": self.packages}
 
     def title(self) -> str:
         return "apt " + " ".join(self.packages)

@@ -1,36 +1,46 @@
-"""pip: Python packages into the active venv (or the system python3)."""
+"""pip: Python packages into the active venv (or the system python3), installed by uv."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import grammar
-from . import Problem, State, Step, checked, each, kind, strings
+from . import LOCKS_DIR, Problem, State, Step, checked, each, kind, strings
+
+# Options that only steer the resolution: a locked install has done it already.
+_RESOLUTION = re.compile(r"--(requirement|constraint)=.+|--pre|--prerelease=.+|--upgrade|-U")
 
 
 @kind
 @dataclass
 class Pip(Step):
     kind = "pip"
-    summary = "Install Python packages with pip into the active venv."
+    summary = ("Install Python packages into the active venv: with uv (pinned, hash-checked), "
+               "exactly the locked set when the recipe has a lock.")
     slow = True  # fetches or builds: minutes, not seconds
     properties = {
         "packages": strings(minItems=1, description="PEP 508 requirements, e.g. numpy==2.1.3."),
         "index": {"type": "string", "description": "Index URL for this step only."},
         "extra_index": strings(description="Extra index URLs for this step."),
-        "options": strings(description="Extra pip arguments, e.g. --no-deps."),
+        "options": strings(description="Extra arguments for the installer (uv pip install's, "
+                                       "or pip install's with installer: pip), e.g. --no-deps."),
         "python": {"type": "string",
-                   "description": "Interpreter to run pip with (default: the active venv)."},
+                   "description": "Interpreter to install for (default: the active venv)."},
+        "installer": {"enum": ["uv", "pip"],
+                      "description": "uv (default) or pip, for a step that needs pip itself."},
     }
     required = ("packages",)
     shorthand = "packages"
-    cache_mounts = ("/root/.cache/pip",)
+    cache_mounts = ("/root/.cache/pip", "/root/.cache/uv", "/root/.cache/envkit")
 
     packages: list[str]
     index: str = ""
     extra_index: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     python: str = ""
+    installer: str = "uv"
 
     def check(self) -> list[Problem]:
         return (each(self.packages, grammar.requirement, ("packages",))
@@ -44,6 +54,36 @@ class Pip(Step):
             return [(("packages",), "pip needs a venv step before it, or an explicit 'python'")]
         self.python = self.python or state.python
         return []
+
+    def lock_inputs(self) -> dict[str, Any] | None:
+        return {"packages": self.packages, "index": self.index,
+                "extra_index": self.extra_index, "options": self.options}
+
+    @property
+    def install_args(self) -> list[str]:
+        """The installer's arguments before the packages (or the locked file): hash-checked
+        and without dependencies when locked, the indexes, the author's options (a locked
+        install leaves out those of the resolution)."""
+        args = ["--require-hashes", "--no-deps"] if self.locked is not None else []
+        if self.index:
+            # uv: --default-index, since the mirror's UV_DEFAULT_INDEX would win over
+            # --index-url (both name the same index)
+            args += ["--default-index" if self.installer == "uv" else "--index-url", self.index]
+        carried = self.locked.carried if self.locked is not None else []
+        for url in [*self.extra_index, *carried]:
+            args += ["--extra-index-url", url]
+        options = (self.options if self.locked is None
+                   else [o for o in self.options if not _RESOLUTION.fullmatch(o)])
+        if (self.installer == "uv" and (self.extra_index or carried)
+                and not any(o.startswith("--index-strategy") for o in options)):
+            args.append("--index-strategy=unsafe-best-match")  # pip's way: the best of all
+        return args + options
+
+    @property
+    def bind_mounts(self) -> list[tuple[str, str]]:
+        if self.locked is None or not self.locked.step.pip:
+            return []
+        return [(f"{LOCKS_DIR}/{self.locked.file}", f"/run/envkit/lock/{self.locked.file}")]
 
     def title(self) -> str:
         return "pip " + " ".join(self.packages)

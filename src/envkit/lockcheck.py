@@ -1,0 +1,149 @@
+"""Verify against the lock: what is installed is exactly what the lock says.
+
+A check like the recipe's own (a row of verify's table), added by envkit when the build
+installed a lock. It lists each venv's distributions and, in an image, the Debian
+packages, and fails naming each package added, missing or at another version. Expected
+beside the locked packages, by name: what a venv seeds (pip, setuptools) and what a run
+step says it installs (a build from source). In an image the Debian packages the base
+had are its own (recorded before step 1); a version the build took because Debian had
+dropped the locked one (ENVKIT_APT_VANISHED=newer) is said, not failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from .checks import Check
+from .plan import Plan
+
+SEEDED = ("pip", "setuptools", "wheel")  # what venv and ensurepip put in a new venv
+IMAGE_HELPERS = "/usr/local/lib/envkit/helpers.sh"
+SHARE = "/usr/local/share/envkit"
+MAX_NAMED = 40
+
+_SCRIPT = (
+    'ENVKIT_MIRRORS_PICKED=1; . "$0" || exit 3\n'
+    'envkit_installed "$@"\n'
+    f'if [ -f {SHARE}/base-packages.txt ]; then echo "# base"; cat {SHARE}/base-packages.txt; fi\n'
+    f'if [ -f {SHARE}/apt-replaced ]; then echo "# replaced"; cat {SHARE}/apt-replaced; fi\n'
+)
+
+
+@dataclass
+class Want:
+    version: str
+    where: str  # the lock line
+
+
+@dataclass
+class LockCheck(Check):
+    kind = "lock"
+    pip: dict[str, dict[str, Want]] = field(default_factory=dict)  # python -> name -> want
+    extra: dict[str, set[str]] = field(default_factory=dict)  # python -> names also expected
+    apt: dict[str, Want] | None = None  # None: Debian packages are not compared (a host)
+    helpers: str = IMAGE_HELPERS
+
+    def label(self) -> str:
+        return self.name or "installed packages match the lock"
+
+    def command(self) -> list[str]:
+        return ["bash", "-c", _SCRIPT, self.helpers, *self.pip]
+
+    def judge(self, code: int, output: str) -> tuple[bool, str]:
+        if code != 0:
+            return False, f"could not list what is installed (exit {code}): " + (
+                output.strip().splitlines() or [""])[-1][:200]
+        sections = _sections(output)
+        problems: list[str] = []
+        for python, want in self.pip.items():
+            have = {canonicalize_name(n): v for n, v in _pairs(sections.get(python, []), "==")}
+            problems += _compare(f"pip {python}", want, have, self.extra.get(python, set()))
+        notes = []
+        if self.apt is not None:
+            if "base" not in sections:
+                notes.append("Debian packages not compared: the image has no record of its "
+                             "base's packages")
+            else:
+                have = dict(_pairs(sections.get("dpkg", []), " "))
+                base = dict(_pairs(sections["base"], " "))
+                replaced = {n: (old, new) for n, old, new in
+                            (line.split() for line in sections.get("replaced", [])
+                             if len(line.split()) == 3)}
+                for name, (old, new) in sorted(replaced.items()):
+                    notes.append(f"apt {name} {new} instead of the locked {old} "
+                                 "(Debian dropped it; ENVKIT_APT_VANISHED=newer)")
+                want = {n: (Want(replaced[n][1], w.where) if n in replaced else w)
+                        for n, w in self.apt.items()}
+                added = {n: v for n, v in have.items() if n not in base}
+                problems += _compare("apt", want, {**{n: v for n, v in have.items()
+                                                       if n in want}, **added}, set())
+        if problems:
+            shown = problems[:MAX_NAMED]
+            more = len(problems) - len(shown)
+            return False, "; ".join(shown) + (f"; and {more} more" if more else "")
+        count = sum(len(w) for w in self.pip.values()) + len(self.apt or {})
+        return True, f"{count} locked packages as locked" + (
+            f" ({'; '.join(notes)})" if notes else "")
+
+
+def _sections(output: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("# "):
+            current = out.setdefault(line[2:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return out
+
+
+def _pairs(lines: list[str], sep: str) -> list[tuple[str, str]]:
+    return [(a, b) for a, _, b in (line.partition(sep) for line in lines) if a and b]
+
+
+def _compare(where: str, want: dict[str, Want], have: dict[str, str],
+             extra: set[str]) -> list[str]:
+    problems = []
+    for name, w in sorted(want.items()):
+        if name not in have:
+            problems.append(f"{where}: missing {name} {w.version} ({w.where})")
+        elif have[name] != w.version:
+            problems.append(f"{where}: {name} is {have[name]}, locked {w.version} ({w.where})")
+    for name in sorted(set(have) - set(want) - extra):
+        problems.append(f"{where}: added {name} {have[name]} (not in the lock)")
+    return problems
+
+
+def for_plan(plan: Plan, image: bool, helpers: str = IMAGE_HELPERS) -> LockCheck | None:
+    """The lock check of a plan whose steps have a lock applied; None without one."""
+    locked = [ps for ps in plan.steps if ps.step.locked is not None]
+    if not locked:
+        return None
+    pip: dict[str, dict[str, Want]] = {}
+    extra: dict[str, set[str]] = {}
+    apt: dict[str, Want] = {}
+    for ps in plan.steps:
+        step: Any = ps.step
+        if ps.kind == "venv":
+            extra.setdefault(f"{step.path.rstrip('/')}/bin/python", set()).update(SEEDED)
+        elif ps.kind == "run" and step.installed:
+            extra.setdefault(step.python, set()).update(step.installed)
+        elif ps.kind == "pip" and step.locked is not None:
+            group = pip.setdefault(step.python, {})
+            for p in step.locked.step.pip:
+                group[p.name] = Want(p.version, _line(step.locked, p.line))
+        elif ps.kind == "apt" and step.locked is not None:
+            for a in step.locked.step.apt:
+                apt[a.name] = Want(a.version, _line(step.locked, a.line))
+    return LockCheck(pip=pip, extra={k: v for k, v in extra.items() if k in pip},
+                     apt=apt if image else None, helpers=helpers)
+
+
+def _line(locked: Any, line: int) -> str:
+    where: str = locked.where
+    if line and where.rsplit(":", 1)[-1].isdigit():
+        return f"{where.rsplit(':', 1)[0]}:{line}"
+    return where
