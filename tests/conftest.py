@@ -18,7 +18,9 @@ from envkit.plan import Plan, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 ENVKIT = str(Path(sys.executable).parent / "envkit")  # the console script of this venv
-TEST_BASE = "envkit-test/base:bookworm"
+# The base `invoke base` makes by default, which a build of debian:bookworm-slim finds: the
+# catalog's shipped locks were made on it.
+TEST_BASE = "envkit/base:bookworm"
 
 HEADER = """\
 name: {name}
@@ -211,10 +213,23 @@ def client() -> object:
 @pytest.fixture(scope="session")
 def base(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A base made by `invoke base` in this run: no registry, nothing pulled."""
-    done = envkit("base", "--tag", TEST_BASE, cwd=tmp_path_factory.mktemp("base"))
+    done = envkit("base", cwd=tmp_path_factory.mktemp("base"))
     assert done.returncode == 0, show(done)
-    assert re.search(r"envkit: envkit-test/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
+    assert re.search(r"envkit: envkit/base:bookworm \(sha256:\w+, [\d.]+ MB\)", done.stdout)
     return TEST_BASE
+
+
+def bridge_gateway() -> str:
+    """The host as a build container sees it: the first address of the bridge network."""
+    import ipaddress
+    import json
+
+    done = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True,
+                          text=True, check=True)
+    config = json.loads(done.stdout)[0]["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 # --- a local package index -----------------------------------------------------------------

@@ -100,3 +100,68 @@ def test_bench_valid_recipes_at_the_limits(tmp_path: Path,
             render(plan, fmt)
         with capsys.disabled():
             print(f"{name:<28} {cli:9.3f} {time.perf_counter() - started:9.3f}")
+
+
+BENCH_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.mark.parametrize("name", ["paddle-full", "transformers"])
+def test_bench_uv_against_pip(name: str, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A recipe's pip steps into a fresh venv, each way with an empty cache, in one run:
+    pip resolving and installing as envkit did before; uv resolving and installing
+    (--no-lock); uv installing the locked set (--require-hashes --no-deps), as builds do.
+    The ratios go into README.md; the machine is shared, so they are one run's."""
+    import os
+
+    from envkit import locking, resolve
+
+    catalog = Catalog()
+    recipe = catalog.find(name)
+    plan = make_plan(recipe, catalog, locker=locking.Locker(catalog, recipe))
+    steps = [ps for ps in plan.steps if ps.kind == "pip"]
+    assert steps and all(ps.step.locked is not None for ps in steps)  # type: ignore[attr-defined]
+    uv = resolve.uv_bin()
+    env = {**os.environ, "PIP_CERT": BENCH_CA, "SSL_CERT_FILE": BENCH_CA,
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_LINK_MODE": "copy"}
+    env.pop("PIP_CONFIG_FILE", None)
+
+    def venv(way: str) -> Path:
+        folder = tmp_path / way
+        subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True)
+        return folder
+
+    def run(way: str, commands: list[list[str]], extra: dict[str, str]) -> float:
+        started = time.perf_counter()
+        for argv in commands:
+            subprocess.run(argv, check=True, capture_output=True, env={**env, **extra})
+        return time.perf_counter() - started
+
+    files = []
+    for ps in steps:
+        path = tmp_path / f"step-{ps.number}.txt"
+        path.write_text(plan.generated[f"files/envkit/lock/{ps.step.locked.file}"])  # type: ignore[attr-defined]
+        files.append(path)
+    seconds = {}
+    folder = venv("pip")
+    py = str(folder / "venv/bin/python")
+    seconds["pip (resolves)"] = run("pip", [
+        [py, "-m", "pip", "install", "--index-url", resolve.PYPI, *ps.step.packages]  # type: ignore[attr-defined]
+        for ps in steps], {"PIP_CACHE_DIR": str(folder / "cache")})
+    folder = venv("uv")
+    py = str(folder / "venv/bin/python")
+    seconds["uv (resolves)"] = run("uv", [
+        [uv, "pip", "install", "--no-config", "--python", py, "--default-index", resolve.PYPI,
+         *ps.step.packages] for ps in steps],  # type: ignore[attr-defined]
+        {"UV_CACHE_DIR": str(folder / "cache")})
+    folder = venv("uv-locked")
+    py = str(folder / "venv/bin/python")
+    seconds["uv (locked)"] = run("uv-locked", [
+        [uv, "pip", "install", "--no-config", "--python", py, "--default-index", resolve.PYPI,
+         "--require-hashes", "--no-deps", "-r", str(f)] for f in files],
+        {"UV_CACHE_DIR": str(folder / "cache")})
+    packages = sum(len(ps.step.locked.step.pip) for ps in steps)  # type: ignore[attr-defined]
+    with capsys.disabled():
+        print(f"\n{name}: {packages} packages, cold cache, one run")
+        for way, s in seconds.items():
+            print(f"  {way:<16} {s:6.1f} s   pip/this {seconds['pip (resolves)'] / s:4.1f}x")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import envkit, show
+from conftest import REPO, envkit, show
 
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -37,7 +37,6 @@ def small_recipe(folder: Path, extra_steps: str = "", verify: str = "") -> Path:
         steps:
           - pip:
               packages: ["six==1.17.0"]
-              options: ["--retries=1", "--timeout=30"]
         """) + textwrap.indent(textwrap.dedent(extra_steps), "  ") + "verify:\n"
         "  - python_import: {module: six, version: \"==1.17.0\"}\n" + textwrap.dedent(verify))
     return path
@@ -69,14 +68,16 @@ def image_bytes(image: str, folder: Path) -> Iterator[tuple[str, bytes]]:
 
 @pytest.mark.docker
 def test_python_venv_builds_on_our_base_and_verifies(base: str, tmp_path: Path) -> None:
-    done = envkit("build", "--recipe", "python-venv", "--base", base, "--ca-bundle", HOST_CA,
+    # no --base: debian:bookworm-slim is the base `invoke base` made, and the shipped lock's
+    done = envkit("build", "--recipe", "python-venv", "--ca-bundle", HOST_CA,
                   "--no-cache", cwd=tmp_path)
     assert done.returncode == 0, show(done)
     out = done.stdout
     assert "envkit: builder " in out and ("DOCKER_BUILDKIT=1" in out or "buildx" in out)
     assert "step 1/2 python-venv: system Python: done in" in out
     assert "step 2/2 python-venv: virtual environment: done in" in out
-    assert "all 2 checks passed" in out
+    assert "envkit: installing the locked set of " in out
+    assert "all 3 checks passed" in out  # its two, and the installed set against the lock
     tag = re.search(r"envkit: built (envkit/python-venv:[0-9a-f]{12}) in", out)[1]  # type: ignore[index]
     assert (tmp_path / "build/python-venv/Dockerfile").read_text().startswith("# Generated")
     log = (tmp_path / "build/python-venv/build.log").read_text()
@@ -87,19 +88,19 @@ def test_python_venv_builds_on_our_base_and_verifies(base: str, tmp_path: Path) 
     assert labels["io.envkit.recipe"] == "python-venv"
     assert labels["io.envkit.build"] == tag.rsplit(":", 1)[1]
 
-    again = envkit("build", "--recipe", "python-venv", "--base", base, cwd=tmp_path)
+    again = envkit("build", "--recipe", "python-venv", cwd=tmp_path)
     assert again.returncode == 0, show(again)  # --ca-bundle auto: the same host bundle
     assert f"envkit: {tag} is already built from this recipe; skipping the build" in again.stdout
-    assert "all 2 checks passed" in again.stdout
+    assert "all 3 checks passed" in again.stdout
 
 
 @pytest.mark.docker
 def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
                                                                    tmp_path: Path) -> None:
-    args = ("build", "--recipe", "paddle-cpu", "--base", base, "--ca-bundle", HOST_CA)
+    args = ("build", "--recipe", "paddle-cpu", "--ca-bundle", HOST_CA)
     first = envkit(*args, cwd=tmp_path)
     assert first.returncode == 0, show(first)
-    assert "all 4 checks passed" in first.stdout
+    assert "all 5 checks passed" in first.stdout
     assert "PASS  paddle.utils.run_check()" in first.stdout
     assert "envkit: tagged envkit/paddle-cpu:latest" in first.stdout
     tag = re.search(r"envkit: image (envkit/paddle-cpu:[0-9a-f]{12}):", first.stdout)[1]  # type: ignore[index]
@@ -113,10 +114,10 @@ def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
     second = envkit(*args, cwd=tmp_path)
     assert second.returncode == 0, show(second)
     assert f"envkit: {tag} is already built from this recipe; skipping the build" in second.stdout
-    assert "all 4 checks passed" in second.stdout
+    assert "all 5 checks passed" in second.stdout
 
     verify = envkit("verify", "--recipe", "paddle-cpu", "--image", tag, cwd=tmp_path)
-    assert verify.returncode == 0 and "all 4 checks passed" in verify.stdout, show(verify)
+    assert verify.returncode == 0 and "all 5 checks passed" in verify.stdout, show(verify)
 
 
 @pytest.mark.docker
@@ -130,7 +131,8 @@ def test_the_ca_bundle_is_in_no_layer_history_or_log(base: str, tmp_path: Path) 
                   "--ca-bundle", str(bundle), "--no-cache", cwd=tmp_path)
     try:
         assert done.returncode == 0, show(done)
-        assert "all 3 checks passed" in done.stdout  # pip reached PyPI through the proxy
+        # pip (uv) reached PyPI through the proxy, for the lock made on the fly and the build
+        assert "all 4 checks passed" in done.stdout
         files = list(image_bytes(tag, tmp_path))
         assert any(name.endswith("site-packages/six.py") for name, _ in files)  # searched inside
         assert [name for name, data in files if marker.encode() in data] == []
@@ -156,8 +158,11 @@ def test_the_ca_bundle_is_in_no_layer_history_or_log(base: str, tmp_path: Path) 
 def test_without_the_ca_bundle_pip_fails_and_the_failure_names_the_step(base: str,
                                                                           tmp_path: Path) -> None:
     small_recipe(tmp_path)
+    # --no-lock: else the lock made for the build fails first, on this host, for the same
+    # reason (and says so: test_lock)
     done = envkit("build", "--recipe", "./small.yaml", "--base", base, "--no-cache",
-                  "--tag", "envkit-test/small:noca", "--ca-bundle", "none", cwd=tmp_path)
+                  "--tag", "envkit-test/small:noca", "--ca-bundle", "none", "--no-lock",
+                  cwd=tmp_path)
     assert done.returncode == 1, show(done)
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 1, done.stderr
@@ -236,13 +241,14 @@ def test_host_target_provisions_and_verifies(tmp_path: Path) -> None:
     assert done.returncode == 0, show(done)
     env = tmp_path / ".envkit/envs/small"
     assert f"provisioning small on this host into {env}" in done.stdout
-    assert "all 3 checks passed" in done.stdout
+    assert "all 4 checks passed" in done.stdout  # with the pip steps' lock, made here
     assert (env / "venv/bin/python").exists() and (env / "install.log").exists()
     manifest = json.loads((env / "envkit.json").read_text())
     assert manifest["recipe"] == "small" and manifest["params"]["prefix"] == str(env)
 
     verify = envkit("verify", "--recipe", "./small.yaml", "--env", str(env), cwd=tmp_path)
     assert verify.returncode == 0 and "all 3 checks passed" in verify.stdout, show(verify)
+    # (verify alone holds it to the recipe's lock: small.yaml has none, so three checks)
 
     (env / "venv/bin/python").unlink()  # break it: verify must notice
     broken = envkit("verify", "--recipe", "./small.yaml", "--env", str(env), cwd=tmp_path)
@@ -259,7 +265,7 @@ def test_no_engine_falls_back_to_the_host(tmp_path: Path) -> None:
     assert first.startswith("envkit: no Docker engine answers at unix://")
     assert first.endswith("provisioning on this host instead (--target docker insists on an "
                           "engine)")
-    assert "all 3 checks passed" in done.stdout
+    assert "all 4 checks passed" in done.stdout
 
 
 @pytest.mark.network
@@ -293,11 +299,14 @@ def test_catalog_recipe_builds_and_verifies(name: str, base: str, tmp_path: Path
     import time
 
     started = time.perf_counter()
-    done = envkit("build", "--recipe", name, "--base", base, "--ca-bundle", HOST_CA,
-                  cwd=tmp_path)
+    # no --base: the recipe's debian:bookworm-slim is the base `invoke base` made, so the
+    # build installs the catalog's shipped lock
+    done = envkit("build", "--recipe", name, "--ca-bundle", HOST_CA, cwd=tmp_path)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, show(done)
     assert re.search(r"all \d+ checks passed", done.stdout), show(done)
+    assert f"envkit: installing the locked set of {REPO}/recipes/{name}.lock" in done.stdout
+    assert "PASS  installed packages match the lock" in done.stdout
     assert f"envkit: tagged envkit/{name}:latest" in done.stdout
     size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}",
                            f"envkit/{name}:latest"], capture_output=True, text=True, check=True)

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from conftest import HEADER, plan_of, problems
 from envkit import ca, mirrors, paths, quote
 from envkit import lock as lockmod
+from envkit import render as render_mod
 from envkit.checks import local_runner
 from envkit.model import PLACEHOLDER
 from envkit.plan import INERT
@@ -261,8 +262,8 @@ FIXED_ARGS = [f"ARG {v}" for v in ca.VARS] + [
 ]
 UV_ARGS = ["ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt",
            f'ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-{lockmod.uv_version()}"',
-           "ARG ENVKIT_LOCKS=/run/envkit/lock", "ARG UV_LINK_MODE=copy",
-           "ARG UV_PYTHON_DOWNLOADS=never"]
+           "ARG ENVKIT_LOCKS=/run/envkit/lock",
+           *(f"ARG {k}={quote.df_str(v)}" for k, v in render_mod.UV_ENV)]
 HELPERS_ARG = "ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh"
 HELPER_COPY = "COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh"
 UV_COPY = "COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt"

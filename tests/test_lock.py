@@ -93,6 +93,17 @@ def test_a_lock_without_files_or_edited_by_hand_is_refused_at_its_lines(tmp_path
     assert any("a file line is FILENAME sha256:HEX" in m for m in messages), messages
     assert any("numpy 2.4.6 has no file to install" in m for m in messages), messages
     assert all("invoke lock --recipe t" in m for m in messages)
+    # nothing in a lock can be more than a name and a version where it is rendered
+    for good, hostile in (("    numpy 2.4.6", "    --index-url=http://evil 2.4.6"),
+                          ("    numpy 2.4.6", "    numpy 2.4.6;os_name!='x'"),
+                          ("    curl 7.88.1-10+deb12u14", "    curl 7.88$(touch.x)"),
+                          ("    curl 7.88.1-10+deb12u14", "    -o 7.88"),
+                          ("      numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl",
+                           "      ../../etc/passwd")):
+        with pytest.raises(EnvkitError) as info:
+            lockmod.parse(text.replace(good, hostile), path)
+        assert any(("not a" in str(d) or "a file line" in str(d))
+                   for d in info.value.diagnostics), (hostile, info.value)
     with pytest.raises(EnvkitError, match="not an envkit lock"):
         lockmod.parse("recipe t\n", path)
     with pytest.raises(EnvkitError, match="this envkit reads format 1"):
@@ -584,3 +595,48 @@ def test_write_outputs_writes_the_locked_steps_files(catalog, tmp_path: Path) ->
     assert (tmp_path / "files/envkit/uv.txt").read_text().startswith("# The uv that")
     manifest = json.loads((tmp_path / "files/envkit/manifest.json").read_text())
     assert manifest["lock"]["state"] == "locked" and manifest["lock"]["file"] == "faiss-cpu.lock"
+
+
+def test_a_host_build_without_an_engine_locks_its_pip_steps(recipe, index: LocalIndex,
+                                                            flaky: FlakyServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """On a host apt steps only check packages: with no engine to lock them in the base,
+    the build locks its pip steps, says the apt steps are not, and verify holds pip to it."""
+    index.publish("leaf", "1.0")
+    path = recipe(f"""
+        steps:
+          - apt: [bash]
+          - venv: {{path: "{{{{ prefix }}}}/venv"}}
+          - pip: {{packages: [leaf], index: "{flaky.url}/simple"}}
+        """)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    target = Path(buildmod.build(buildmod.Options(recipe=str(path), target="host"), out))
+    text = out.getvalue()
+    assert "envkit: t.lock does not exist; locking it for this build" in text
+    assert "(1 pip package; apt steps not locked: no Docker engine answers here" in text
+    assert "PASS  installed packages match the lock" in text
+    made = lockmod.load(target / "envkit.lock")
+    assert made is not None and made.entries[0].apt_free and made.entries[0].steps[0].kind == "pip"
+
+
+def test_a_lock_failure_for_a_certificate_says_pass_ca_bundle() -> None:
+    maker = locking.Maker(locking.Settings())
+    plan = plan_of(Path(lockmod.__file__).parents[2] / "recipes" / "faiss-cpu.yaml")
+    inputs = lockmod.inputs_of(plan, "c")
+    err = maker._failed(plan, inputs, "Request failed: invalid peer certificate: UnknownIssuer")
+    assert "pass --ca-bundle" in str(err)
+
+
+def test_an_entry_not_made_here_is_tried_again_by_the_next_lock(
+        recipe, index: LocalIndex, flaky: FlakyServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = locked_recipe(recipe, index, flaky)
+    with monkeypatch.context() as m:
+        m.setattr(resolve, "answers", lambda index, env: False)  # the index is away
+        [first] = lock_it(path)
+    assert first.state == "unlocked" and "does not answer from here" in first.detail
+    [second] = lock_it(path)  # back again: locked, not kept as unlocked
+    assert second.state == "locked"
+    lock = lockmod.load(lockmod.path_for(path))
+    assert lock is not None and [e.unlocked for e in lock.entries] == [""]

@@ -72,7 +72,7 @@ def _locker(opts: Options, catalog: Catalog, client: Any, out: TextIO) -> lockin
     if opts.no_lock:
         return locking.Locker(catalog, recipe, off=True)
     maker = locking.Maker(locking.Settings(ca_bundle=opts.ca_bundle, given=opts.secrets),
-                          client, out)
+                          client, out, host=client is None)
     file = lockmod.path_for(recipe.path)
 
     def make(plan: Plan, inputs: lockmod.Inputs) -> lockmod.Entry:
@@ -80,11 +80,7 @@ def _locker(opts: Options, catalog: Catalog, client: Any, out: TextIO) -> lockin
         exists = "has no entry" if file.exists() else "does not exist"
         print(f"envkit: {lockmod.display(file)} {exists}{which}; locking it for this build",
               file=out, flush=True)
-        try:
-            return maker(plan, inputs)
-        except locking.NeedsEngine as exc:
-            return lockmod.Entry(inputs.digest, [inputs.params],
-                                 unlocked=exc.diagnostics[0].message)
+        return maker(plan, inputs)
 
     return locking.Locker(catalog, recipe, make=make)
 

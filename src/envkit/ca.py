@@ -22,7 +22,8 @@ VARS = ("ENVKIT_CA", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA
         "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS")
 _MAX = 16 * 1024 * 1024
 _TLS = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem"
-                  r"|server certificate verification failed", re.IGNORECASE)
+                  r"|server certificate verification failed|invalid peer certificate",
+                  re.IGNORECASE)  # the last one is uv's (rustls)
 
 
 HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the admin added

@@ -286,6 +286,7 @@ class Entry:
     apt_snapshot: str = ""
     steps: list[StepLock] = field(default_factory=list)
     unlocked: str = ""  # why this could not be locked here; then it locks nothing
+    apt_free: str = ""  # why its apt steps are not locked (a host build): only pip is
     line: int = 0
 
     def content_digest(self) -> str:
@@ -293,7 +294,7 @@ class Entry:
         labels and manifests name."""
         data = {"python": self.python, "platform": self.platform, "base": self.base,
                 "suite": self.suite, "base_digest": self.base_digest,
-                "apt_snapshot": self.apt_snapshot,
+                "apt_snapshot": self.apt_snapshot, "apt_free": bool(self.apt_free),
                 "steps": [[s.kind, [p.pin for p in s.apt],
                            [[p.pin, [[d.file, d.sha256] for d in p.dists]] for p in s.pip]]
                           for s in self.steps]}
@@ -382,7 +383,8 @@ def dump(lock: LockFile) -> str:
                            ("base", entry.base), ("base-suite", entry.suite),
                            ("base-digest", entry.base_digest), ("base-made", entry.base_made),
                            ("uv", entry.uv), ("exclude-newer", entry.exclude_newer),
-                           ("apt-snapshot", entry.apt_snapshot)):
+                           ("apt-snapshot", entry.apt_snapshot),
+                           ("apt-free", _one_line(entry.apt_free))):
             if value:
                 out.append(f"  {key} {value}")
         for step in entry.steps:
@@ -402,9 +404,18 @@ def _one_line(text: str) -> str:
 
 _TOKEN = re.compile(r"[^\s]+")
 _HEX64 = re.compile(r"sha256:[0-9a-f]{64}")
+# What a lock may hold, so that nothing in it can be more than a name and a version where
+# it is rendered (apt's command line, a requirements file)
+_PIP_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_APT_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*")
+_FILE = re.compile(r"[A-Za-z0-9_.+!-]+\.(?:whl|tar\.gz|zip|tar\.bz2|tgz)")
+_SNAPSHOT = re.compile(r"\d{8}T\d{6}Z")
+MAX_BYTES = 32 * 1024 * 1024  # the catalog's largest lock is under 100 KB
 _ENTRY_KEYS = {"python": "python", "platform": "platform", "base": "base",
                "base-suite": "suite", "base-digest": "base_digest", "base-made": "base_made",
-               "uv": "uv", "exclude-newer": "exclude_newer", "apt-snapshot": "apt_snapshot"}
+               "uv": "uv", "exclude-newer": "exclude_newer", "apt-snapshot": "apt_snapshot",
+               "apt-free": "apt_free"}
 
 
 def parse(text: str, path: Path) -> LockFile:
@@ -455,6 +466,8 @@ def parse(text: str, path: Path) -> LockFile:
             elif key == "why" and entry.unlocked:
                 entry.unlocked = rest or "?"
             elif key in _ENTRY_KEYS and rest and not entry.unlocked:
+                if key == "apt-snapshot" and not _SNAPSHOT.fullmatch(rest):
+                    bad(n, f"an apt snapshot is YYYYMMDDTHHMMSSZ, not {rest[:40]!r}")
                 setattr(entry, _ENTRY_KEYS[key], rest)
             elif key == "step" and not entry.unlocked:
                 kind, _, title = rest.partition(" ")
@@ -470,13 +483,19 @@ def parse(text: str, path: Path) -> LockFile:
             if len(parts) != 2:
                 bad(n, "a package line is NAME VERSION")
             elif step.kind == "apt":
+                if not (_APT_NAME.fullmatch(parts[0]) and _APT_VERSION.fullmatch(parts[1])):
+                    bad(n, f"not a Debian package and version: {raw.strip()[:60]!r}")
                 step.apt.append(AptPackage(parts[0], parts[1], n))
             else:
+                if not _PIP_NAME.fullmatch(parts[0]) or _bad_version(parts[1]):
+                    bad(n, f"not a normalised Python package and version: "
+                           f"{raw.strip()[:60]!r}")
                 package = PipPackage(canonicalize_name(parts[0]), parts[1], [], n)
                 step.pip.append(package)
         elif indent == 6 and package is not None:
             parts = _TOKEN.findall(raw)
-            if len(parts) != 2 or not _HEX64.fullmatch(parts[1]):
+            if len(parts) != 2 or not _HEX64.fullmatch(parts[1]) or not _FILE.fullmatch(
+                    parts[0]):
                 bad(n, "a file line is FILENAME sha256:HEX")
             else:
                 package.dists.append(Dist(parts[0], parts[1].removeprefix("sha256:")))
@@ -496,9 +515,20 @@ def parse(text: str, path: Path) -> LockFile:
     return lock
 
 
+def _bad_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return True
+    return False
+
+
 def load(path: Path) -> LockFile | None:
     """The lock file at ``path``; None when there is none."""
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise error(f"{display(path)} is over {MAX_BYTES >> 20} MiB; that is not a lock",
+                        path="lock")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
@@ -569,7 +599,8 @@ def apply(plan: Plan, match: Match) -> None:
     requirements files the pip steps install from."""
     entry = match.entry
     assert entry is not None and not entry.unlocked
-    lockable = [ps for ps in plan.steps if ps.step.lock_inputs() is not None]
+    lockable = [ps for ps in plan.steps if ps.step.lock_inputs() is not None
+                and not (entry.apt_free and ps.kind == "apt")]
     if len(lockable) != len(entry.steps) or any(
             ps.kind != s.kind for ps, s in zip(lockable, entry.steps, strict=False)):
         raise error(f"{match.where()} does not fit {plan.name}'s steps", path="lock",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import aptlock, baseimage, engine, resolve
+from . import aptlock, baseimage, ca, engine, resolve
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -107,8 +107,11 @@ class Maker:
     """Makes lock entries: pip steps with uv, apt steps in the base image (through the
     engine, if there is one)."""
 
-    def __init__(self, settings: Settings, client: Any = None, out: TextIO | None = None):
-        self.settings, self.client, self.out = settings, client, out
+    def __init__(self, settings: Settings, client: Any = None, out: TextIO | None = None,
+                 host: bool = False):
+        """``host``: for a build on this host, whose apt steps only check packages: without
+        an engine its apt steps stay unlocked instead of failing the lock."""
+        self.settings, self.client, self.out, self.host = settings, client, out, host
         self._bases: dict[str, tuple[str, str, str]] = {}  # ref -> (image, made, digest)
 
     def say(self, text: str) -> None:
@@ -125,11 +128,13 @@ class Maker:
         old = previous.steps if previous and not previous.unlocked else []
         # a pip step's secrets (a private index's .netrc) reach uv as they reach the step
         used = {sec.id: sec for ps in plan.steps if ps.kind == "pip" for sec in ps.step.secrets}
-        with secretmod.provide(used, {k: v for k, v in s.given.items() if k in used}) as given:
+        # every secret the plan needs is asked for here, so all missing ones are said at once
+        with secretmod.provide(plan.secrets, s.given) as given:
             env = resolve.uv_env(s.ca_bundle)
             for sid, path in given.files.items():
-                env[used[sid].env] = (str(path) if used[sid].mode == "file"
-                                      else path.read_text())
+                if sid in used:
+                    env[used[sid].env] = (str(path) if used[sid].mode == "file"
+                                          else path.read_text())
             try:
                 pip = resolve.resolve_plan(
                     plan, env, resolve.Options(s.exclude_newer, s.upgrade, s.upgrade_packages),
@@ -145,6 +150,11 @@ class Maker:
         apt_jobs = [aptlock.AptJob(f"{ps.recipe}: {ps.title}", ps.step.packages)  # type: ignore[attr-defined]
                     for ps in plan.steps if ps.kind == "apt"]
         apt: list[StepLock] = []
+        if apt_jobs and self.client is None and self.host:
+            entry.apt_free = ("no Docker engine answers here to lock apt steps in the base "
+                              "image; on a host they check packages, they do not install")
+            entry.steps = pip
+            return entry
         if apt_jobs and self.client is None:
             raise NeedsEngine(error(
                 f"{plan.name}: its apt steps are locked in the base image ({plan.base}), "
@@ -174,8 +184,9 @@ class Maker:
         return entry
 
     def _failed(self, plan: Plan, inputs: Inputs, message: str) -> EnvkitError:
+        hint = ca.hint([message], self.settings.ca_bundle).removesuffix("; ")
         return error(f"{plan.name} [{label(inputs.params)}] cannot be locked: {message}",
-                     path="lock")
+                     path="lock", hint=hint)
 
     def _base(self, plan: Plan) -> tuple[str, str, str, str]:
         """(image, how it was made, registry digest, why not): the base on the engine."""
@@ -265,7 +276,8 @@ def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Mak
         state = "locked"
         if entry is None:
             old = next((e for e in file.entries if e.inputs == inputs.digest), None)
-            if old is not None and not fresh and _same_options(old, settings):
+            if (old is not None and not fresh and not old.unlocked
+                    and _same_options(old, settings)):  # one not made here is tried again
                 entry, state = old, "kept"
             else:
                 previous = old or next((e for e in file.entries
@@ -314,4 +326,6 @@ def summary(entry: Entry) -> str:
         return entry.unlocked
     pip = sum(len(s.pip) for s in entry.steps)
     apt = sum(len(s.apt) for s in entry.steps)
+    if entry.apt_free:
+        return f"{pip} pip package{'s' * (pip != 1)}; apt steps not locked: {entry.apt_free}"
     return f"{pip} pip package{'s' * (pip != 1)}, {apt} Debian package{'s' * (apt != 1)}"

@@ -64,8 +64,10 @@ def check_format(fmt: str) -> str:
 
 
 # uv's settings in images and scripts: copies out of its cache (a cache mount is another
-# file system), and never a Python of its own.
-UV_ENV = (("UV_LINK_MODE", "copy"), ("UV_PYTHON_DOWNLOADS", "never"))
+# file system), bytecode compiled at install as pip does (a read-only image cannot write
+# __pycache__ later), and never a Python of its own.
+UV_ENV = (("UV_LINK_MODE", "copy"), ("UV_COMPILE_BYTECODE", "1"),
+          ("UV_PYTHON_DOWNLOADS", "never"))
 MANIFEST = "files/envkit/manifest.json"  # in the build context; the image keeps it
 
 

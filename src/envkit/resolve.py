@@ -76,6 +76,7 @@ class PipJob:
     extra: list[str]
     options: list[str]  # those that change the resolution
     venv: str  # the interpreter: steps of one venv see each other's packages
+    mirrored: bool = False  # the index is the mirror profile's (the step names none)
 
     @property
     def indexes(self) -> list[str]:
@@ -101,8 +102,16 @@ def jobs_of(plan: Plan) -> list[PipJob]:
                  if u != index]
         out.append(PipJob(ps.number, f"{ps.recipe}: {ps.title}", list(step.packages),
                           lockmod.requirement_files(plan, ps.number), index,
-                          list(dict.fromkeys(extra)), options, step.python))
+                          list(dict.fromkeys(extra)), options, step.python,
+                          mirrored=not step.index))
     return out
+
+
+def mirror_index(plan: Plan, env: dict[str, str]) -> str:
+    """The mirror profile's first pip index that answers, as the helper picks it in a
+    build (its fallbacks in order, upstream last); the first when none does."""
+    candidates = [PYPI if c == "-" else c for c in plan.mirror.candidates("pip")]
+    return next((c for c in candidates if answers(c, env)), candidates[0])
 
 
 def has_compiler(plan: Plan) -> bool:
@@ -283,7 +292,13 @@ def resolve_plan(plan: Plan, env: dict[str, str], options: Options | None = None
     installed: dict[str, dict[str, PipPackage]] = {}
     before = iter(previous or [])
     out = []
-    for job in jobs_of(plan):
+    jobs = jobs_of(plan)
+    if any(job.mirrored for job in jobs) and len(plan.mirror.candidates("pip")) > 1:
+        picked = mirror_index(plan, env)
+        for job in jobs:
+            if job.mirrored:
+                job.index = picked
+    for job in jobs:
         for index in job.indexes:
             if not answers(index, env):
                 raise ResolveError(f"{index} does not answer from here", skipped=True,

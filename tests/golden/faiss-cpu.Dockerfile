@@ -34,8 +34,9 @@ COPY files/envkit/uv.txt /usr/local/lib/envkit/uv.txt
 ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt
 ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-0.13.9"
 ARG ENVKIT_LOCKS=/run/envkit/lock
-ARG UV_LINK_MODE=copy
-ARG UV_PYTHON_DOWNLOADS=never
+ARG UV_LINK_MODE="copy"
+ARG UV_COMPILE_BYTECODE="1"
+ARG UV_PYTHON_DOWNLOADS="never"
 ARG BASH_ENV=/usr/local/lib/envkit/helpers.sh
 # The base's own Debian packages, for the manifest and verify (what the steps added).
 RUN envkit_record_base

@@ -112,6 +112,7 @@ export UV_HTTP_TIMEOUT="${UV_HTTP_TIMEOUT:-60}"
 ENVKIT_UV_REQ="${ENVKIT_UV_REQ:-$ENVKIT_FILES/envkit/uv.txt}"
 ENVKIT_LOCKS="${ENVKIT_LOCKS:-$ENVKIT_FILES/envkit/lock}"
 export UV_LINK_MODE="${UV_LINK_MODE:-copy}"
+export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
 export UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
 # envkit's runtime helpers: sourced before the steps run (in a Dockerfile through BASH_ENV,
 # on every RUN; inlined in the shell script). Three parts:
