@@ -122,9 +122,10 @@ def test_bench_uv_against_pip(name: str, tmp_path: Path,
     steps = [ps for ps in plan.steps if ps.kind == "pip"]
     assert steps and all(ps.step.locked is not None for ps in steps)  # type: ignore[attr-defined]
     uv = resolve.uv_bin()
+    # as in a build: no config of this machine's, both compile bytecode, uv copies
     env = {**os.environ, "PIP_CERT": BENCH_CA, "SSL_CERT_FILE": BENCH_CA,
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_LINK_MODE": "copy"}
-    env.pop("PIP_CONFIG_FILE", None)
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CONFIG_FILE": os.devnull,
+           "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "1"}
 
     def venv(way: str) -> Path:
         folder = tmp_path / way

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import aptlock, baseimage, ca, engine, resolve
+from . import aptlock, baseimage, ca, compat, engine, resolve
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -51,7 +51,7 @@ def _compat_digest(path: Path, mtime_ns: int) -> str:
 
 def compat_digest(catalog: Catalog) -> str:
     """The compatibility data as loaded (a comment edit changes nothing)."""
-    path = catalog.root / "compat.yaml"
+    path = catalog.root / compat.FILE
     return _compat_digest(path, path.stat().st_mtime_ns if path.is_file() else 0)
 
 
@@ -248,8 +248,8 @@ class Outcome:
 
 
 def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Maker,
-                only: list[dict[str, str]] | None = None, mirror: str | None = None
-                ) -> list[Outcome]:
+                only: list[dict[str, str]] | None = None, mirror: str | None = None,
+                base: str | None = None) -> list[Outcome]:
     """Lock every variant (or ``only`` these settings) of a recipe and write its lock file.
     An entry already made from the same inputs is kept, unless upgrading or locking as of
     another date."""
@@ -263,7 +263,7 @@ def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Mak
     for settings_ in wanted:
         started = time.monotonic()
         finder = Locker(catalog, recipe, strict=False)
-        plan = make_plan(recipe, catalog, settings_, mirror, locker=finder)
+        plan = make_plan(recipe, catalog, settings_, mirror, base, locker=finder)
         assert finder.inputs is not None
         inputs = finder.inputs
         if not inputs.data["steps"]:

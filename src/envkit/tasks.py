@@ -421,11 +421,12 @@ def _date(value: str, flag: str) -> tuple[int, ...]:
             "apt_snapshot": "Debian's archive as of this date (snapshot.debian.org), "
                             "rendered into the apt sources of builds.",
             "mirror": _COMMON["mirror"] + " Where to resolve; the lock is the same.",
+            "base": "Base image instead of the recipe's (as a build with --base uses it).",
             "ca_bundle": _COMMON["ca_bundle"],
             "secret": _COMMON["secret"]})
 @_reports_errors
 def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=None,
-          exclude_newer="", apt_snapshot="", mirror="", ca_bundle="", secret=None):
+          exclude_newer="", apt_snapshot="", mirror="", base="", ca_bundle="", secret=None):
     """Lock recipes: every pip and apt package, exactly, with hashes, per param variant."""
     from . import engine
     from . import lock as lockmod
@@ -464,7 +465,8 @@ def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=N
     counts = {"locked": 0, "kept": 0, "unlocked": 0, "failed": 0, "nothing": 0}
     problems = []
     for r in recipes:
-        for o in lock_recipe(catalog, r, settings, maker, only, mirror or _config(c, "mirror")):
+        for o in lock_recipe(catalog, r, settings, maker, only, mirror or _config(c, "mirror"),
+                             base or None):
             counts[o.state] += 1
             problems += o.problems
             state = {"kept": "up to date", "locked": "locked", "unlocked": "unlocked",
