@@ -140,8 +140,9 @@ def uv_bin() -> str:
 def uv_env(ca_bundle: Path | None = None, netrc: Path | None = None) -> dict[str, str]:
     """This process's environment without the user's uv and pip settings (an index or a
     constraint there must not decide what a recipe resolves to), with the CA bundle."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_", "PIP_")) and k not in ("SSL_CERT_FILE", "NETRC")}
+    env = {k: v for k, v in os.environ.items()  # where uv keeps its cache is no setting
+           if (not k.startswith(("UV_", "PIP_")) or k == "UV_CACHE_DIR")
+           and k not in ("SSL_CERT_FILE", "NETRC")}
     if ca_bundle:
         env["SSL_CERT_FILE"] = str(ca_bundle)
     if netrc:
