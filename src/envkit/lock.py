@@ -300,21 +300,6 @@ class Entry:
                           for s in self.steps]}
         return "sha256:" + hashlib.sha256(_canonical(data).encode()).hexdigest()
 
-    def pip_expected(self) -> list[PipPackage]:
-        """Every pip package the locked steps leave installed, the last version of each."""
-        out: dict[str, PipPackage] = {}
-        for step in self.steps:
-            for p in step.pip:
-                out[p.name] = p
-        return [out[k] for k in sorted(out)]
-
-    def apt_expected(self) -> list[AptPackage]:
-        out: dict[str, AptPackage] = {}
-        for step in self.steps:
-            for p in step.apt:
-                out[p.name] = p
-        return [out[k] for k in sorted(out)]
-
 
 @dataclass
 class LockFile:
