@@ -584,6 +584,15 @@ def test_validate_fails_on_a_stale_or_missing_lock_of_a_catalog_recipe(tmp_path:
     assert any(w.startswith("paddle-gpu: not locked here (") and
                "https://www.paddlepaddle.org.cn/packages/stable/cu126/ does not answer" in w
                for w in report.warnings), report.warnings
+    # a default that moves to a value never locked: no entry for it, naming the lock
+    faiss.write_text(faiss.read_text().replace('values: ["1.15.1", "1.14.3"]',
+                                               'values: ["1.15.0", "1.15.1", "1.14.3"]')
+                     .replace('default: "1.14.3"', 'default: "1.15.0"')
+                     .replace("numpy==2.4.5", "numpy==2.4.6"))
+    report = validate(["faiss-cpu"], Catalog(root))
+    problems = [str(d).replace(str(tmp_path) + "/", "") for d in report.problems]
+    assert problems == ["recipes/faiss-cpu.lock: lock: no entry for faiss=1.15.0, python=3.11 "
+                        "(invoke lock --recipe faiss-cpu)"], problems
 
 
 def test_write_outputs_writes_the_locked_steps_files(catalog, tmp_path: Path) -> None:
@@ -640,3 +649,162 @@ def test_an_entry_not_made_here_is_tried_again_by_the_next_lock(
     assert second.state == "locked"
     lock = lockmod.load(lockmod.path_for(path))
     assert lock is not None and [e.unlocked for e in lock.entries] == [""]
+
+
+# --- what review found ----------------------------------------------------------------------
+
+
+def test_an_apt_snapshot_is_what_the_simulation_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def run_script(client: Any, image: str, script: str, files: dict[str, bytes],
+                   env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+        seen.update(env)
+        return 0, "== suite bookworm\n" + SIMULATION, ""
+
+    monkeypatch.setattr(aptlock.engine, "run_script", run_script)
+    sim = aptlock.simulate(object(), "img", [aptlock.AptJob("t", ["curl"]),
+                                             aptlock.AptJob("t", ["git"])], {},
+                           snapshot="20261201T000000Z")
+    assert seen["ENVKIT_APT_SNAPSHOT"] == "20261201T000000Z" and sim.suite == "bookworm"
+
+
+def test_another_base_is_no_stale_lock_but_a_missing_one(recipe) -> None:
+    path = recipe("steps:\n  - venv: {path: /opt/v}\n  - pip: [six]\n")
+    plan = plan_of(path)
+    inputs = lockmod.inputs_of(plan, "c")
+    lock = LockFile(path.with_suffix(".lock"), "t",
+                    [entry(inputs="sha256:" + "d" * 64, params=[inputs.params],
+                           base="debian:bookworm-slim")])
+    assert lock.find(inputs).state == "stale"
+    other = lockmod.inputs_of(plan_of(path, base="envkit/base:bookworm"), "c")
+    assert lock.find(other).state == "missing"  # locked on the fly, not refused
+
+
+def test_a_requirements_file_under_the_prefix_is_one_lock_for_host_and_image(
+        recipe, tmp_path: Path) -> None:
+    (tmp_path / "req.txt").write_text("leaf==1.0\n-r more.txt\n")
+    (tmp_path / "more.txt").write_text("mid==1.0\n")
+    path = recipe("""
+        steps:
+          - venv: {path: "{{ prefix }}/venv"}
+          - copy: {src: ., dest: "{{ prefix }}/proj"}
+          - pip: {packages: [leaf], options: ["--requirement={{ prefix }}/proj/req.txt"]}
+        """)
+    image = lockmod.inputs_of(plan_of(path), "c").digest
+    assert image == lockmod.inputs_of(plan_of(path, {"prefix": "/host/env"}), "c").digest
+    (tmp_path / "more.txt").write_text("mid==2.0\n")  # a file the file names is an input too
+    assert lockmod.inputs_of(plan_of(path), "c").digest != image
+
+
+def test_a_venv_made_with_another_python_is_the_target(recipe) -> None:
+    path = recipe("steps:\n  - venv: {path: /opt/v, python: '3.12'}\n  - pip: [six]\n")
+    assert lockmod.target_python(plan_of(path)) == "3.12"
+
+
+def test_a_lock_that_cannot_be_read_is_made_anew(recipe, index: LocalIndex,
+                                                 flaky: FlakyServer) -> None:
+    path = locked_recipe(recipe, index, flaky)
+    lockmod.path_for(path).write_text("envkit-lock 1\nrecipe t\ngarbage here\n")
+    [outcome] = lock_it(path)
+    assert outcome.state == "locked"
+    assert lockmod.load(lockmod.path_for(path)) is not None
+
+
+def test_a_direct_url_cannot_be_pinned_by_hash(recipe, index: LocalIndex,
+                                               flaky: FlakyServer) -> None:
+    index.publish("leaf", "1.0")
+    path = recipe(f"""
+        steps:
+          - venv: {{path: /opt/v}}
+          - pip: ["leaf @ {flaky.url}/files/leaf-1.0-py3-none-any.whl"]
+        """)
+    [outcome] = lock_it(path)
+    assert outcome.state == "failed"
+    assert "leaf comes from a direct URL or VCS reference, which a lock cannot pin by hash" \
+        in outcome.detail
+
+
+def test_verify_alone_does_not_hold_a_result_to_another_lock(recipe, tmp_path: Path) -> None:
+    path = recipe("steps:\n  - apt: [curl]\n  - venv: {path: /opt/v}\n  - pip: [numpy]\n")
+    plan = plan_of(path)
+    plan.lock = lockmod.Match("locked", entry(), LockFile(path.with_suffix(".lock"), "t"))
+    lockmod.apply(plan, plan.lock)
+    out = io.StringIO()
+    ran: list[list[str]] = []
+
+    def runner(argv: list[str]) -> tuple[int, str]:
+        ran.append(argv)
+        return 0, ""
+
+    buildmod._verify(plan, runner, "img", out, image=True, built_with="sha256:" + "e" * 64)
+    assert "img was built from another lock (sha256:eeeeeeeeeeee…) than the recipe's now" \
+        in out.getvalue()
+    assert ran == [] and "the recipe declares no checks" in out.getvalue()
+
+
+def test_the_helpers_install_uv_once_and_replace_a_broken_install(tmp_path: Path) -> None:
+    """A stand-in python3 whose pip puts a uv in --target: installed once, reused, and a
+    folder a stopped install left without bin/uv is replaced."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(textwrap.dedent("""\
+        #!/bin/bash
+        echo "$*" >> "$HOME/pip-calls"
+        while [ "$#" -gt 0 ]; do
+          if [ "$1" = --target ]; then
+            mkdir -p "$2/bin"
+            printf '#!/bin/sh\\necho uv "$@"\\n' > "$2/bin/uv"
+            chmod +x "$2/bin/uv"
+          fi
+          shift
+        done
+        """))
+    (bin_dir / "python3").chmod(0o755)
+    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "ENVKIT_MIRRORS_PICKED": "1", "ENVKIT_UV_REQ": "/req.txt",
+           "ENVKIT_UV_DIR": str(tmp_path / "cache" / "uv-0.13.9")}
+
+    def uv_pip(*args: str) -> str:
+        done = subprocess.run(["bash", "-c", '. "$0"; envkit_uv_pip python3 "$@"',
+                               str(helpers), *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert uv_pip("install", "six") == "uv pip install --no-config --python python3 six\n"
+    assert uv_pip("install", "six") == "uv pip install --no-config --python python3 six\n"
+    assert len((tmp_path / "pip-calls").read_text().splitlines()) == 1  # installed once
+    assert "--require-hashes --target" in (tmp_path / "pip-calls").read_text()
+    shutil.rmtree(tmp_path / "cache" / "uv-0.13.9" / "bin")  # a stopped install's leftovers
+    assert uv_pip("list") == "uv pip list --no-config --python python3\n"
+    assert len((tmp_path / "pip-calls").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("policy, code", [("fail", 100), ("newer", 0)])
+def test_a_newer_debian_package_in_the_base_is_said_not_downgraded(tmp_path: Path, policy: str,
+                                                                    code: int) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = {"dpkg-query": 'echo -n "installed 2.0-2"',
+             "apt-cache": 'echo "Package: libx"',
+             "apt-get": 'echo "apt-get $*" >> "$HOME/apt-calls"'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    done = subprocess.run(
+        ["bash", "-c", '. "$0"; envkit_apt_locked t libx=2.0-1', str(helpers)],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+             "ENVKIT_MIRRORS_PICKED": "1", "ENVKIT_APT_VANISHED": policy},
+        capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    if policy == "fail":
+        assert done.stderr == ("[envkit] apt: libx 2.0-1 is locked, but the base has 2.0-2, "
+                               "newer: run invoke lock --recipe t --upgrade-package libx\n")
+        locked = lockmod.Locked(StepLock("apt", "t", apt=[AptPackage("libx", "2.0-1", 9)]),
+                                "t", "t.lock:7")
+        assert lockmod.explain_failure(locked, done.stderr.splitlines()) == (
+            "libx 2.0-1 (t.lock:9): the base has 2.0-2 now")
+    else:
+        assert "keeping it (ENVKIT_APT_VANISHED=newer)" in done.stderr

@@ -30,6 +30,7 @@ set -euo pipefail
 . /usr/local/lib/envkit/helpers.sh
 envkit_apt_sources
 envkit_apt_get update -qq >&2
+echo "== suite $(envkit_os_suite)"
 echo '== base'
 dpkg-query -W -f '${Package} ${Version}\n'
 # versions an earlier lock chose: kept where the archive still has them
@@ -68,16 +69,18 @@ class AptJob:
 class Simulation:
     base: dict[str, str]  # the base image's packages and versions
     steps: list[StepLock]
+    suite: str = ""  # the base's release, as its /etc/os-release says
 
 
 def simulate(client: Any, image: str, jobs: list[AptJob], env: dict[str, str],
-             ca_bundle: Path | None = None, prefer: dict[str, str] | None = None
-             ) -> Simulation:
+             ca_bundle: Path | None = None, prefer: dict[str, str] | None = None,
+             snapshot: str = "") -> Simulation:
     """Each apt job's packages, in order, as apt would install them on ``image``; a
     package in ``prefer`` keeps that version where the archive still has it."""
     files = {"/usr/local/lib/envkit/helpers.sh": (paths.data_dir() / "helpers.sh").read_bytes()}
     env = {**env, "ENVKIT_MIRRORS_PICKED": "", "BASH_ENV": "",
-           "ENVKIT_APT_PREFER": " ".join(f"{n}={v}" for n, v in sorted((prefer or {}).items()))}
+           "ENVKIT_APT_PREFER": " ".join(f"{n}={v}" for n, v in sorted((prefer or {}).items())),
+           "ENVKIT_APT_SNAPSHOT": snapshot}  # the archive as of that day, as builds see it
     if ca_bundle:
         files["/run/secrets/envkit-ca"] = ca_bundle.read_bytes()
         env["ENVKIT_CA"] = "/run/secrets/envkit-ca"
@@ -103,8 +106,11 @@ def _parse(out: str, jobs: list[AptJob]) -> Simulation:
     base: dict[str, str] = {}
     results: list[dict[str, str]] = []
     current: dict[str, str] | None = None
+    suite = ""
     for line in out.splitlines():
-        if line == "== base":
+        if line.startswith("== suite"):
+            suite = line.removeprefix("== suite").strip()
+        elif line == "== base":
             current = base
         elif line.startswith("== job "):
             results.append({})
@@ -124,4 +130,4 @@ def _parse(out: str, jobs: list[AptJob]) -> Simulation:
         steps.append(StepLock("apt", job.title,
                               apt=[AptPackage(n, v) for n, v in sorted(delta.items())]))
         before.update(result)
-    return Simulation(base, steps)
+    return Simulation(base, steps, suite if re.fullmatch(r"[a-z0-9.]+", suite) else "")

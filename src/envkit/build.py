@@ -295,10 +295,19 @@ def _save_made_lock(plan: Plan, folder: Path) -> None:
 
 
 def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
-            helpers: str = lockcheck.IMAGE_HELPERS) -> None:
+            helpers: str = lockcheck.IMAGE_HELPERS, built_with: str = "") -> None:
     """The recipe's checks, then (when the build installed a lock) the installed set
-    against the lock."""
-    extra = lockcheck.for_plan(plan, image, helpers)
+    against the lock. ``built_with``: the lock content hash the result records (verify
+    alone); against another lock than that there is nothing to hold it to."""
+    entry = plan.lock.entry if plan.lock is not None else None
+    if built_with.startswith("sha256:") and entry is not None and (
+            entry.content_digest() != built_with):
+        print(f"envkit: {where} was built from another lock ({built_with[:19]}…) than the "
+              "recipe's now: its installed set is not compared (build it again to)", file=out,
+              flush=True)
+        extra = None
+    else:
+        extra = lockcheck.for_plan(plan, image, helpers)
     checks = [*plan.checks, *([extra] if extra else [])]
     if not run_checks(checks, runner, where, out):
         raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
@@ -359,9 +368,11 @@ def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
         raise error(f"{image_ref} was built from recipe '{labels['io.envkit.recipe']}', "
                     f"not '{name}'", path="--image")
     recorded = _known(opts, catalog, _built_params(labels.get("io.envkit.params", "")))
+    built_with = labels.get("io.envkit.lock", "")
     plan = _plan(opts, catalog, settings={**recorded, **opts.settings},
-                 locker=_verify_locker(opts, catalog, labels.get("io.envkit.lock", "")))
-    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out, image=True)
+                 locker=_verify_locker(opts, catalog, built_with))
+    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out, image=True,
+            built_with=built_with)
 
 
 def _checks_in(client: Any, image: Any, name: str, out: TextIO) -> Runner:
@@ -390,7 +401,7 @@ def verify_env(opts: Options, path: Path, out: TextIO) -> None:
     plan = _plan(opts, catalog, settings=settings,
                  locker=_verify_locker(opts, catalog, built_with))
     _verify(plan, host.runner(plan), str(target), out, image=False,
-            helpers=str(paths.data_dir() / "helpers.sh"))
+            helpers=str(paths.data_dir() / "helpers.sh"), built_with=built_with)
 
 
 def _verify_locker(opts: Options, catalog: Catalog, built_with: str) -> locking.Locker:

@@ -226,8 +226,12 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
                 info = tarfile.TarInfo(path.lstrip("/"))
                 info.size, info.mode = len(data), 0o644
                 tar.addfile(info, io.BytesIO(data))
-        container.put_archive("/", buf.getvalue())
-        container.start()
+        try:
+            container.put_archive("/", buf.getvalue())
+            container.start()
+        except docker.errors.APIError as exc:
+            raise error(f"cannot run a script in {ref}: {exc.explanation or exc}",
+                        path="engine") from None
         try:
             code = container.wait(timeout=timeout).get("StatusCode", 1)
         except requests.RequestException:
@@ -237,8 +241,12 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
             with contextlib.suppress(docker.errors.APIError):
                 container.kill()
             return 124, "", f"timed out after {timeout:.0f}s"
-        out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        try:
+            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        except docker.errors.APIError as exc:
+            raise error(f"cannot read a script's output in {ref}: {exc.explanation or exc}",
+                        path="engine") from None
         return int(code), out, err
     finally:
         with contextlib.suppress(docker.errors.APIError, requests.RequestException):

@@ -93,7 +93,14 @@ class Target:
 
 
 def target_python(plan: Plan) -> str:
-    """The plan's ``python`` param as 'X.Y' (3.11, bookworm's, when the recipe has none)."""
+    """The Python the pip steps install for, as 'X.Y': the version the first venv was made
+    with (``python: "3.12"``), else the plan's ``python`` param, else 3.11 (bookworm's)."""
+    for ps in plan.steps:
+        if ps.kind == "venv":
+            m = re.fullmatch(r"(?:python)?(\d+\.\d+)", str(getattr(ps.step, "python", "")))
+            if m:
+                return m[1]
+            break
     text = param_text(plan.params.get("python", DEFAULT_PYTHON))
     try:
         v = Version(text)
@@ -199,7 +206,7 @@ def inputs_of(plan: Plan, compat_digest: str) -> Inputs:
             found = requirement_files(plan, ps.number)
             if found:
                 files[ps.number] = found
-                entry["files"] = [(flag, _sha256(path)) for flag, path in found]
+                entry["files"] = [(flag, _tree_sha256(path)) for flag, path in found]
         steps.append(entry)
     params = variant_params(plan)
     data = {"format": FORMAT, "python": target.python, "platform": target.platform,
@@ -212,8 +219,22 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_NESTED = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", re.MULTILINE)
+
+
+def _tree_sha256(path: Path, seen: frozenset[Path] = frozenset()) -> str:
+    """A requirements file's content and that of the files it names with -r or -c (which
+    uv reads too), relative to it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}", path="lock") from None
+    digest = hashlib.sha256(data)
+    for name in _NESTED.findall(data.decode("utf-8", "replace")):
+        nested = (path.parent / name).resolve()
+        if nested not in seen and len(seen) < 20 and nested.is_file():
+            digest.update(_tree_sha256(nested, seen | {path.resolve()}).encode())
+    return digest.hexdigest()
 
 
 # --- the model -----------------------------------------------------------------------------
@@ -316,8 +337,8 @@ class LockFile:
         for entry in self.entries:
             if entry.inputs == inputs.digest:
                 return Match("unlocked" if entry.unlocked else "locked", entry, self)
-        for entry in self.entries:
-            if inputs.params in entry.params:
+        for entry in self.entries:  # the same params on the same base: made for this
+            if inputs.params in entry.params and entry.base == inputs.data["base"]:
                 return Match("stale", entry, self)
         return Match("missing", None, self)
 
@@ -362,6 +383,7 @@ def dump(lock: LockFile) -> str:
         out.append(f"{'unlocked' if entry.unlocked else 'lock'} {entry.inputs}")
         out += [f"  params {_canonical(p)}" for p in sorted(entry.params, key=_canonical)]
         if entry.unlocked:
+            out += [f"  base {entry.base}"] if entry.base else []
             out.append(f"  why {_one_line(entry.unlocked)}")
             continue
         for key, value in (("python", entry.python), ("platform", entry.platform),
@@ -450,6 +472,8 @@ def parse(text: str, path: Path) -> LockFile:
                     entry.params.append(params)
             elif key == "why" and entry.unlocked:
                 entry.unlocked = rest or "?"
+            elif key == "base" and entry.unlocked and rest:
+                entry.base = rest
             elif key in _ENTRY_KEYS and rest and not entry.unlocked:
                 if key == "apt-snapshot" and not _SNAPSHOT.fullmatch(rest):
                     bad(n, f"an apt snapshot is YYYYMMDDTHHMMSSZ, not {rest[:40]!r}")
@@ -605,7 +629,8 @@ def apply(plan: Plan, match: Match) -> None:
 
 _HASH_MISMATCH = re.compile(r"Hash mismatch for `([^`=]+)==([^`]+)`")
 _NO_SUCH = re.compile(r"there is no version of ([A-Za-z0-9._-]+)==(\S+?)[ ,]")
-_APT_GONE = re.compile(r"\[envkit\] apt: (\S+) (\S+) is locked, but the archive has (.*?): ")
+_APT_GONE = re.compile(r"\[envkit\] apt: (\S+) (\S+) is locked, but the (archive|base) has "
+                       r"(.*?)(?:, newer)?: ")
 
 
 def explain_failure(locked: Locked | None, lines: list[str]) -> str:
@@ -620,7 +645,7 @@ def explain_failure(locked: Locked | None, lines: list[str]) -> str:
         for m in pattern.finditer(text):
             found.append(_named(locked, m[1], m[2], why))
     for m in _APT_GONE.finditer(text):
-        found.append(_named(locked, m[1], m[2], f"the archive has {m[3]} now"))
+        found.append(_named(locked, m[1], m[2], f"the {m[3]} has {m[4]} now"))
     return "; ".join(dict.fromkeys(found))
 
 

@@ -129,7 +129,8 @@ class Maker:
         # a pip step's secrets (a private index's .netrc) reach uv as they reach the step
         used = {sec.id: sec for ps in plan.steps if ps.kind == "pip" for sec in ps.step.secrets}
         # every secret the plan needs is asked for here, so all missing ones are said at once
-        with secretmod.provide(plan.secrets, s.given) as given:
+        with secretmod.provide(plan.secrets, {k: v for k, v in s.given.items()
+                                              if k in plan.secrets}) as given:
             env = resolve.uv_env(s.ca_bundle)
             for sid, path in given.files.items():
                 if sid in used:
@@ -174,8 +175,9 @@ class Maker:
                     p.name: p.version for st in old if st.kind == "apt" for p in st.apt
                     if p.name not in s.upgrade_packages}
                 sim = aptlock.simulate(self.client, image, apt_jobs, dict(plan.mirror.env()),
-                                       s.ca_bundle, prefer)
+                                       s.ca_bundle, prefer, s.apt_snapshot)
                 apt = sim.steps
+                entry.suite = sim.suite  # what the base says it is (a host checks it)
         pips, apts = iter(pip), iter(apt)
         for ps in plan.steps:
             if ps.step.lock_inputs() is None:
@@ -213,6 +215,17 @@ class Maker:
         return ref, made, digest, ""
 
 
+class _Inputs:
+    """A locker that only notes the plan's lock inputs."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.inputs: Inputs | None = None
+
+    def __call__(self, plan: Plan) -> None:
+        self.inputs = lockmod.inputs_of(plan, compat_digest(self.catalog))
+
+
 class NeedsEngine(EnvkitError):
     """Locking apt steps needs the base image, so an engine."""
 
@@ -245,6 +258,7 @@ class Outcome:
     detail: str
     seconds: float
     problems: list[Diagnostic] = field(default_factory=list)  # when it failed
+    base: str = ""
 
 
 def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Maker,
@@ -254,27 +268,32 @@ def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Mak
     An entry already made from the same inputs is kept, unless upgrading or locking as of
     another date."""
     path = lockmod.path_for(recipe.path)
-    file = lockmod.load(path) or LockFile(path, recipe.name)
+    try:
+        file = lockmod.load(path) or LockFile(path, recipe.name)
+    except EnvkitError as exc:  # a lock that cannot be read is made anew, not kept
+        maker.say(f"envkit: {lockmod.display(path)} cannot be read "
+                  f"({exc.diagnostics[0].message}); making it anew")
+        file = LockFile(path, recipe.name)
     file.recipe = recipe.name
     wanted = only if only is not None else variants(recipe, catalog)
     outcomes: list[Outcome] = []
     nothing = 0
-    made: dict[str, Entry] = {}
+    made: dict[str, tuple[Entry, str]] = {}  # inputs -> the entry, and what became of it
     for settings_ in wanted:
         started = time.monotonic()
-        finder = Locker(catalog, recipe, strict=False)
-        plan = make_plan(recipe, catalog, settings_, mirror, base, locker=finder)
-        assert finder.inputs is not None
-        inputs = finder.inputs
+        grab = _Inputs(catalog)  # the lock file itself is read above, once
+        plan = make_plan(recipe, catalog, settings_, mirror, base, locker=grab)
+        assert grab.inputs is not None
+        inputs = grab.inputs
         if not inputs.data["steps"]:
             outcomes.append(Outcome(recipe.name, inputs.params, "nothing",
-                                    "no apt or pip step to lock", 0.0))
+                                    "no apt or pip step to lock", 0.0, base=plan.base))
             nothing += 1
             continue
         fresh = _fresh(settings)
-        entry = made.get(inputs.digest)
-        state = "locked"
-        if entry is None:
+        if inputs.digest in made:  # another variant with the same inputs: the same entry
+            entry, state = made[inputs.digest]
+        else:
             old = next((e for e in file.entries if e.inputs == inputs.digest), None)
             if (old is not None and not fresh and not old.unlocked
                     and _same_options(old, settings)):  # one not made here is tried again
@@ -283,29 +302,37 @@ def lock_recipe(catalog: Catalog, recipe: Recipe, settings: Settings, maker: Mak
                 previous = old or next((e for e in file.entries
                                         if inputs.params in e.params), None)
                 try:
-                    entry = maker(plan, inputs, previous)
+                    entry, state = maker(plan, inputs, previous), "locked"
                 except EnvkitError as exc:  # the other variants are still locked and written
                     outcomes.append(Outcome(recipe.name, inputs.params, "failed",
                                             exc.diagnostics[0].message,
-                                            time.monotonic() - started, exc.diagnostics))
+                                            time.monotonic() - started, exc.diagnostics,
+                                            base=plan.base))
                     continue
-            made[inputs.digest] = entry
-        if entry.unlocked:
-            state = "unlocked"
-        # this variant's params now belong to this entry alone
+                if old is not None:  # made anew for the same inputs: it takes old's place
+                    entry.params = [*old.params,
+                                    *(p for p in entry.params if p not in old.params)]
+                    file.entries.remove(old)
+            if entry.unlocked:
+                state = "unlocked"
+            made[inputs.digest] = (entry, state)
+        # this variant's params on this base now belong to this entry alone (another
+        # base's entries, made with invoke lock --base, stay)
         for e in file.entries:
-            if inputs.params in e.params and e is not entry:
+            if inputs.params in e.params and e is not entry and e.base == entry.base:
                 e.params.remove(inputs.params)
         if inputs.params not in entry.params:
             entry.params.append(inputs.params)
         if entry not in file.entries:
             file.entries.append(entry)
         outcomes.append(Outcome(recipe.name, inputs.params, state, summary(entry),
-                                time.monotonic() - started))
+                                time.monotonic() - started, base=plan.base))
     if only is None:  # every variant was locked: an entry for params no longer covered goes
-        covered = [o.params for o in outcomes]  # a failed one keeps its old entry
+        covered = [(o.base, o.params) for o in outcomes]  # a failed one keeps its old entry
+        bases = {o.base for o in outcomes}  # another base's entries (--base) stay
         for e in file.entries:
-            e.params = [p for p in e.params if p in covered]
+            if e.base in bases:
+                e.params = [p for p in e.params if (e.base, p) in covered]
     file.entries = [e for e in file.entries if e.params]
     if nothing < len(wanted) or path.exists():
         lockmod.write(file)

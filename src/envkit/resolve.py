@@ -229,11 +229,16 @@ def _closure(text: str) -> list[PipPackage]:
     data = tomllib.loads(text)
     out = []
     for pkg in data.get("packages", []):
+        name = canonicalize_name(str(pkg.get("name", "")))
         wheels = [_dist(w) for w in pkg.get("wheels", [])]
         sdist = [_dist(pkg["sdist"])] if "sdist" in pkg else []
         dists = [d for d in wheels if d] or [d for d in sdist if d]
-        out.append(PipPackage(canonicalize_name(pkg["name"]), str(pkg["version"]),
-                              sorted(dists, key=lambda d: d.file)))
+        if not dists or "version" not in pkg:
+            # a direct URL or VCS reference: no file of an index, so nothing to pin by hash
+            raise ResolveError(f"{name} comes from a direct URL or VCS reference, which a "
+                               "lock cannot pin by hash: publish it to an index, or build "
+                               "without the lock (--no-lock)", name)
+        out.append(PipPackage(name, str(pkg["version"]), sorted(dists, key=lambda d: d.file)))
     return sorted(out, key=lambda p: p.name)
 
 
@@ -371,7 +376,7 @@ def _native_sources(package: PipPackage, env: dict[str, str]) -> Path | None:
     built); None when it is pure Python."""
     dist = package.dists[0]
     path = _sdist_cache() / dist.sha256 / dist.file  # its own name: a build checks it
-    if not path.exists():
+    if not path.exists() or _sha256(path) != dist.sha256:
         url = dist.url
         if not url:
             raise ResolveError(f"{dist.file}: the index gave no address to read it from",
@@ -380,8 +385,15 @@ def _native_sources(package: PipPackage, env: dict[str, str]) -> Path | None:
         if hashlib.sha256(data).hexdigest() != dist.sha256:
             raise ResolveError(f"{dist.file} from the index does not match its sha256",
                                package.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        try:  # whole or not at all: threads and other envkits share this cache
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ResolveError(f"cannot keep {dist.file} in {path.parent}: "
+                               f"{exc.strerror or exc}", package.name) from None
     try:
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
@@ -389,9 +401,16 @@ def _native_sources(package: PipPackage, env: dict[str, str]) -> Path | None:
         else:
             with tarfile.open(path) as tf:
                 names = tf.getnames()
-    except (OSError, tarfile.TarError, zipfile.BadZipFile):
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile):
         return path
     return path if any(_NATIVE.search(n) for n in names) else None
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _get(url: str, env: dict[str, str]) -> bytes:

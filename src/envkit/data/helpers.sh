@@ -149,6 +149,22 @@ envkit_apt_locked() {
   for spec in "$@"; do
     name=${spec%%=*}
     want=${spec#*=}
+    have=$(dpkg-query -W -f '${db:Status-Status} ${Version}' "$name" 2>/dev/null |
+      sed -n 's/^installed //p') || have=''
+    if [ -n "$have" ] && dpkg --compare-versions "$have" gt "$want"; then
+      # the base already has a newer one (it was made after the lock): apt would downgrade
+      if [ "${ENVKIT_APT_VANISHED:-fail}" = newer ]; then
+        printf '[envkit] apt: %s %s is locked, but the base has %s, newer; keeping it (ENVKIT_APT_VANISHED=newer)\n' \
+          "$name" "$want" "$have" >&2
+        mkdir -p /usr/local/share/envkit
+        printf '%s %s %s\n' "$name" "$want" "$have" >> /usr/local/share/envkit/apt-replaced
+      else
+        printf '[envkit] apt: %s %s is locked, but the base has %s, newer: run invoke lock --recipe %s --upgrade-package %s\n' \
+          "$name" "$want" "$have" "$recipe" "$name" >&2
+        gone=1
+      fi
+      continue
+    fi
     if [ -n "$(envkit_apt_cache show "$name=$want" 2>/dev/null)" ]; then
       pins+=("$spec")
       continue
@@ -178,7 +194,8 @@ envkit_apt_locked() {
 # hash-checked, from the pip index into ENVKIT_UV_DIR (a cache mount in Docker builds).
 
 envkit_uv_bin() {
-  # PYTHON: prints the uv to use, installing it first if need be
+  # PYTHON: prints the uv to use, installing it first if need be. ENVKIT_UV_DIR names the
+  # pinned version (uv-VERSION), so a new pin never finds an old uv there.
   local py=$1 dir=${ENVKIT_UV_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envkit/uv} tmp
   if [ -n "${ENVKIT_UV:-}" ] && [ -x "${ENVKIT_UV}" ]; then
     printf '%s' "$ENVKIT_UV"
@@ -188,11 +205,17 @@ envkit_uv_bin() {
     mkdir -p -- "$(dirname -- "$dir")"
     tmp=$(mktemp -d "$dir.XXXXXX")
     if ! envkit_retry "installing uv" "$py" -m pip install --disable-pip-version-check \
-      --no-input --quiet --no-deps --require-hashes --target "$tmp" -r "$ENVKIT_UV_REQ" >&2; then
+      --no-input --quiet --no-deps --require-hashes --target "$tmp" -r "$ENVKIT_UV_REQ" >&2 ||
+      [ ! -x "$tmp/bin/uv" ]; then
+      printf '[envkit] could not install uv from the pip index (%s)\n' "$ENVKIT_UV_REQ" >&2
       rm -rf -- "$tmp"
       return 1
     fi
-    mv -T -- "$tmp" "$dir" 2>/dev/null || rm -rf -- "$tmp"  # another build was first: fine
+    [ -x "$dir/bin/uv" ] || rm -rf -- "$dir"  # a broken one (a stopped install) goes
+    if ! mv -T -- "$tmp" "$dir" 2>/dev/null; then
+      # another build was first; its uv is the same pin
+      [ -x "$dir/bin/uv" ] && rm -rf -- "$tmp" || dir=$tmp
+    fi
   fi
   printf '%s' "$dir/bin/uv"
 }

@@ -11,6 +11,7 @@ from . import LOCKS_DIR, Problem, State, Step, checked, each, kind, strings
 
 # Options that only steer the resolution: a locked install has done it already.
 _RESOLUTION = re.compile(r"--(requirement|constraint)=.+|--pre|--prerelease=.+|--upgrade|-U")
+_FILE_OPTION = re.compile(r"--(requirement|constraint)=.+")
 
 
 @kind
@@ -56,8 +57,11 @@ class Pip(Step):
         return []
 
     def lock_inputs(self) -> dict[str, Any] | None:
+        # a requirements file's path may hold the prefix, which differs between a host and
+        # an image: its content is an input instead (lock.inputs_of)
         return {"packages": self.packages, "index": self.index,
-                "extra_index": self.extra_index, "options": self.options}
+                "extra_index": self.extra_index,
+                "options": [o for o in self.options if not _FILE_OPTION.fullmatch(o)]}
 
     @property
     def install_args(self) -> list[str]:
