@@ -25,7 +25,7 @@ from envkit import baseimage, buildkit, ca, engine, host
 from envkit import build as buildmod
 from envkit.catalog import Catalog
 from envkit.checks import Runner
-from envkit.diagnostics import EnvkitError
+from envkit.diagnostics import EnvkitError, error
 from envkit.plan import Plan
 from envkit.render import render
 from envkit.verify import run_checks
@@ -1577,3 +1577,38 @@ def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
     tag = buildmod.build(opts, io.StringIO())
     assert tag in built
     assert calls == {"plan": 1, "render": 1}
+
+
+def test_a_base_the_lock_pins_by_digest_is_built_from_that_digest(
+        recipe: MakeRecipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit import lock as lockmod
+
+    path = recipe("steps:\n  - venv: {path: /opt/v}\n  - pip: [six]\n")
+    plan = plan_of(path)
+    digest = "debian@sha256:" + "d" * 64
+    entry = lockmod.Entry("sha256:" + "e" * 64, [{}], base="debian:bookworm-slim",
+                          base_digest=digest,
+                          steps=[lockmod.StepLock("pip", "t", pip=[lockmod.PipPackage(
+                              "six", "1.17.0", [lockmod.Dist("six-1.17.0-py2.py3-none-any.whl",
+                                                             "a" * 64)])])])
+    plan.lock = lockmod.Match("locked", entry, lockmod.LockFile(path.with_suffix(".lock"), "t"))
+    lockmod.apply(plan, plan.lock)
+    asked: list[str] = []
+
+    def ensure(client: Any, ref: str, out: Any, regs: Any) -> str:
+        asked.append(ref)
+        return ref
+
+    def stop(*args: Any) -> None:
+        raise EnvkitError(error("stop here", path="test").diagnostics)
+
+    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
+    monkeypatch.setattr(buildmod.baseimage, "ensure", ensure)
+    monkeypatch.setattr(engine, "image", lambda client, ref: None)
+    monkeypatch.setattr(buildmod, "_run_build", stop)
+    with pytest.raises(EnvkitError, match="stop here"):
+        buildmod.build_image(object(), buildmod.Options(recipe=str(path),
+                                                        build_dir=tmp_path / "b"),
+                             Catalog(), plan, io.StringIO())
+    assert asked == [digest]
+    assert f"\nFROM {digest}\n" in (tmp_path / "b" / "t" / "Dockerfile").read_text()

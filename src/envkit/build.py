@@ -182,8 +182,12 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
     print(f"envkit: builder {builder.about}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
     _say_lock(plan, opts, opts.build_dir / plan.name / MADE_LOCK, out)
-    # the plan stays: only the image FROM names is settled here (by the lock, if it made one)
-    base = plan.image or baseimage.ensure(client, plan.base, out, plan.mirror.registries())
+    # the plan stays: only the image FROM names is settled here (by the lock, if it made one):
+    # a registry base the lock pins by digest is built from that digest, not the moving tag
+    entry = plan.lock.entry if plan.lock is not None else None
+    pinned = entry.base_digest if entry is not None and plan.lock.state == "locked" else ""
+    base = plan.image or baseimage.ensure(client, pinned or plan.base, out,
+                                          plan.mirror.registries())
     plan.image = base
     base_image = engine.image(client, base)
     texts = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
