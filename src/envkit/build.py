@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, paths
+from . import baseimage, buildkit, ca, engine, host, lockcheck, locking
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -264,9 +264,7 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
             print(f"  | {line}", file=out)
         where = (f"at step {failed.number}/{len(plan.steps)} {failed.title}" if failed
                  else "outside the recipe's steps (base image, context or export)")
-        lock_says = (lockmod.explain_failure(plan.steps[failed.number - 1].step.locked,
-                                             failed.lines)
-                     if failed and 0 < failed.number <= len(plan.steps) else "")
+        lock_says = lockmod.explain_step(plan, failed.number, failed.lines) if failed else ""
         hint = ca.hint(outcome.tail, opts.ca_bundle) + f"last lines above; full log: {log}"
         raise error(f"{plan.name}: the build failed {where} after {outcome.seconds:.1f}s"
                     + (f": {lock_says}" if lock_says else ""), path="build", hint=hint)
@@ -299,7 +297,7 @@ def _save_made_lock(plan: Plan, folder: Path) -> None:
 
 
 def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
-            helpers: str = lockcheck.IMAGE_HELPERS, built_with: str = "") -> None:
+            built_with: str = "") -> None:
     """The recipe's checks, then (when the build installed a lock) the installed set
     against the lock. ``built_with``: the lock content hash the result records (verify
     alone); against another lock than that there is nothing to hold it to."""
@@ -311,7 +309,7 @@ def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
               flush=True)
         extra = None
     else:
-        extra = lockcheck.for_plan(plan, image, helpers)
+        extra = lockcheck.for_plan(plan, image)
     checks = [*plan.checks, *([extra] if extra else [])]
     if not run_checks(checks, runner, where, out):
         raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
@@ -351,8 +349,7 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
                                      secrets=given)
         print(f"envkit: {plan.name} provisioned in {seconds:.1f}s", file=out, flush=True)
         if opts.verify if verify is None else verify:
-            _verify(plan, host.runner(plan), str(target), out, image=False,
-                    helpers=str(paths.data_dir() / "helpers.sh"))
+            _verify(plan, host.runner(plan), str(target), out, image=False)
     return str(target)
 
 
@@ -404,8 +401,7 @@ def verify_env(opts: Options, path: Path, out: TextIO) -> None:
     built_with = str(lock.get("digest", lock.get("state", "")))
     plan = _plan(opts, catalog, settings=settings,
                  locker=_verify_locker(opts, catalog, built_with))
-    _verify(plan, host.runner(plan), str(target), out, image=False,
-            helpers=str(paths.data_dir() / "helpers.sh"), built_with=built_with)
+    _verify(plan, host.runner(plan), str(target), out, image=False, built_with=built_with)
 
 
 def _verify_locker(opts: Options, catalog: Catalog, built_with: str) -> locking.Locker:

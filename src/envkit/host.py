@@ -17,7 +17,8 @@ from typing import TextIO
 from . import ca, envvalue, logged, paths, resolve
 from .checks import Runner, local_runner
 from .diagnostics import error
-from .lock import explain_failure
+from .lock import explain_step
+from .lockcheck import sections
 from .plan import UV_REQUIREMENT, Plan
 from .render import lock_state, pythons, write_outputs
 from .secrets import Provided
@@ -99,8 +100,7 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
                 print(f"  | {line}", file=out)
         where = f" at step {failing[1]} {failing[2]}" if failing else ""
         number = int(failing[1].split("/")[0]) if failing else 0
-        lock_says = (explain_failure(plan.steps[number - 1].step.locked, recent)
-                     if 0 < number <= len(plan.steps) else "")
+        lock_says = explain_step(plan, number, recent)
         raise error(f"{plan.name}: the script failed (exit {code}){where}"
                     + (f": {lock_says}" if lock_says else ""),
                     path="host", hint=ca.hint(recent, ca_bundle) + f"full log: {target / LOG}")
@@ -121,14 +121,8 @@ def _installed(plan: Plan, env: dict[str, str]) -> dict[str, list[str]]:
     done = subprocess.run(["bash", "-c", script, str(paths.data_dir() / "helpers.sh"),
                            *pythons_], capture_output=True, text=True, env=environment(plan, env),
                           check=False)
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in done.stdout.splitlines():
-        if line.startswith("# "):
-            current = out.setdefault("dpkg" if line == "# dpkg" else "pip " + line[2:], [])
-        elif current is not None and line:
-            current.append(line)
-    return out
+    return {(title if title == "dpkg" else f"pip {title}"): lines
+            for title, lines in sections(done.stdout).items()}
 
 
 def manifest(target: Path) -> dict[str, object]:

@@ -633,6 +633,14 @@ _APT_GONE = re.compile(r"\[envkit\] apt: (\S+) (\S+) is locked, but the (archive
                        r"(.*?)(?:, newer)?: ")
 
 
+def explain_step(plan: Plan, number: int, lines: list[str]) -> str:
+    """What the output of the plan's failed step ``number`` says of the lock ('' if
+    nothing, or no such step): what both backends add to their one-line failure."""
+    if not 0 < number <= len(plan.steps):
+        return ""
+    return explain_failure(plan.steps[number - 1].step.locked, lines)
+
+
 def explain_failure(locked: Locked | None, lines: list[str]) -> str:
     """What a failed locked step's output says of the lock, in one line: the package, its
     lock line and what went wrong; '' when it says nothing of the lock."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from . import paths
 from .checks import Check
 from .plan import Plan
 
@@ -56,21 +57,21 @@ class LockCheck(Check):
         if code != 0:
             return False, f"could not list what is installed (exit {code}): " + (
                 output.strip().splitlines() or [""])[-1][:200]
-        sections = _sections(output)
+        found = sections(output)
         problems: list[str] = []
         for python, want in self.pip.items():
-            have = {canonicalize_name(n): v for n, v in _pairs(sections.get(python, []), "==")}
+            have = {canonicalize_name(n): v for n, v in _pairs(found.get(python, []), "==")}
             problems += _compare(f"pip {python}", want, have, self.extra.get(python, set()))
         notes = []
         if self.apt is not None:
-            if "base" not in sections:
+            if "base" not in found:
                 notes.append("Debian packages not compared: the image has no record of its "
                              "base's packages")
             else:
-                have = dict(_pairs(sections.get("dpkg", []), " "))
-                base = dict(_pairs(sections["base"], " "))
+                have = dict(_pairs(found.get("dpkg", []), " "))
+                base = dict(_pairs(found["base"], " "))
                 replaced = {n: (old, new) for n, old, new in
-                            (line.split() for line in sections.get("replaced", [])
+                            (line.split() for line in found.get("replaced", [])
                              if len(line.split()) == 3)}
                 for name, (old, new) in sorted(replaced.items()):
                     notes.append(f"apt {name} {new} instead of the locked {old} "
@@ -89,7 +90,8 @@ class LockCheck(Check):
             f" ({'; '.join(notes)})" if notes else "")
 
 
-def _sections(output: str) -> dict[str, list[str]]:
+def sections(output: str) -> dict[str, list[str]]:
+    """envkit_installed's output: each '# TITLE' line starts a section of lines."""
     out: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in output.splitlines():
@@ -117,8 +119,9 @@ def _compare(where: str, want: dict[str, Want], have: dict[str, str],
     return problems
 
 
-def for_plan(plan: Plan, image: bool, helpers: str = IMAGE_HELPERS) -> LockCheck | None:
-    """The lock check of a plan whose steps have a lock applied; None without one."""
+def for_plan(plan: Plan, image: bool) -> LockCheck | None:
+    """The lock check of a plan whose steps have a lock applied; None without one. In an
+    image it sources the helpers the image has; on a host, envkit's own."""
     locked = [ps for ps in plan.steps if ps.step.locked is not None]
     if not locked:
         return None
@@ -139,7 +142,8 @@ def for_plan(plan: Plan, image: bool, helpers: str = IMAGE_HELPERS) -> LockCheck
             for a in step.locked.step.apt:
                 apt[a.name] = Want(a.version, _line(step.locked, a.line))
     return LockCheck(pip=pip, extra={k: v for k, v in extra.items() if k in pip},
-                     apt=apt if image else None, helpers=helpers)
+                     apt=apt if image else None,
+                     helpers=IMAGE_HELPERS if image else str(paths.data_dir() / "helpers.sh"))
 
 
 def _line(locked: Any, line: int) -> str:

@@ -16,7 +16,7 @@ from . import lock as lockmod
 from . import resolve as resolver
 from .catalog import Catalog
 from .diagnostics import Diagnostic, EnvkitError
-from .locking import Locker, compat_digest, label, stale_error
+from .locking import Locker, label, stale_error
 from .model import Recipe
 from .plan import Plan, make_plan, param_text, resolve
 from .render import FORMATS, render
@@ -67,7 +67,7 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
     catalog = catalog or Catalog()
     report = Report()
     rendered: list[tuple[Recipe, Variant, str, str]] = []
-    plans: list[tuple[Recipe, Variant, Plan]] = []
+    plans: list[tuple[Recipe, Variant, Plan, Any]] = []  # with its lock inputs
     targets: list[Any] = list(refs) if refs else catalog.all()
     for ref in targets:
         report.recipes += 1
@@ -80,7 +80,7 @@ def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
                 plan = make_plan(recipe, catalog, variant.settings, variant.mirror,
                                  locker=locker)
                 if variant.mirror == mirrors.DEFAULT:
-                    plans.append((recipe, variant, plan))
+                    plans.append((recipe, variant, plan, locker.inputs))
                     locks.add(plan, locker)
                     if not variant.settings:
                         report.warnings += cache_order(plan)
@@ -161,16 +161,16 @@ class _Locks:
         report.locked += self.locked
 
 
-def _resolve(plans: list[tuple[Recipe, Variant, Plan]], report: Report, ca_bundle: str) -> None:
+def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
+             ca_bundle: str) -> None:
     """Every pip step of every recipe and param value, resolved by the lock's resolver for
     the plan's Python and the base's platform, on the default mirror profile. Plans with
     the same lock inputs resolve once."""
     bundle = ca.choose(ca_bundle)
     env = resolver.uv_env(bundle)
     unique: dict[str, tuple[Recipe, Variant, Plan]] = {}
-    for recipe, variant, plan in plans:
-        if any(ps.kind == "pip" for ps in plan.steps):
-            inputs = lockmod.inputs_of(plan, compat_digest(Catalog(recipe.path.parent)))
+    for recipe, variant, plan, inputs in plans:  # inputs: what the locker computed
+        if inputs is not None and any(ps.kind == "pip" for ps in plan.steps):
             unique.setdefault(inputs.digest, (recipe, variant, plan))
 
     def one(item: tuple[Recipe, Variant, Plan]) -> tuple[Any, Any]:
