@@ -14,7 +14,7 @@ from .yamlsrc import load_file
 NAME = re.compile(NAME_PATTERN)
 
 
-def _display(path: Path) -> str:
+def display(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     here = Path.cwd()
     return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
@@ -36,7 +36,7 @@ class Catalog:
     def load(self, path: Path) -> Recipe:
         path = path.resolve()
         if path not in self._cache:
-            recipe = load_recipe(path, _display(path))
+            recipe = load_recipe(path, display(path))
             if recipe.name != path.stem:
                 recipe.problems.append(recipe.doc.diag(
                     ("name",), f"name '{recipe.name}' differs from the file name '{path.stem}'",

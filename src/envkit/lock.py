@@ -43,6 +43,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import paths
+from .catalog import display
 from .diagnostics import Diagnostic, EnvkitError, error
 from .plan import BUILTIN_PARAMS, Plan, param_text
 from .steps import LOCKS_DIR
@@ -357,12 +358,6 @@ class Match:
         return f"{self.file.display}:{line}" if line else self.file.display
 
 
-def display(path: Path) -> str:
-    """A path as the user would type it: relative to the working folder when inside it."""
-    here = Path.cwd()
-    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
-
-
 def path_for(recipe_path: Path) -> Path:
     return recipe_path.with_suffix(SUFFIX)
 
@@ -585,6 +580,13 @@ class Locked:
     def pins(self) -> list[str]:
         return [p.pin for p in self.step.packages]
 
+    def at(self, line: int) -> str:
+        """Where a package of this step is: 'recipes/x.lock:57' (the step's place when the
+        package has no line, as in a lock made for one build)."""
+        if line and self.where.rsplit(":", 1)[-1].isdigit():
+            return f"{self.where.rsplit(':', 1)[0]}:{line}"
+        return self.where
+
     def digest(self) -> str:
         data = [self.step.kind, self.snapshot, self.suite, self.carried,
                 [p.pin for p in self.step.apt],
@@ -659,8 +661,6 @@ def explain_failure(locked: Locked | None, lines: list[str]) -> str:
 
 def _named(locked: Locked, name: str, version: str, why: str) -> str:
     key = canonicalize_name(name) if locked.step.kind == "pip" else name
-    for p in locked.step.packages:
-        if p.name == key and p.version == version:
-            where = locked.where.rsplit(":", 1)[0] + f":{p.line}" if p.line else locked.where
-            return f"{name} {version} ({where}): {why}"
-    return f"{name} {version} ({locked.where}): {why}"
+    line = next((p.line for p in locked.step.packages
+                 if p.name == key and p.version == version), 0)
+    return f"{name} {version} ({locked.at(line)}): {why}"

@@ -137,17 +137,11 @@ def for_plan(plan: Plan, image: bool) -> LockCheck | None:
         elif ps.kind == "pip" and step.locked is not None:
             group = pip.setdefault(step.python, {})
             for p in step.locked.step.pip:
-                group[p.name] = Want(p.version, _line(step.locked, p.line))
+                group[p.name] = Want(p.version, step.locked.at(p.line))
         elif ps.kind == "apt" and step.locked is not None:
             for a in step.locked.step.apt:
-                apt[a.name] = Want(a.version, _line(step.locked, a.line))
+                apt[a.name] = Want(a.version, step.locked.at(a.line))
     return LockCheck(pip=pip, extra={k: v for k, v in extra.items() if k in pip},
                      apt=apt if image else None,
                      helpers=IMAGE_HELPERS if image else str(paths.data_dir() / "helpers.sh"))
 
-
-def _line(locked: Any, line: int) -> str:
-    where: str = locked.where
-    if line and where.rsplit(":", 1)[-1].isdigit():
-        return f"{where.rsplit(':', 1)[0]}:{line}"
-    return where

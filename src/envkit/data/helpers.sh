@@ -360,8 +360,7 @@ envkit_record_base() {
   # the base's Debian packages, before any step: verify compares what the steps added
   mkdir -p /usr/local/share/envkit
   if command -v dpkg-query >/dev/null; then
-    dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | sed -n 's/^installed //p' |
-      LC_ALL=C sort > /usr/local/share/envkit/base-packages.txt
+    envkit_dpkg_installed > /usr/local/share/envkit/base-packages.txt
   fi
 }
 
@@ -377,8 +376,14 @@ for d in m.distributions():
   done
   if command -v dpkg-query >/dev/null; then
     printf '# dpkg\n'
-    dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | sed -n 's/^installed //p' | LC_ALL=C sort
+    envkit_dpkg_installed
   fi
+}
+
+envkit_dpkg_installed() {
+  # 'NAME VERSION' of every installed Debian package (not those removed but configured), sorted
+  dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\n' | sed -n 's/^installed //p' |
+    LC_ALL=C sort
 }
 
 envkit_record_installed() {
