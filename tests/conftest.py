@@ -348,3 +348,16 @@ def uv_bin() -> str:
     from envkit import resolve
 
     return resolve.uv_bin()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _lint_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Lint findings are cached per test session, never in the user's cache: each run lints
+    what it renders at least once."""
+    old = os.environ.get("ENVKIT_LINT_CACHE")
+    os.environ["ENVKIT_LINT_CACHE"] = str(tmp_path_factory.mktemp("lint-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ENVKIT_LINT_CACHE", None)
+    else:
+        os.environ["ENVKIT_LINT_CACHE"] = old

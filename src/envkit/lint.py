@@ -1,15 +1,31 @@
 """The real linters on rendered files: ``bash -n``, shellcheck, hadolint.
 
 Their settings are the repo's ``.shellcheckrc`` and ``.hadolint.yaml``, so a
-linter run by hand agrees with ``validate``. Each tool runs once over a batch.
+linter run by hand agrees with ``validate``.
+
+:func:`lint_texts` is what validate uses, and what keeps it fast without linting less:
+- the runtime helpers, which every shell script inlines, are linted once on their own (in
+  each script they become blank lines, so line numbers stay true);
+- a script of many steps is cut at step boundaries into pieces of ``CHUNK_STEPS`` steps
+  (shellcheck's time grows faster than a script's length);
+- each distinct piece is linted once, and its findings are kept in a cache keyed by the
+  piece, the linter binary and its config, so an unchanged catalog re-validates at once;
+- the linters run side by side, in as many batches as there are cores.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,4 +111,198 @@ def hadolint(files: list[Path]) -> list[Finding]:
 
 
 def lint(shell_files: list[Path], dockerfiles: list[Path]) -> list[Finding]:
+    """Findings for files on disk, each linted as a whole (no cache)."""
     return bash_n(shell_files) + shellcheck(shell_files) + hadolint(dockerfiles)
+
+
+CHUNK_STEPS = 200  # steps per piece of a long script
+SHELL, DOCKERFILE = "shell", "dockerfile"
+_STEP_MARK = re.compile(r"# \[(\d+)/\d+\] ")
+_STAMP = re.compile(r"^(if envkit_begin [0-9]+ )[0-9a-f]{64}(?= )", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    kind: str  # SHELL or DOCKERFILE
+    text: str  # what the linter reads: ``prelude`` lines, then the piece itself
+    offset: int  # the piece's first line is this line of the whole text, minus one
+    prelude: int = 0  # lines of context before the piece (a Dockerfile's FROM and SHELL)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.kind}\0{self.prelude}\0{self.text}".encode()).hexdigest()
+
+    def line(self, line: int) -> int | None:
+        """A finding's line in the whole text; None for one in the prelude (the piece that
+        holds those lines reports it)."""
+        if not line:
+            return 0
+        return None if line <= self.prelude else line - self.prelude + self.offset
+
+
+def helpers_text() -> str:
+    return (paths.data_dir() / "helpers.sh").read_text()
+
+
+def pieces(kind: str, text: str, helpers: str = "") -> list[_Piece]:
+    """What is linted of one rendered text: the part before the first step, then the
+    steps, ``CHUNK_STEPS`` at a time; a piece of a Dockerfile's steps is read after its
+    FROM and SHELL lines. The pieces of two texts that differ only before their steps (a
+    mirror profile's URLs) are the same, and linted once."""
+    block = helpers.rstrip("\n")
+    if kind == SHELL and block and block in text:
+        text = text.replace(block, "\n" * block.count("\n"), 1)
+    if kind == SHELL:  # a step's stamp (its hash, hex) differs with the mirror: lint one
+        text = _STAMP.sub(lambda m: m.group(1) + "0" * 64, text)
+    lines = text.splitlines(keepends=True)
+    cuts, expected = [0], 1
+    for i, line in enumerate(lines):
+        m = _STEP_MARK.match(line)
+        if m and int(m.group(1)) == expected and _opens_step(kind, lines, i, expected):
+            if expected % CHUNK_STEPS == 1:
+                cuts.append(i)
+            expected += 1
+    cuts.append(len(lines))
+    context = "".join(line for line in lines[: cuts[1]]
+                      if kind == DOCKERFILE and line.startswith(("FROM ", "SHELL ")))
+    prelude = context.count("\n")
+    return [_Piece(kind, (context if a else "") + "".join(lines[a:b]), a, prelude if a else 0)
+            for a, b in itertools.pairwise(cuts) if a < b]
+
+
+def _opens_step(kind: str, lines: list[str], i: int, number: int) -> bool:
+    """Line ``i``, '# [number/N] ...', is the comment that opens step ``number``."""
+    if i + 1 >= len(lines):
+        return False
+    if kind == SHELL:
+        return lines[i + 1].startswith(f"if envkit_begin {number} ")
+    return lines[i - 1].strip() == "" if i else False
+
+
+def lint_texts(texts: list[tuple[str, str]], *, jobs: int = 0, cache: Path | None = None,
+               use_cache: bool = True) -> list[list[Finding]]:
+    """The findings of each (kind, text), line numbers in that text. The runtime helpers
+    are linted once if any script inlines them; their findings go to the first such
+    script. ``cache`` defaults to :func:`cache_dir`; ``jobs`` to the number of cores."""
+    helpers = helpers_text()
+    split = [pieces(kind, text, helpers) for kind, text in texts]
+    extra: list[_Piece] = []
+    first = next((i for i, (kind, text) in enumerate(texts)
+                  if kind == SHELL and helpers.rstrip("\n") in text), None)
+    if first is not None:
+        extra = [_Piece(SHELL, helpers, _helpers_offset(texts[first][1], helpers))]
+        split[first] = [*split[first], *extra]
+    unique = {p.key: p for ps in split for p in ps}
+    folder = (cache or cache_dir()) if use_cache else None
+    found = _findings(list(unique.values()), jobs or os.cpu_count() or 1, folder)
+    out = []
+    for i, ps in enumerate(split):
+        here = Path(f"<{texts[i][0]} {i}>")
+        out.append(sorted({Finding(here, at, *rest) for p in ps
+                           for line, *rest in found[p.key] if (at := p.line(line)) is not None},
+                          key=lambda f: (f.line, f.tool, f.code, f.message)))
+    return out
+
+
+def _helpers_offset(text: str, helpers: str) -> int:
+    return text[: text.index(helpers.rstrip("\n"))].count("\n")
+
+
+def cache_dir() -> Path | None:
+    """Where lint findings are kept: ENVKIT_LINT_CACHE (a folder, or 'off'), else
+    $XDG_CACHE_HOME/envkit/lint."""
+    given = os.environ.get("ENVKIT_LINT_CACHE", "")
+    if given == "off":
+        return None
+    if given:
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envkit" / "lint"
+
+
+_Row = tuple[int, str, str, str, str]  # line, tool, code, level, message
+
+
+def _tools_key() -> str:
+    """What else decides a verdict: each linter's binary and its config."""
+    parts = []
+    for name, conf in (("shellcheck", ".shellcheckrc"), ("hadolint", ".hadolint.yaml"),
+                       ("bash", "")):
+        exe = Path(tool(name) if name != "bash" else shutil.which("bash") or "/bin/bash")
+        st = exe.stat()
+        parts.append(f"{exe}:{st.st_size}:{st.st_mtime_ns}")
+        if conf:
+            parts.append(hashlib.sha256(config(conf).read_bytes()).hexdigest())
+    parts.append(str(CHUNK_STEPS))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _findings(todo: list[_Piece], jobs: int, cache: Path | None) -> dict[str, list[_Row]]:
+    found: dict[str, list[_Row]] = {}
+    folder = cache / _tools_key() if cache is not None else None
+    missing = []
+    for p in todo:
+        row = _cached(folder, p.key)
+        if row is None:
+            missing.append(p)
+        else:
+            found[p.key] = row
+    if missing:
+        fresh = _run_linters(missing, jobs)
+        for p in missing:
+            found[p.key] = fresh.get(p.key, [])
+            if folder is not None:
+                _store(folder, p.key, found[p.key])
+    return found
+
+
+def _cached(folder: Path | None, key: str) -> list[_Row] | None:
+    if folder is None:
+        return None
+    try:
+        rows = json.loads((folder / key[:2] / f"{key}.json").read_text())
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _store(folder: Path, key: str, rows: list[_Row]) -> None:
+    where = folder / key[:2]
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=where, delete=False, suffix=".tmp") as f:
+            json.dump(rows, f)
+        os.replace(f.name, where / f"{key}.json")
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _run_linters(todo: list[_Piece], jobs: int) -> dict[str, list[_Row]]:
+    """Every piece through its linters, in batches balanced by size, ``jobs`` at a time."""
+    out: dict[str, list[_Row]] = {p.key: [] for p in todo}
+    with tempfile.TemporaryDirectory(prefix="envkit-lint-") as tmp:
+        by_file: dict[Path, str] = {}
+        shells, dockers = [], []
+        for i, p in enumerate(todo):
+            path = Path(tmp) / (f"{i:05d}.sh" if p.kind == SHELL else f"{i:05d}.Dockerfile")
+            path.write_text(p.text)
+            by_file[path] = p.key
+            (shells if p.kind == SHELL else dockers).append((path, len(p.text)))
+        tasks: list[tuple[Callable[[list[Path]], list[Finding]], list[Path]]] = []
+        for run, files in ((shellcheck, shells), (hadolint, dockers)):
+            tasks += [(run, batch) for batch in _batches(files, jobs)]
+        tasks += [(bash_n, batch) for batch in _batches(shells, jobs)]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for findings in pool.map(lambda t: t[0](t[1]), tasks):
+                for f in findings:
+                    out[by_file[f.file]].append((f.line, f.tool, f.code, f.level, f.message))
+    return out
+
+
+def _batches(files: Iterable[tuple[Path, int]], count: int) -> list[list[Path]]:
+    """Files in at most ``count`` batches of about equal size, the biggest first."""
+    bins: list[tuple[int, list[Path]]] = [(0, []) for _ in range(max(1, count))]
+    for path, size in sorted(files, key=lambda x: -x[1]):
+        total, batch = min(bins, key=lambda b: b[0])
+        bins.remove((total, batch))
+        bins.append((total + size, [*batch, path]))
+    return [sorted(batch) for _, batch in bins if batch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -11,6 +12,7 @@ def package_dir() -> Path:
     return _PKG
 
 
+@functools.cache
 def _shipped(name: str) -> Path:
     inside = _PKG / name  # a wheel carries templates/ and recipes/ inside the package
     if inside.is_dir():

@@ -53,6 +53,8 @@ def environment() -> jinja2.Environment:
     env.globals["uv_env"] = UV_ENV
     env.globals["uv_version"] = lock.uv_version()
     env.globals["helpers"] = (paths.data_dir() / "helpers.sh").read_text()
+    env.globals["partial"] = functools.cache(
+        lambda kind: env.get_template(f"steps/{kind}.j2").module)  # a step kind's macros
     return env
 
 

@@ -5,10 +5,8 @@ planned, rendered in every format and linted. Nothing is built or downloaded.
 
 from __future__ import annotations
 
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import ca, lint, mirrors
@@ -207,18 +205,10 @@ def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:
-    with tempfile.TemporaryDirectory(prefix="envkit-validate-") as tmp:
-        where: dict[Path, tuple[Recipe, Variant, str]] = {}
-        shell, docker = [], []
-        for i, (recipe, variant, fmt, text) in enumerate(rendered):
-            path = Path(tmp) / f"{i:04d}-{recipe.name}-{FORMATS[fmt][1]}"
-            path.write_text(text)
-            where[path] = (recipe, variant, fmt)
-            (shell if fmt == "shell" else docker).append(path)
-        findings = lint.lint(shell, docker)
-        out = []
-        for f in findings:
-            recipe, variant, fmt = where[f.file]
-            out.append(Diagnostic(recipe.doc.file, 0, 0, f"{FORMATS[fmt][1]} [{variant.label()}]",
-                                  str(f)))
-        return out
+    kinds = {fmt: lint.SHELL if fmt == "shell" else lint.DOCKERFILE for fmt in FORMATS}
+    found = lint.lint_texts([(kinds[fmt], text) for _, _, fmt, text in rendered])
+    out = []
+    for (recipe, variant, fmt, _), findings in zip(rendered, found, strict=True):
+        out += [Diagnostic(recipe.doc.file, 0, 0, f"{FORMATS[fmt][1]} [{variant.label()}]",
+                           str(f)) for f in findings]
+    return out
