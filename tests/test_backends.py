@@ -1612,3 +1612,48 @@ def test_a_base_the_lock_pins_by_digest_is_built_from_that_digest(
                              Catalog(), plan, io.StringIO())
     assert asked == [digest]
     assert f"\nFROM {digest}\n" in (tmp_path / "b" / "t" / "Dockerfile").read_text()
+
+
+def test_cached_steps_are_said_in_step_order(full_plan: Plan) -> None:
+    """BuildKit reports cached vertices in any order; the user reads them in step order,
+    and only recipe steps count."""
+    progress, out = progress_of(full_plan)
+    lines = ["#4 [1/11] FROM docker.io/library/debian:bookworm-slim", "#4 CACHED",
+             "#12 [2/11] COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh",
+             "#12 CACHED",
+             "#7 [6/11] RUN python3 -m venv /opt/envkit/venv", "#8 [7/11] RUN pip",
+             "#6 [5/11] RUN apt", "#7 CACHED", "#8 CACHED", "#6 CACHED",
+             "#9 [8/11] COPY files/t/data.txt /opt/data.txt", "#9 DONE 0.1s"]
+    for line in lines:
+        progress.feed(line)
+    said = [line.split(":")[0].strip() for line in out.getvalue().splitlines()]
+    assert said == ["step 2/7 t", "step 4/7 t", "step 5/7 t", "step 6/7 t"]
+    assert progress.counts() == (3, 1)  # the FROM and the helpers' COPY are not steps
+
+
+def test_held_lines_come_out_when_the_build_stops(full_plan: Plan) -> None:
+    progress, out = progress_of(full_plan)
+    for line in ["#8 [7/11] RUN pip", "#8 CACHED"]:  # step 2 and 4 never reported
+        progress.feed(line)
+    assert out.getvalue() == ""
+    progress.flush()
+    assert out.getvalue().splitlines() == [
+        f"  step 5/7 {full_plan.steps[4].recipe}: {full_plan.steps[4].title}: cached"]
+
+
+def test_debootstrap_progress_is_one_line_a_phase() -> None:
+    from envkit import baseimage
+
+    out = io.StringIO()
+    phases = baseimage.Phases(out)
+    for line in ["I: Retrieving InRelease", "I: Checking Release signature",
+                 "I: Retrieving libc6 2.36-9", "I: Retrieving dpkg 1.21", "W: a warning",
+                 "I: Extracting libc6...", "I: Extracting dpkg...", "I: Extracting bash...",
+                 "I: Base system installed successfully."]:
+        phases(line)
+    lines = out.getvalue().splitlines()
+    assert [line.split(": ", 2)[2] for line in lines] == [
+        "Retrieving InRelease", "Checking Release signature", "Retrieving libc6 2.36-9",
+        "Extracting libc6...", "Base system installed successfully."]
+    assert "(2 packages)" in lines[3] and "(3 packages)" in lines[4]
+    assert all(line.startswith("envkit: debootstrap ") for line in lines)

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -90,6 +91,29 @@ def ensure(client: Any, ref: str, out: TextIO, registries: list[str] | None = No
     return local
 
 
+class Phases:
+    """debootstrap's progress as one line per phase (retrieving, extracting, unpacking,
+    configuring ...), with the time so far and the packages the last phase handled: it
+    prints a line per package, and a minute of silence looks like a hang."""
+
+    def __init__(self, out: TextIO):
+        self.out, self.phase, self.count, self.start = out, "", 0, time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        if not line.startswith("I: "):
+            return
+        words = line[3:].split()
+        phase = words[0].rstrip(".").lower() if words else ""
+        if phase == self.phase:
+            self.count += 1
+            return
+        done = f" ({self.count} packages)" if self.count > 1 else ""
+        self.phase, self.count = phase, 1
+        elapsed = time.monotonic() - self.start
+        print(f"envkit: debootstrap {elapsed:4.0f}s{done}: {line[3:].strip()[:100]}",
+              file=self.out, flush=True)
+
+
 def check_suite(suite: str) -> str:
     if not re.fullmatch(r"[a-z]+", suite):
         raise error(f"'{suite}' is not a Debian suite name", path="--suite",
@@ -109,7 +133,7 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
         root, log = tmp / "rootfs", tmp / "debootstrap.log"
         # in a process group of its own: on Ctrl-C or SIGTERM its dpkg and chroot go too
         code, recent = logged.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
-                                  log, lambda line: None, env=os.environ)
+                                  log, Phases(out), env=os.environ)
         if code != 0:
             tail = " | ".join(line.strip() for line in recent[-3:])
             raise error(f"debootstrap {suite} failed (exit {code}): {tail}",

@@ -133,12 +133,41 @@ class Progress:
     vertex_step: dict[str, int] = field(default_factory=dict)
     logs: dict[int, StepLog] = field(default_factory=dict)
     failed: StepLog | None = None
+    held: list[tuple[int, str]] = field(default_factory=list)  # lines not yet in order
+    said: set[int] = field(default_factory=set)  # steps that have had a line
 
     def _say(self, log: StepLog, text: str) -> None:
-        if not log.number:  # the base image, envkit's own helper: not a recipe step
+        """One line about a recipe step. BuildKit reports cached steps in any order: a
+        'cached' line waits until every earlier step that has instructions has had its
+        line; a line of a step that runs goes out at once, after the held ones before it."""
+        if log.number not in self.titles:  # the base image, envkit's own: not a recipe step
             return
-        total = max(self.titles, default=0)
-        print(f"  step {log.number}/{total} {log.title}: {text}", file=self.out, flush=True)
+        line = f"  step {log.number}/{max(self.titles)} {log.title}: {text}"
+        if text != "cached":
+            self._release(below=log.number)
+            self._print(log.number, line)
+            return
+        self.held.append((log.number, line))
+        self._release()
+
+    def _print(self, number: int, line: str) -> None:
+        self.said.add(number)
+        print(line, file=self.out, flush=True)
+
+    def _release(self, below: int | None = None) -> None:
+        """Held lines in step order: those below ``below``, or (None) those whose earlier
+        steps have all been said."""
+        shown = sorted({n for n in self.steps_of if n in self.titles})
+        for number, line in sorted(self.held):
+            waiting = [n for n in shown if n < number and n not in self.said]
+            if (below is None and waiting) or (below is not None and number >= below):
+                break
+            self.held.remove((number, line))
+            self._print(number, line)
+
+    def flush(self) -> None:
+        """Whatever is still held back (a build that stopped early)."""
+        self._release(below=max(self.titles, default=0) + 1)
 
     def feed(self, line: str) -> None:
         if self.verbose:
@@ -183,7 +212,7 @@ class Progress:
 
     def counts(self) -> tuple[int, int]:
         """(cached, run) of the recipe's steps; envkit's own instructions are not steps."""
-        steps = [log for log in self.logs.values() if log.number]
+        steps = [log for log in self.logs.values() if log.number in self.titles]
         cached = sum(1 for log in steps if log.state == "cached")
         return cached, len(steps) - cached
 
@@ -216,6 +245,7 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
     env = {**os.environ, **dict(builder.env)}
     started = time.monotonic()
     code, recent = logged.run(argv, log_path, progress.feed, env=env, redact=redact or [])
+    progress.flush()
     seconds = time.monotonic() - started
     if code == 0:
         return Outcome(True, seconds, progress, [])
