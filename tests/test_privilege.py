@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENVKIT, HEADER, plan_of, problems
+from conftest import ENVKIT, HEADER, plan_of, problems, script
+from envkit import paths
+from envkit.diagnostics import EnvkitError
 from envkit.render import render
 from test_injection import instructions
 
@@ -21,9 +23,7 @@ def test_a_user_makes_the_image_run_as_that_user(recipe) -> None:
                     "dockerfile")
     insts = instructions(docker)
     assert insts[-4:-1] == [
-        "RUN if ! getent group 1234 >/dev/null; then groupadd --gid 1234 ml; fi  && if ! getent "
-        "passwd 1234 >/dev/null; then useradd --uid 1234 --gid 1234 --create-home --home-dir "
-        "/home/ml --shell /bin/bash ml; fi",
+        "RUN envkit_add_user ml 1234 /home/ml",
         "USER 1234:1234",  # by number: no passwd lookup, and runAsNonRoot can tell
         'WORKDIR "/home/ml"']
     assert insts[-1].startswith("LABEL ")
@@ -140,3 +140,64 @@ steps:
     assert world_writable(out) == []
     assert world_writable(tmp_path / ".envkit") == []  # script, log, manifest, lock, stamps
     assert world_writable(home) == []  # what the steps wrote, under the script's umask
+
+
+def _add_user(tmp_path: Path, passwd: str, group: str, *args: str) -> subprocess.CompletedProcess:
+    """envkit_add_user from the helpers, with getent reading the given tables and
+    groupadd/useradd only saying what they would do."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(exist_ok=True)
+    (tmp_path / "passwd").write_text(passwd)
+    (tmp_path / "group").write_text(group)
+    script(bin_ / "getent", f"""\
+        grep -E "^$2:|^[^:]*:[^:]*:$2:" "{tmp_path}/$1"
+        """)
+    script(bin_ / "groupadd", 'echo "groupadd $*"\n')
+    script(bin_ / "useradd", 'echo "useradd $*"\n')
+    helpers = paths.data_dir() / "helpers.sh"
+    return subprocess.run(["bash", "-c", f'. "{helpers}"; envkit_add_user "$@"', "t", *args],
+                          capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"})
+
+
+BASE_PASSWD = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/bin/sh\n"
+BASE_GROUP = "root:x:0:\nstaff:x:50:\nnogroup:x:65534:\n"
+
+
+def test_the_user_is_made_when_the_base_does_not_have_it(tmp_path: Path) -> None:
+    done = _add_user(tmp_path, BASE_PASSWD, BASE_GROUP, "ml", "1234", "/home/ml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "groupadd --gid 1234 ml",
+        "useradd --uid 1234 --gid 1234 --create-home --home-dir /home/ml --shell /bin/bash ml"]
+
+
+@pytest.mark.parametrize(("table", "name", "kind", "held"), [
+    ("passwd", "app", "user", "1001"), ("group", "devs", "group", "50")])
+def test_a_name_the_base_holds_with_another_id_stops_the_build(
+        tmp_path: Path, table: str, name: str, kind: str, held: str) -> None:
+    passwd, group = BASE_PASSWD, BASE_GROUP
+    if table == "passwd":
+        passwd += f"{name}:x:{held}:{held}::/home/{name}:/bin/bash\n"
+    else:
+        group += f"{name}:x:{held}:\n"
+    done = _add_user(tmp_path, passwd, group, name, "1000", f"/home/{name}")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"[envkit] the base already has a {kind} named {name} with id "
+                           f"{held}, not 1000: choose another name for the user\n")
+
+
+def test_a_name_the_base_holds_with_the_same_id_is_kept(tmp_path: Path) -> None:
+    done = _add_user(tmp_path, BASE_PASSWD + "ml:x:1000:1000::/home/ml:/bin/bash\n",
+                     BASE_GROUP + "ml:x:1000:\n", "ml", "1000", "/home/ml")
+    assert done.returncode == 0 and done.stdout == "", done
+
+
+@pytest.mark.parametrize("name", ["root", "nobody", "daemon", "www-data", "_apt", "staff"])
+def test_a_system_account_by_name_is_refused_where_it_is_written(recipe, name: str) -> None:
+    for text, col in ((f"user: {name}\n", 7), (f"user: {{name: {name}, uid: 2000}}\n", 14)):
+        with pytest.raises(EnvkitError) as exc:
+            plan_of(recipe(text + "steps: [{run: 'true'}]\n"))
+        [d] = exc.value.diagnostics
+        assert (d.line, d.col) == (5, col) and d.path.startswith("user")
+        assert f"'{name}' is a system account or group of every Debian base" in d.message

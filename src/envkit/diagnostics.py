@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .chars import BREAKS
+from .chars import BREAKS, FORMAT
 
 Path_ = tuple[str | int, ...]
-_BREAKS = BREAKS
+_BREAKS = re.compile(f"{BREAKS.pattern}|{FORMAT.pattern}")  # shown escaped
 _PLAIN_KEY = re.compile(r"[^\s'\"\[\]]+")
 MAX_SHOWN = 500  # characters of a path, message or hint: a 60 KB value echoed back is noise
 

@@ -46,11 +46,35 @@ def parts(value: str) -> list[tuple[str, str]]:
     return merged
 
 
+# Variables bash or envkit's own machinery read: a recipe that sets one breaks every later
+# step (BASH_ENV loads envkit's helpers in each Dockerfile RUN; IFS splits every word).
+RESERVED = frozenset({
+    "BASH_ENV", "ENV", "IFS", "PS4", "SHELLOPTS", "BASHOPTS", "CDPATH", "GLOBIGNORE",
+    "BASH_XTRACEFD", "POSIXLY_CORRECT", "PROMPT_COMMAND", "BASH_COMPAT", "BASH_ARGV0",
+    "SHELL", "HOSTNAME", "PWD", "OLDPWD", "SHLVL", "UID", "EUID", "PPID", "BASHPID",
+    "RANDOM", "SECONDS", "LINENO", "FUNCNAME", "HOME",
+})
+RESERVED_PREFIXES = ("ENVKIT_", "BASH_FUNC_")
+
+
+def reserved(name: str) -> str:
+    """Why a recipe may not set ``name``, or ''."""
+    if name in RESERVED:
+        return f"{name} is a variable bash or envkit relies on: setting it breaks later steps"
+    if name.startswith(RESERVED_PREFIXES):
+        return f"{name}: names starting {name.split('_', 1)[0]}_ belong to envkit and bash"
+    return ""
+
+
 def check(values: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     for key, value in values.items():
-        if (msg := grammar.identifier(key)) or (msg := grammar.single_line(str(value))):
+        if ((msg := grammar.identifier(key)) or (msg := reserved(key))
+                or (msg := grammar.single_line(str(value)))):
             problems.append((key, msg))
+        elif key == "PATH" and ("ref", "PATH") not in parts(str(value)):
+            problems.append((key, "PATH must keep the one before it: add ${PATH}, as in "
+                                  "/opt/tool/bin:${PATH}"))
     return problems
 
 

@@ -16,7 +16,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from .chars import BREAKS
+from .chars import BREAKS, format_problem
 
 _CONTROL = BREAKS
 _APT = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
@@ -35,7 +35,9 @@ _IMAGE = re.compile(
 
 
 def single_line(value: str) -> str:
-    return "must not contain control characters or newlines" if _CONTROL.search(value) else ""
+    if _CONTROL.search(value):
+        return "must not contain control characters or newlines"
+    return format_problem(value)
 
 
 def requirement(value: str) -> str:
@@ -114,11 +116,35 @@ def apt_package(value: str) -> str:
 
 
 def url(value: str) -> str:
+    if msg := credential(value):
+        return msg
     return "" if _URL.fullmatch(value) else f"not an http(s) URL: {value!r}"
 
 
 def git_url(value: str) -> str:
+    if msg := credential(value):
+        return msg
     return "" if _GIT_URL.fullmatch(value) else f"not a git URL: {value!r}"
+
+
+# scheme://userinfo@ anywhere in a text: a URL that carries a user and maybe a password
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s@'\"]+)@")
+CREDENTIAL_HINT = ("give it as a secret: declare it under 'secrets:' (a .netrc file, or a "
+                   "token from an environment variable) and name it in the step's 'secrets'")
+
+
+def credential(text: str) -> str:
+    """A message when ``text`` holds a URL with a credential in it, else ''. The message
+    never repeats the credential. A login name alone in an ssh URL (ssh://git@host) is no
+    secret; any other user part is one (a token is often given as the user)."""
+    for m in _USERINFO.finditer(text):
+        scheme, info = m.group(1).lower(), m.group(2)
+        if scheme.endswith("ssh") and ":" not in info:
+            continue
+        host = re.match(r"[^/?#\s'\"]*", text[m.end():]).group(0)  # type: ignore[union-attr]
+        return (f"a credential in a URL ({scheme}://***@{host}/...) would be written into the "
+                "rendered files and the logs")
+    return ""
 
 
 def git_ref(value: str) -> str:

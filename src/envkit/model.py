@@ -87,6 +87,19 @@ class Param:
         return [self.default]
 
 
+# Accounts and groups every Debian base has (base-passwd, plus _apt and the groups of
+# base-files): the image's user must be a new one, since useradd or groupadd of one of these
+# fails, and a recipe must not run its image as a system account by name.
+SYSTEM_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "_apt", "systemd-network",
+    "systemd-timesync", "messagebus", "adm", "tty", "disk", "kmem", "dialout", "fax", "voice",
+    "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator", "src", "shadow", "utmp",
+    "video", "sasl", "plugdev", "staff", "users", "nogroup", "input", "sgx", "kvm", "render",
+    "crontab",
+})
+
+
 @dataclass(frozen=True)
 class User:
     """The image's user: not root. Steps run as root; the image and its checks do not."""
@@ -185,13 +198,20 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     steps = _items(field_or("steps", []), "steps", REGISTRY, ok)
     declared, more = _secrets(doc, field_or("secrets", {}), steps, ok)
     problems += more
+    user = _user(field_or("user", None))
+    if user is not None and user.name in SYSTEM_ACCOUNTS:
+        at = ("user",) if isinstance(data.get("user"), str) else ("user", "name")
+        problems.append(doc.diag(at, f"'{user.name}' is a system account or group of every "
+                                     "Debian base: the image's user must be a new one",
+                                 "choose a name of your own, e.g. 'app' or 'dev'"))
+        user = None
     return Recipe(
         name=name, description=description, version=version,
         path=path, doc=doc, base=field_or("base", "") if ok("base") else "", params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)),
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
-        secrets=declared, user=_user(field_or("user", None)),
+        secrets=declared, user=user,
         problems=sorted(set(problems)), unusable=unusable,
     )
 
@@ -281,18 +301,45 @@ def _params(doc: Document, raw: dict[str, Any]) -> tuple[dict[str, Param], list[
 
 
 def _placeholders(doc: Document, data: dict[str, Any]) -> list[Diagnostic]:
-    """Only ``{{ name }}`` is allowed: recipes hold no template logic."""
+    """Only ``{{ name }}`` is allowed: recipes hold no template logic, and no half of a
+    placeholder is left for bash or Docker to read literally."""
     problems = []
     for path, text in walk_strings({k: data[k] for k in ("base", "env", "steps", "verify")
                                     if k in data}):
         if "{%" in text:
             problems.append(doc.diag(path, "template logic ('{%') is not allowed in recipes",
                                      "use params and {{ name }}"))
-        for m in PLACEHOLDER.finditer(text):
-            if not _NAME.fullmatch(m.group(1)):
-                problems.append(doc.diag(path, f"bad placeholder {m.group(0)!r}",
-                                         "only {{ name }} of a param"))
+            continue
+        bad = [m.group(0) for m in PLACEHOLDER.finditer(text) if not _NAME.fullmatch(m.group(1))]
+        for placeholder in bad:
+            problems.append(doc.diag(path, f"bad placeholder {placeholder!r}",
+                                     "only {{ name }} of a param"))
+        if not bad and (half := _half_placeholder(PLACEHOLDER.sub("", text))):
+            problems.append(doc.diag(path, half, "a placeholder is {{ name }}, on one line"))
     return problems
+
+
+def _half_placeholder(text: str) -> str:
+    """'{{' left once placeholders are taken out, or a '}}' that closes no '{' (a shell's
+    ${A:-${B}} and awk's {if(x){print}} close their own braces)."""
+    if (at := text.find("{{")) >= 0:
+        return f"unclosed placeholder {_around(text, at)!r}: '{{{{' without '}}}}'"
+    depth = 0
+    for i, char in enumerate(text):
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0 and text.startswith("}}", i):
+                return f"'}}}}' without '{{{{': {_around(text, i)!r}"
+            depth = max(depth - 1, 0)
+    return ""
+
+
+def _around(text: str, at: int) -> str:
+    line_start = text.rfind("\n", 0, at) + 1
+    line_end = text.find("\n", at)
+    line = text[line_start: line_end if line_end >= 0 else len(text)]
+    return line if len(line) <= 60 else line[max(0, at - line_start - 20):][:60]
 
 
 def placeholder_names(text: str) -> list[str]:

@@ -22,7 +22,7 @@ from . import __version__, compat, grammar, mirrors, paths
 from .catalog import Catalog
 from .checks import CHECKS, Check
 from .diagnostics import Diagnostic, EnvkitError, Path_, did_you_mean, format_path
-from .model import PLACEHOLDER, Item, Param, Recipe, User
+from .model import PLACEHOLDER, Item, Param, Recipe, User, walk_strings
 from .secrets import Secret
 from .steps import REGISTRY, State, Step
 
@@ -192,7 +192,8 @@ class _Binder:
             return ""
         at = (*item.path[:2], "name")
         text = self.text(item.name, at)
-        if msg := grammar.single_line(text) or ("" if text.strip() else "must not be blank"):
+        if msg := (grammar.single_line(text) or grammar.credential(text)
+                   or ("" if text.strip() else "must not be blank")):
             self.problems.append(self.recipe.doc.diag(at, msg))
         return text
 
@@ -224,8 +225,21 @@ class _Binder:
         fields, where = self.fields(item, cls)
         if len(self.problems) > before:  # an unknown param: its values cannot be judged
             return None, where
+        if self.credentials(fields, where):  # before any check that would echo the value
+            return None, where
         unit = cls(**fields, **extra)
         return (unit if self.report(unit.check(), where, item) else None), where
+
+    def credentials(self, fields: dict[str, Any], where: dict[str, Path_]) -> bool:
+        """A URL with a credential in any bound field (params substituted) is refused."""
+        found = False
+        for name, value in fields.items():
+            for sub, text in walk_strings(value):
+                if msg := grammar.credential(text):
+                    self.problems.append(self.recipe.doc.diag((*where[name], *sub), msg,
+                                                              grammar.CREDENTIAL_HINT))
+                    found = True
+        return found
 
     def report(self, problems: list[tuple[Path_, str]], where: dict[str, Path_],
                item: Item) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .chars import format_problem
 from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
 
 # A recipe is a page of YAML, not a data set (the catalog's largest file, compat.yaml, is
@@ -38,6 +39,7 @@ _SAFE_TAGS = {
 }
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_FORMAT_HINT = "delete it (an editor that shows invisible characters finds it)"
 
 
 @dataclass
@@ -114,6 +116,9 @@ class _Builder:
                     self._bad_tag(key_node, path)  # never constructed; refused all the same
                     continue
                 key = key_node.value
+                if msg := format_problem(key):
+                    self._err(key_node, (*path, key), msg, _FORMAT_HINT)
+                    continue
                 if key in out:
                     first = self.doc.key_marks.get((*path, key), (0, 0))
                     self._err(key_node, (*path, key), "duplicate key",
@@ -145,6 +150,9 @@ class _Builder:
             return ""
         if isinstance(value, str) and _SURROGATE.search(value):
             self._err(node, path, "lone surrogate characters (\\ud800-\\udfff) are not allowed")
+            return ""
+        if isinstance(value, str) and (msg := format_problem(value)):
+            self._err(node, path, msg, _FORMAT_HINT)
             return ""
         return value
 

@@ -354,6 +354,26 @@ envkit_clone_once() {
   return "$code"
 }
 
+# --- the image's user ----------------------------------------------------------------------
+# envkit_add_user NAME UID HOME: the user (and its group, gid UID) the image runs as. A name
+# the base already holds with another id is an error: useradd would fail, or the image would
+# run as an account it did not mean.
+envkit_add_user() {
+  local name=$1 uid=$2 home=$3 db entry id
+  for db in passwd group; do
+    entry=$(getent "$db" "$name") || continue
+    id=$(printf '%s' "$entry" | cut -d: -f3)
+    if [ "$id" != "$uid" ]; then
+      printf '[envkit] the base already has a %s named %s with id %s, not %s: choose another name for the user\n' \
+        "${db/passwd/user}" "$name" "$id" "$uid" >&2
+      return 1
+    fi
+  done
+  getent group "$uid" >/dev/null || groupadd --gid "$uid" "$name"
+  getent passwd "$uid" >/dev/null ||
+    useradd --uid "$uid" --gid "$uid" --create-home --home-dir "$home" --shell /bin/bash "$name"
+}
+
 # --- what an image holds -------------------------------------------------------------------
 
 envkit_record_base() {

@@ -22,21 +22,24 @@ class Pip(Step):
                "exactly the locked set when the recipe has a lock.")
     slow = True  # fetches or builds: minutes, not seconds
     properties = {
-        "packages": strings(minItems=1, description="PEP 508 requirements, e.g. numpy==2.1.3."),
+        "packages": strings(description="PEP 508 requirements, e.g. numpy==2.1.3 (may be "
+                                        "empty when options give a requirements file)."),
         "index": {"type": "string", "description": "Index URL for this step only."},
         "extra_index": strings(description="Extra index URLs for this step."),
         "options": strings(description="Extra arguments for the installer (uv pip install's, "
-                                       "or pip install's with installer: pip), e.g. --no-deps."),
+                                       "or pip install's with installer: pip), e.g. --no-deps; "
+                                       "a requirements file: -r FILE or --requirement=FILE "
+                                       "(-c for constraints)."),
         "python": {"type": "string",
                    "description": "Interpreter to install for (default: the active venv)."},
         "installer": {"enum": ["uv", "pip"],
                       "description": "uv (default) or pip, for a step that needs pip itself."},
     }
-    required = ("packages",)
+    required = ()
     shorthand = "packages"
     cache_mounts = ("/root/.cache/pip", "/root/.cache/uv", "/root/.cache/envkit")
 
-    packages: list[str]
+    packages: list[str] = field(default_factory=list)
     index: str = ""
     extra_index: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
@@ -44,10 +47,17 @@ class Pip(Step):
     installer: str = "uv"
 
     def check(self) -> list[Problem]:
-        return (each(self.packages, grammar.requirement, ("packages",))
-                + checked(self, index=grammar.url, python=grammar.path)
-                + each(self.extra_index, grammar.url, ("extra_index",))
-                + each(self.options, _option, ("options",)))
+        """The grammar of each value; the options come out in one form, each requirements
+        or constraints file as --requirement=FILE or --constraint=FILE."""
+        self.options, problems = _options(self.options)
+        problems += (each(self.packages, grammar.requirement, ("packages",))
+                     + checked(self, index=grammar.url, python=grammar.path)
+                     + each(self.extra_index, grammar.url, ("extra_index",)))
+        if not problems and not self.packages and not any(
+                o.startswith("--requirement=") for o in self.options):
+            problems.append((("packages",), "nothing to install: give packages, or a "
+                             "requirements file in options (-r FILE)"))
+        return problems
 
     def bind(self, state: State) -> list[Problem]:
         if not self.python and not state.venv:
@@ -90,10 +100,42 @@ class Pip(Step):
         return [(f"{LOCKS_DIR}/{self.locked.file}", f"/run/envkit/lock/{self.locked.file}")]
 
     def title(self) -> str:
-        return "pip " + " ".join(self.packages)
+        files = [f"-r {o.split('=', 1)[1]}" for o in self.options
+                 if o.startswith("--requirement=")]
+        return "pip " + " ".join([*self.packages, *files])
 
 
-def _option(value: str) -> str:
-    if not value.startswith("-"):
-        return f"an option starts with '-': {value!r} (packages go in 'packages')"
-    return grammar.single_line(value)
+# -r FILE, -rFILE, "-r FILE", --requirement FILE, --requirement=FILE; the same for -c
+_FILE_FLAG = re.compile(r"(-r|--requirement|-c|--constraint)(?:(?:=| +)(.*))?|(-[rc])(\S.*)")
+_LONG = {"-r": "--requirement", "-c": "--constraint"}
+
+
+def _options(options: list[str]) -> tuple[list[str], list[Problem]]:
+    out: list[str] = []
+    problems: list[Problem] = []
+    i = 0
+    while i < len(options):
+        value, at = options[i], ("options", i)
+        i += 1
+        if msg := grammar.single_line(value):
+            problems.append((at, msg))
+            continue
+        if m := _FILE_FLAG.fullmatch(value):
+            flag = _LONG.get(m.group(1) or m.group(3), m.group(1) or m.group(3))
+            path = m.group(2) if m.group(1) else m.group(4)
+            if path is None:  # the file is the next item
+                if i == len(options) or options[i].startswith("-"):
+                    problems.append((at, f"{value} needs a file after it, e.g. "
+                                         f"[{value}, requirements.txt]"))
+                    continue
+                path, i = options[i], i + 1
+            if not path.strip():
+                problems.append((at, f"{value} needs a file after it"))
+                continue
+            out.append(f"{flag}={path.strip()}")
+        elif not value.startswith("-"):
+            problems.append((at, f"{value!r} is not an option (options start with '-'): a "
+                                 "requirements file is -r FILE, and packages go in 'packages'"))
+        else:
+            out.append(value)
+    return out, problems
