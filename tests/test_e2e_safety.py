@@ -203,9 +203,14 @@ def test_hostile_values_arrive_literally_in_a_real_build(
             version: 1.0.0
             base: {base}
             steps:
-              - env: {{ENVKIT_TEST_LOG: /var/log/envkit-calls, ENVKIT_UV: /usr/local/sbin/uv}}
               - name: stand-ins for the tools that would need the network
                 copy: {{src: stubs, dest: /usr/local/sbin, mode: "0755"}}
+              # envkit's own variables are no recipe's to set (ENVKIT_*): the test hands
+              # the stand-ins' log and uv to every later RUN through the helpers it sources
+              - name: the stand-ins' log and uv
+                run: >-
+                  printf 'export ENVKIT_TEST_LOG=/var/log/envkit-calls
+                  ENVKIT_UV=/usr/local/sbin/uv\\n' >> /usr/local/lib/envkit/helpers.sh
             """) + body(value).rstrip("\n").replace(
                 "{{ prefix }}", "/opt/envkit") + "\n")
         if problems(recipe):
