@@ -62,8 +62,12 @@ def test_a_dockerfile_piece_is_read_after_its_from_and_shell() -> None:
     plan = make_plan(Catalog().find("python-venv"), Catalog())
     text = render(plan, "dockerfile")
     parts = lint.pieces(lint.DOCKERFILE, text)
-    assert len(parts) == 2 and parts[1].prelude == 2
-    assert parts[1].text.startswith("FROM ") and "SHELL [" in parts[1].text.splitlines()[1]
+    # the header, its mirror block, the steps, the trailer (manifest, labels)
+    assert len(parts) == 4 and [p.prelude for p in parts] == [0, 2, 2, 2]
+    assert parts[1].text.splitlines()[2].startswith("# Mirror profile ")
+    assert parts[3].text.splitlines()[2].startswith("# [envkit] What the image holds")
+    for part in parts[1:]:
+        assert part.text.startswith("FROM ") and "SHELL [" in part.text.splitlines()[1]
     bad = text.replace("RUN envkit_record_installed", "RUN cd /tmp && envkit_record_installed")
     [findings] = lint.lint_texts([(lint.DOCKERFILE, bad)], use_cache=False)
     assert [(f.code, f.line) for f in findings] == [
@@ -105,4 +109,10 @@ def test_identical_pieces_are_linted_once(monkeypatch: pytest.MonkeyPatch) -> No
     texts = [(lint.SHELL, render(make_plan(recipe, catalog, {}, m), "shell"))
              for m in ("default", "tuna")]
     a, b = (lint.pieces(k, t, HELPERS) for k, t in texts)
-    assert a[0].key != b[0].key and [p.key for p in a[1:]] == [p.key for p in b[1:]]
+    differ = [(p, q) for p, q in zip(a, b, strict=True) if p.key != q.key]
+    assert len(differ) == 1 and differ[0][0].text.startswith("# Mirror profile default")
+    assert differ[0][1].text.startswith("# Mirror profile tuna")
+    # Dockerfiles: the mirror block and the trailer (the labels name the mirror and hash)
+    docker = [lint.pieces(lint.DOCKERFILE, render(make_plan(recipe, catalog, {}, m),
+                                                  "dockerfile")) for m in ("default", "tuna")]
+    assert [p.key == q.key for p, q in zip(*docker, strict=True)] == [True, False, True, False]
