@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import aptlock, baseimage, ca, compat, engine, resolve
+from . import ca, compat
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -119,6 +119,8 @@ class Maker:
             print(text, file=self.out, flush=True)
 
     def __call__(self, plan: Plan, inputs: Inputs, previous: Entry | None = None) -> Entry:
+        from . import aptlock, resolve  # the engine and uv: only when a lock is made
+
         s = self.settings
         target = lockmod.target_of(plan)
         entry = Entry(inputs.digest, [inputs.params], python=target.python,
@@ -192,6 +194,8 @@ class Maker:
 
     def _base(self, plan: Plan) -> tuple[str, str, str, str]:
         """(image, how it was made, registry digest, why not): the base on the engine."""
+        from . import baseimage, engine
+
         if plan.base in self._bases:
             return (*self._bases[plan.base], "")
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, ca, lock, mirrors, paths
+from . import __version__, ca, lock, memo, mirrors, paths
 from .diagnostics import EnvkitError, did_you_mean, error
 from .plan import UV_REQUIREMENT, Plan, param_text
 from .quote import FILTERS, QuoteError
@@ -33,6 +33,19 @@ def _block(value: object) -> str:
     return str(value).strip("\n")
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs (memo): jinja2 checks each against its source
+    and the running Python, so an edited template compiles anew."""
+    folder = memo.folder("jinja")
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -42,6 +55,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(FILTERS)
     env.filters["oneline"] = _oneline

@@ -12,15 +12,16 @@ import functools
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
-from . import envvalue, paths, secrets
+from . import envvalue, memo, paths, secrets
 from .checks import CHECKS
 from .diagnostics import Diagnostic, EnvkitError, did_you_mean
 from .steps import REGISTRY
 from .yamlsrc import Document
+
+if TYPE_CHECKING:  # jsonschema is imported when a document is first checked
+    import jsonschema
 
 SCHEMA_ID = "https://envkit.invalid/recipe.schema.json"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -123,6 +124,8 @@ def recipe_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     cls = jsonschema.validators.validator_for(recipe_schema())
     return cls(recipe_schema())
 
@@ -135,7 +138,24 @@ def schema_text() -> str:
     return json.dumps(recipe_schema(), indent=2, sort_keys=True) + "\n"
 
 
+@functools.cache
+def _digest() -> str:
+    return memo.key(schema_text())
+
+
 def validate(doc: Document) -> list[Diagnostic]:
+    """The schema's problems with a recipe; none for data that passed this schema before
+    (memo: jsonschema costs more than all of a render's own work)."""
+    name = memo.key(_digest(), json.dumps(doc.data, sort_keys=True, ensure_ascii=False))
+    if memo.get("schema", name) is True:
+        return []
+    out = _validate(doc)
+    if not out:
+        memo.put("schema", name, True)
+    return out
+
+
+def _validate(doc: Document) -> list[Diagnostic]:
     # jsonschema takes up to 0.3 ms an error: a file of thousands of mistakes gets the first
     errors = list(itertools.islice(_validator().iter_errors(doc.data), MAX_ERRORS + 1))
     out = [d for err in errors[:MAX_ERRORS] for d in _explain(err, doc)]

@@ -12,19 +12,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import invoke
 from invoke import Collection, Exit
 
-from . import ca, grammar, mirrors, schema
+# Each task imports what it needs when it runs: `invoke render` never loads the engine's
+# SDK, the backends, the resolver or the linters (see the README's performance section).
+from . import ca, grammar, mirrors
 from . import secrets as secretmod
-from .build import Options
 from .catalog import Catalog
 from .diagnostics import Diagnostic, EnvkitError, error
 from .plan import make_plan, param_text
 from .render import FORMATS, check_format, render, write_outputs
-from .validate import validate as run_validate
+
+if TYPE_CHECKING:
+    from .build import Options
 
 
 class _Task(invoke.Task):
@@ -245,6 +248,8 @@ def render_(c, recipe="", format="", set_=None, mirror="", base="", out="", no_l
 @_reports_errors
 def validate(c, recipe=None, quiet=False, resolve=False, ca_bundle=""):
     """Dry-run every recipe: load, plan and render every param value, lint the output."""
+    from .validate import validate as run_validate
+
     started = time.perf_counter()
     report = run_validate(recipe or None, resolve_pins=resolve,
                           ca_bundle=ca_bundle or _config(c, "ca_bundle") or "auto")
@@ -268,6 +273,8 @@ def validate(c, recipe=None, quiet=False, resolve=False, ca_bundle=""):
 @_reports_errors
 def schema_(c, check=False):
     """Write the recipe JSON Schema (for editors) into the package."""
+    from . import schema
+
     path = schema.shipped_schema_path()
     text = schema.schema_text()
     current = path.read_text() if path.exists() else ""
@@ -289,6 +296,8 @@ def _need_recipe(recipe: str) -> None:
 def _options(c: Any, recipe: str, set_: list[str] | None, mirror: str, base: str = "",
              ca_bundle: str | None = None, **kw: Any) -> Options:
     """Options for a task; ``ca_bundle=None`` for tasks that download nothing."""
+    from .build import Options
+
     _need_recipe(recipe)
     bundle = (None if ca_bundle is None
               else ca.choose(ca_bundle or _config(c, "ca_bundle") or "auto"))

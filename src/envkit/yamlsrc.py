@@ -8,6 +8,7 @@ else sees the data.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from . import memo
 from .chars import format_problem
 from .diagnostics import Diagnostic, EnvkitError, Path_, format_path
 
@@ -67,10 +69,18 @@ class Document:
     def schema_problems(self, schema: dict[str, Any], data: Any) -> list[Diagnostic]:
         """``data`` (this document's, or a default for it) against a JSON Schema, each
         error at its line: for data files, which need no friendlier wording."""
+        import json
+
+        name = memo.key(json.dumps([schema, data], sort_keys=True, ensure_ascii=False))
+        if memo.get("schema", name) is True:
+            return []
         import jsonschema
 
-        return [self.diag(tuple(e.absolute_path), e.message)
-                for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+        out = [self.diag(tuple(e.absolute_path), e.message)
+               for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+        if not out:
+            memo.put("schema", name, True)
+        return out
 
     def diag(self, path: Path_, message: str, hint: str = "", *, key: bool = False) -> Diagnostic:
         line, col = self.where(path, key=key)
@@ -211,7 +221,39 @@ def _compose(text: str, file: str) -> list[yaml.Node]:
         loader.dispose()
 
 
+@functools.cache
+def _code() -> str:
+    """What decides a parse besides the text: this module, its character rules, PyYAML."""
+    here = Path(__file__).parent
+    return memo.key((here / "yamlsrc.py").read_bytes(), (here / "chars.py").read_bytes(),
+                    yaml.__version__)
+
+
+def _paths(table: dict[Path_, Any]) -> list[list[Any]]:
+    return [[list(path), value] for path, value in table.items()]
+
+
+def _table(rows: list[list[Any]]) -> dict[Path_, Any]:
+    return {tuple(path): (tuple(v) if isinstance(v, list) else v) for path, v in rows}
+
+
 def load_text(text: str, file: str) -> Document:
+    """``text`` parsed; a text parsed cleanly before comes from the cache (memo), since
+    pure-Python PyYAML reads about 15,000 nodes a second."""
+    name = memo.key(_code(), text)
+    if (hit := memo.get("yaml", name)) is not None:
+        try:
+            return Document(file, hit["data"], _table(hit["marks"]), _table(hit["key_marks"]),
+                            _table(hit["raw"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    doc = _parse(text, file)
+    memo.put("yaml", name, {"data": doc.data, "marks": _paths(doc.marks),
+                            "key_marks": _paths(doc.key_marks), "raw": _paths(doc.raw)})
+    return doc
+
+
+def _parse(text: str, file: str) -> Document:
     doc = Document(file, None)
     try:
         nodes = _compose(text, file)
