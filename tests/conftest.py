@@ -191,8 +191,47 @@ def flaky(tmp_path: Path) -> Iterator[FlakyServer]:
 # --- the envkit command, and the Docker engine of the end-to-end tests ---------------
 
 
+def run_cli(program: str, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """``envkit ARGS`` or ``invoke ARGS`` run in this process, as the console script runs
+    them (the same invoke Program, working directory, environment, exit code, stdout and
+    stderr), at a hundredth of a new interpreter's start-up. Commands whose children write
+    to the terminal themselves (host runs, builds) and signal tests start a real process."""
+    import contextlib
+    import io
+
+    import invoke.main
+
+    from envkit.cli import program as envkit_program
+
+    runner = envkit_program if program == "envkit" else invoke.main.program
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    here = os.getcwd()
+    code = 0
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runner.run([program, *args], exit=True)
+            except SystemExit as exc:
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else (exc.code is not None)
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+    done = subprocess.CompletedProcess([program, *args], int(code), out.getvalue(),
+                                       err.getvalue())
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    return done
+
+
 def envkit(*args: str, cwd: Path, env: dict[str, str] | None = None,
            timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """The console script in a new process: for builds, host runs and signals."""
     done = subprocess.run([ENVKIT, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
@@ -350,14 +389,19 @@ def uv_bin() -> str:
     return resolve.uv_bin()
 
 
+# Retry back-offs in milliseconds: a test of a failing source waits 50 ms, then 100, 200 ...
+# instead of 2, 4, 8 s (tests of the back-off itself set their own ENVKIT_RETRY_DELAY).
+TEST_RETRY_DELAY = "0.05"
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _lint_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Lint findings are cached per test session, never in the user's cache: each run lints
-    what it renders at least once."""
-    old = os.environ.get("ENVKIT_LINT_CACHE")
+def _test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Lint findings and envkit's other caches (memo) are kept per test session, never in
+    the user's cache: each run lints what it renders at least once. Back-offs are short."""
+    saved = dict(os.environ)
     os.environ["ENVKIT_LINT_CACHE"] = str(tmp_path_factory.mktemp("lint-cache"))
+    os.environ["ENVKIT_CACHE"] = str(tmp_path_factory.mktemp("envkit-cache"))
+    os.environ.setdefault("ENVKIT_RETRY_DELAY", TEST_RETRY_DELAY)
     yield
-    if old is None:
-        os.environ.pop("ENVKIT_LINT_CACHE", None)
-    else:
-        os.environ["ENVKIT_LINT_CACHE"] = old
+    os.environ.clear()
+    os.environ.update(saved)

@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from envkit.catalog import Catalog
 
 
 def invoke(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    # the timeout guards against a hang: validate alone takes ~100 s on an idle machine
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=900)
+    """``invoke ARGS`` in this process (conftest.run_cli); test_envkit_console_script and
+    the -r test below start real processes."""
+    return run_cli("invoke", *args, cwd=cwd)
 
 
 def test_list_of_tasks() -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, problems
+from conftest import problems, run_cli
 
 # FILE:LINE:COL: field.path: message (hint)
 DIAG = re.compile(r"^(?P<file>\S+?):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<message>.+)$")
@@ -496,8 +495,7 @@ def test_bad_param_name_points_at_the_name(recipe) -> None:
 
 
 def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return run_cli("invoke", *args)
 
 
 BROKEN = {

@@ -27,7 +27,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import ENVKIT, REPO, problems
+from conftest import REPO, problems, run_cli
 from envkit.catalog import Catalog
 from envkit.checks import CHECKS
 from envkit.diagnostics import EnvkitError
@@ -264,8 +264,7 @@ NAMES = [*_texts(Path("/unused")), *SPECIAL, "device"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ENVKIT, *args], cwd=REPO, capture_output=True, text=True,
-                          errors="replace", timeout=60, check=False)
+    return run_cli("envkit", *args)
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], case: Hostile) -> None:

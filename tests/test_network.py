@@ -20,7 +20,7 @@ from envkit.render import render
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
 DEAD = "http://127.0.0.1:1"  # nothing listens on port 1: refused at once
-FAST = {"ENVKIT_RETRY_DELAY": "1"}  # backoff 1, 2, 4 s instead of 2, 4, 8
+FAST = {"ENVKIT_RETRY_DELAY": "0.05"}  # backoff 50, 100, 200 ms instead of 2, 4, 8 s
 
 
 def helper(script: str, cwd: Path, env: dict[str, str] | None = None,
@@ -34,7 +34,7 @@ def helper(script: str, cwd: Path, env: dict[str, str] | None = None,
 
 def retries(stderr: str) -> list[str]:
     """The waits the helpers announced: 'retrying in Ns'."""
-    return re.findall(r"retrying in (\d+)s", stderr)
+    return re.findall(r"retrying in ([\d.]+)s", stderr)
 
 
 # --- backoff ------------------------------------------------------------------------------
@@ -46,14 +46,30 @@ def test_backoff_doubles_and_stops_at_30s(tmp_path: Path) -> None:
     assert done.stdout.split() == ["2", "4", "8", "16", "30", "30", "30"]
 
 
+@pytest.mark.parametrize(("given", "waits"), [
+    ("0.05", ["0.050", "0.100", "0.200", "0.400"]),
+    ("0.5", ["0.500", "1", "2", "4"]),
+    ("1.2345", ["1.234", "2.468", "4.936", "9.872"]),  # milliseconds, the rest cut
+    ("soon", ["2", "4", "8", "16"]), ("-1", ["2", "4", "8", "16"]),  # not a delay: default
+    ("$(touch PWNED)", ["2", "4", "8", "16"]),
+])
+def test_backoff_takes_decimal_delays_and_nothing_else(tmp_path: Path, given: str,
+                                                       waits: list[str]) -> None:
+    done = helper("for n in 1 2 3 4; do envkit_backoff $n; echo; done", tmp_path,
+                  {"ENVKIT_RETRY_DELAY": given})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == waits
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_retry_runs_a_command_until_it_succeeds(tmp_path: Path) -> None:
     done = helper("envkit_retry 'the flaky thing' bash -c '"
                   "n=$(cat n 2>/dev/null || echo 0); echo $((n + 1)) > n; [ $n -ge 2 ]'",
                   tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "n").read_text() == "3\n"
-    assert retries(done.stderr) == ["1", "2"]
-    assert "the flaky thing failed (exit 1, try 1 of 4); retrying in 1s" in done.stderr
+    assert retries(done.stderr) == ["0.050", "0.100"]
+    assert "the flaky thing failed (exit 1, try 1 of 4); retrying in 0.050s" in done.stderr
 
 
 def test_retry_gives_up_after_the_last_try_with_the_commands_exit_code(tmp_path: Path) -> None:
@@ -74,9 +90,9 @@ def test_download_survives_a_server_that_fails_the_first_requests(
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.part").read_bytes() == b"payload\n"
     assert flaky.hits["/f.bin"] == 3
-    assert retries(done.stderr) == ["1", "2"]  # backoff: it waited, twice as long the second time
+    assert retries(done.stderr) == ["0.050", "0.100"]  # twice as long the 2nd time
     assert "(curl exit 22, HTTP 503, try 1 of 4)" in done.stderr
-    assert time.monotonic() - started >= 3
+    assert time.monotonic() - started >= 0.15  # it waited: 50 + 100 ms
 
 
 def test_download_gives_up_on_a_source_after_its_tries_and_moves_on(
@@ -134,7 +150,7 @@ def test_a_download_step_retries_then_checks_the_sha256(recipe, flaky: FlakyServ
     done = run_script(path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "env" / "f.bin").read_bytes() == data
-    assert retries(done.stderr) == ["1"]
+    assert retries(done.stderr) == ["0.050"]
 
 
 def run_script(path: Path, tmp_path: Path, *args: str,
@@ -169,7 +185,7 @@ def test_a_clone_survives_a_server_that_fails_the_first_requests(
     flaky.fail["/r.git/info/refs"] = 2
     done = helper(f"envkit_clone {url} co {commit}", tmp_path)
     assert done.returncode == 0, done.stderr
-    assert retries(done.stderr) == ["1", "2"]
+    assert retries(done.stderr) == ["0.050", "0.100"]
     assert (tmp_path / "co" / "f").read_text() == "v1\n"
     assert not (tmp_path / "co.part").exists()
 
@@ -215,7 +231,7 @@ def test_a_git_step_retries_the_clone_and_checks_the_commit(
     """)
     done = run_script(path, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert retries(done.stderr) == ["1"]
+    assert retries(done.stderr) == ["0.050"]
     assert (tmp_path / "env" / "src" / "f").read_text() == "v1\n"
 
 

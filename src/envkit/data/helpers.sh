@@ -254,14 +254,27 @@ envkit_condarc() {
 # counts as failed, and a connection has ENVKIT_CONNECT_TIMEOUT (20) s.
 
 envkit_backoff() {
-  # ATTEMPT -> seconds to wait after that many failed tries
-  local delay=${ENVKIT_RETRY_DELAY:-2} n=1
-  while ((n < $1 && delay < 30)); do
-    delay=$((delay * 2))
+  # ATTEMPT -> seconds to wait after that many failed tries. ENVKIT_RETRY_DELAY may have
+  # decimals (0.05: the tests wait milliseconds); anything else means the default.
+  local given=${ENVKIT_RETRY_DELAY:-2} whole frac='' ms n=1
+  whole=${given%%.*}
+  [[ $given == *.* ]] && frac=${given#*.}
+  frac=${frac}000
+  frac=${frac:0:3}
+  if ! [[ $whole =~ ^[0-9]{1,4}$ && $frac =~ ^[0-9]{3}$ ]]; then
+    whole=2 frac=000
+  fi
+  ms=$((10#$whole * 1000 + 10#$frac))
+  while ((n < $1 && ms < 30000)); do
+    ms=$((ms * 2))
     n=$((n + 1))
   done
-  ((delay > 30)) && delay=30
-  printf '%s' "$delay"
+  ((ms > 30000)) && ms=30000
+  if ((ms % 1000)); then
+    printf '%d.%03d' $((ms / 1000)) $((ms % 1000))
+  else
+    printf '%d' $((ms / 1000))
+  fi
 }
 
 envkit_retry() {
