@@ -209,13 +209,13 @@ def test_instruction_steps_of_a_rendered_dockerfile(full_plan: Plan) -> None:
     steps = buildkit.instruction_steps(render(full_plan, "dockerfile"))
     # FROM, the helpers' and uv's COPY and the base's record, then one vertex per
     # apt/venv/pip/copy/run step (env steps make none), then the manifest's COPY and RUN
-    assert steps == [0, 0, 0, 0, 2, 4, 5, 6, 7, 0, 0]
+    assert steps == {"stage-0": [0, 0, 0, 0, 2, 4, 5, 6, 7, 0, 0]}
 
 
 def test_instruction_steps_counts_workdir_and_add() -> None:
     text = ("FROM debian\n# [1/3] a: one\nWORKDIR /x\nENV A=1\n# [2/3] a: two\n"
             "ADD x /x\nrun echo\n# [3/3] a: three\nLABEL a=b\n")
-    assert buildkit.instruction_steps(text) == [0, 1, 2, 2]
+    assert buildkit.instruction_steps(text) == {"stage-0": [0, 1, 2, 2]}
 
 
 def progress_of(plan: Plan, verbose: bool = False) -> tuple[buildkit.Progress, io.StringIO]:

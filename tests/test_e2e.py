@@ -329,3 +329,54 @@ def test_an_unreachable_mirror_falls_back_and_says_so(base: str, tmp_path: Path)
             "does not answer either") in log
     assert ("[envkit] apt mirror http://mirrors.tuna.tsinghua.edu.cn does not answer; "
             "using the default") in log
+
+
+# --- a source build in two stages ----------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_a_source_build_ships_its_runtime_stage_without_the_toolchain(base: str,
+                                                                      tmp_path: Path) -> None:
+    """lapack-src builds in two stages: the image verifies (the locked runtime packages, the
+    libraries, a program linked at build time runs) and holds no compiler. Its build stage,
+    built from the same Dockerfile and cache, is the single-stage image it replaces."""
+    import time
+
+    from envkit import ca
+
+    started = time.perf_counter()
+    done = envkit("build", "--recipe", "lapack-src", "--ca-bundle", HOST_CA, cwd=tmp_path)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, show(done)
+    assert re.search(r"all \d+ checks passed", done.stdout), show(done)
+    assert "PASS  installed packages match the lock" in done.stdout
+    image = "envkit/lapack-src:latest"
+    probe = subprocess.run(["docker", "run", "--rm", image, "bash", "-c",
+                            "for c in gcc cc gfortran cmake make; do command -v $c; done; "
+                            "dpkg-query -W -f '${Package}\\n' | grep -E "
+                            "'^(gcc(-[0-9]+)?|g\\+\\+(-[0-9]+)?|gfortran(-[0-9]+)?|cpp(-[0-9]+)?"
+                            "|cmake|make|libc6-dev|libgfortran5)$'; true"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["libgfortran5"], probe.stdout  # no compiler, no headers
+    # the build stage: the same Dockerfile, build args and secret, all from the layer cache
+    context = tmp_path / "build" / "lapack-src"
+    argv = ["/usr/bin/docker", "build", "--target", "build", "-t", "envkit/lapack-src:build",
+            "--secret", f"id={ca.SECRET_ID},src={HOST_CA}"]
+    for key, value in ca.env(ca.TARGET).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    stage = subprocess.run([*argv, str(context)], capture_output=True, text=True,
+                           env={**os.environ, "DOCKER_BUILDKIT": "1"}, timeout=1800)
+    assert stage.returncode == 0, stage.stderr[-3000:]
+    sizes = {}
+    for tag in ("latest", "build"):
+        got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}",
+                              f"envkit/lapack-src:{tag}"], capture_output=True, text=True,
+                             check=True)
+        sizes[tag] = int(got.stdout)
+    base_size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", base],
+                                   capture_output=True, text=True, check=True).stdout)
+    assert sizes["latest"] < sizes["build"] / 2, sizes
+    _record({"recipe": "lapack-src", "seconds": round(seconds, 1),
+             "image_mb": round(sizes["latest"] / 1e6, 1),
+             "build_stage_mb": round(sizes["build"] / 1e6, 1),
+             "base_mb": round(base_size / 1e6, 1)})

@@ -63,6 +63,7 @@ done
 class AptJob:
     title: str
     packages: list[str]
+    fresh: bool = False  # starts a new stage: simulated on the bare base, not after the others
 
 
 @dataclass
@@ -87,6 +88,8 @@ def simulate(client: Any, image: str, jobs: list[AptJob], env: dict[str, str],
     so_far: list[str] = []
     args = []
     for job in jobs:
+        if job.fresh:
+            so_far = []
         so_far += [p for p in job.packages if p not in so_far]
         args.append(" ".join(shlex.quote(p) for p in so_far))
     argv = " ".join(shlex.quote(a) for a in args)
@@ -126,6 +129,8 @@ def _parse(out: str, jobs: list[AptJob]) -> Simulation:
     steps = []
     before: dict[str, str] = {}
     for job, result in zip(jobs, results, strict=True):
+        if job.fresh:
+            before = {}
         delta = {n: v for n, v in result.items() if before.get(n) != v}
         steps.append(StepLock("apt", job.title,
                               apt=[AptPackage(n, v) for n, v in sorted(delta.items())]))

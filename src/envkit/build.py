@@ -336,9 +336,9 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
     if plan.user:
         print(f"envkit: 'user: {plan.user.name}' is for images; here the script runs as you",
               file=out, flush=True)
-    if opts.from_step and not 1 <= opts.from_step <= len(plan.steps):
+    if opts.from_step and not 1 <= opts.from_step <= len(plan.build_steps):
         raise error(f"--from-step {opts.from_step}: {plan.name} has steps 1 to "
-                    f"{len(plan.steps)}", path="--from-step")
+                    f"{len(plan.build_steps)}", path="--from-step")
     # the checks under the lock too: they run in the folder a second run rewrites
     with _locked(target):
         _save_made_lock(plan, target)

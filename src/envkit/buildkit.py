@@ -90,7 +90,7 @@ def choose(preferred: str = "") -> Builder:
 
 # --- progress ---------------------------------------------------------------------------
 
-_HEAD = re.compile(r"#(\d+) \[(?:[\w.-]+ +)? *(\d+)/(\d+)\] ")  # '[stage-0  2/10]' pads
+_HEAD = re.compile(r"#(\d+) \[(?:([\w.-]+) +)? *(\d+)/(\d+)\] ")  # '[stage-0  2/10]' pads
 _STATUS = re.compile(r"#(\d+) (CACHED|DONE ([\d.]+)s|ERROR:? ?(.*)|CANCELED)$")
 _OUTPUT = re.compile(r"#(\d+) [\d.]+ (.*)$")
 _INSTRUCTION = re.compile(r"(FROM|RUN|COPY|ADD|WORKDIR)\s", re.IGNORECASE)
@@ -98,19 +98,28 @@ _STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
 _ENVKIT_COMMENT = re.compile(r"# \[envkit\] ")
 
 
-def instruction_steps(dockerfile: str) -> list[int]:
-    """For each instruction BuildKit shows as ``[k/M]``, the recipe step it belongs to
-    (0 for FROM and envkit's own). Our template marks every step with a ``# [n/N]``
-    comment, and what envkit adds after the steps with ``# [envkit]``."""
-    steps, current = [], 0
+_FROM_AS = re.compile(r"FROM\s.*\sAS\s+([\w.-]+)\s*$", re.IGNORECASE)
+
+
+def instruction_steps(dockerfile: str) -> dict[str, list[int]]:
+    """For each stage, and each of its instructions BuildKit shows as ``[stage k/M]``, the
+    recipe step it belongs to (0 for FROM and envkit's own). Our template marks every step
+    with a ``# [n/N]`` comment, and what envkit adds after the steps with ``# [envkit]``.
+    A stage without a name is ``stage-I``, as BuildKit calls it."""
+    stages: dict[str, list[int]] = {}
+    steps: list[int] = []
+    current = 0
     for line in dockerfile.splitlines():
         if m := _STEP_COMMENT.match(line):
             current = int(m[1])
         elif _ENVKIT_COMMENT.match(line):
             current = 0
         elif _INSTRUCTION.match(line):
+            if line[:4].upper() == "FROM":
+                named = _FROM_AS.match(line)
+                steps = stages.setdefault(named[1] if named else f"stage-{len(stages)}", [])
             steps.append(current)
-    return steps
+    return stages
 
 
 @dataclass
@@ -127,7 +136,7 @@ class Progress:
     """Turns BuildKit's plain progress into one line per recipe step."""
 
     titles: dict[int, str]  # step number -> "recipe: title"
-    steps_of: list[int]  # from instruction_steps()
+    steps_of: dict[str, list[int]]  # from instruction_steps()
     out: TextIO
     verbose: bool = False
     vertex_step: dict[str, int] = field(default_factory=dict)
@@ -157,7 +166,8 @@ class Progress:
     def _release(self, below: int | None = None) -> None:
         """Held lines in step order: those below ``below``, or (None) those whose earlier
         steps have all been said."""
-        shown = sorted({n for n in self.steps_of if n in self.titles})
+        shown = sorted({n for steps in self.steps_of.values() for n in steps
+                        if n in self.titles})
         for number, line in sorted(self.held):
             waiting = [n for n in shown if n < number and n not in self.said]
             if (below is None and waiting) or (below is not None and number >= below):
@@ -173,9 +183,11 @@ class Progress:
         if self.verbose:
             print(line, file=self.out, flush=True)
         if m := _HEAD.match(line):
-            k = int(m[2])
-            if m[1] not in self.vertex_step and 1 < k <= len(self.steps_of):
-                number = self.steps_of[k - 1]
+            k = int(m[3])
+            # one stage: BuildKit names none; several: each vertex under its stage's name
+            steps = self.steps_of.get(m[2] or "", next(iter(self.steps_of.values()), []))
+            if m[1] not in self.vertex_step and 1 < k <= len(steps):
+                number = steps[k - 1]
                 self.vertex_step[m[1]] = number
                 self.logs.setdefault(number, StepLog(number, self.titles.get(number, "")))
             return

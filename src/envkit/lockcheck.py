@@ -138,7 +138,8 @@ def for_plan(plan: Plan, image: bool) -> LockCheck | None:
             group = pip.setdefault(step.python, {})
             for p in step.locked.step.pip:
                 group[p.name] = Want(p.version, step.locked.at(p.line))
-        elif ps.kind == "apt" and step.locked is not None:
+        elif ps.kind == "apt" and step.locked is not None and (
+                plan.keep is None or ps.stage == "runtime"):  # two stages: the runtime's own
             for a in step.locked.step.apt:
                 apt[a.name] = Want(a.version, step.locked.at(a.line))
     return LockCheck(pip=pip, extra={k: v for k, v in extra.items() if k in pip},

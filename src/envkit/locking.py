@@ -150,7 +150,8 @@ class Maker:
                     entry.unlocked = message
                     return entry
                 raise self._failed(plan, inputs, message) from None
-        apt_jobs = [aptlock.AptJob(f"{ps.recipe}: {ps.title}", ps.step.packages)  # type: ignore[attr-defined]
+        apt_jobs = [aptlock.AptJob(f"{ps.recipe}: {ps.title}", ps.step.packages,  # type: ignore[attr-defined]
+                                  fresh=ps.stage == "runtime")  # its own stage, on the base
                     for ps in plan.steps if ps.kind == "apt"]
         apt: list[StepLock] = []
         if apt_jobs and self.client is None and self.host:

@@ -140,6 +140,7 @@ class Recipe:
     verify: list[Item] = field(default_factory=list)
     secrets: dict[str, secretmod.Secret] = field(default_factory=dict)
     user: User | None = None
+    runtime: dict[str, Any] | None = None  # {apt: [...], keep: [...]}: a two-stage build
     problems: list[Diagnostic] = field(default_factory=list)  # found on load
     unusable: set[str] = field(default_factory=set)  # params whose declaration is broken
 
@@ -212,6 +213,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
         secrets=declared, user=user,
+        runtime=field_or("runtime", None) if ok("runtime") else None,
         problems=sorted(set(problems)), unusable=unusable,
     )
 

@@ -41,6 +41,9 @@ BUILTIN_PARAMS = {
 }
 
 
+BUILD, RUNTIME = "build", "runtime"  # the stages of a two-stage plan
+
+
 @dataclass
 class PlannedStep:
     number: int
@@ -48,6 +51,7 @@ class PlannedStep:
     title: str
     step: Step
     hash: str
+    stage: str = BUILD  # RUNTIME: the runtime stage's own steps (images only)
 
     @property
     def kind(self) -> str:
@@ -77,10 +81,25 @@ class Plan:
     image: str = ""
     lock: Any = None  # the lock.Match a locker found (or made) for this plan; None: no lock
     generated: dict[str, str] = field(default_factory=dict)  # context path -> text to write
+    # A two-stage plan (the requiring recipe has `runtime:`): the paths its runtime stage
+    # copies from the build stage; None: one stage, the toolchain stays in the image.
+    keep: list[str] | None = None
+    # ... and the variables it sets: each venv's, and those of the recipes that have a
+    # runtime section (not, say, the compilers' CC and CXX).
+    runtime_env: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def from_image(self) -> str:
         return self.image or self.base
+
+    @property
+    def build_steps(self) -> list[PlannedStep]:
+        """What the build (and a host's script) runs: every step but the runtime stage's."""
+        return [ps for ps in self.steps if ps.stage == BUILD]
+
+    @property
+    def runtime_steps(self) -> list[PlannedStep]:
+        return [ps for ps in self.steps if ps.stage == RUNTIME]
 
     @property
     def short_hash(self) -> str:
@@ -301,8 +320,9 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
-        check_items += [(binder, item) for item in recipe.verify
-                        if _holds(item, recipe, params, values, problems)]
+        if root.runtime is None or _in_runtime(recipe):
+            check_items += [(binder, item) for item in recipe.verify
+                            if _holds(item, recipe, params, values, problems)]
     checks = []
     for binder, item in check_items:  # after all steps: checks run in the finished result
         check, _ = binder.build(item, CHECKS[item.kind], name=binder.name(item))
@@ -311,6 +331,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             checks.append(check)
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
+    runtime = _runtime(order, bound, problems, steps) if root.runtime is not None else None
     if problems:
         raise EnvkitError(sorted(set(problems)))
 
@@ -323,6 +344,14 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 user=next((r.user for r in reversed(order) if r.user), None))
     plan.steps = [PlannedStep(number, recipe_name, title, step, "")
                   for number, (recipe_name, title, step) in enumerate(steps, 1)]
+    if runtime is not None:
+        plan.keep, more = runtime
+        with_runtime = {r.name for r in order if r.runtime is not None}
+        plan.runtime_env = [pair for recipe_name, _, step in steps
+                            if step.kind == "venv" or recipe_name in with_runtime
+                            for pair in step.env()]
+        plan.steps += [PlannedStep(len(plan.steps) + i, recipe_name, title, step, "", RUNTIME)
+                       for i, (recipe_name, title, step) in enumerate(more, 1)]
     if any(getattr(ps.step, "installer", "") == "uv" for ps in plan.steps):
         plan.files.append((paths.data_dir() / "uv.txt", UV_REQUIREMENT))
     if locker is not None:
@@ -343,8 +372,66 @@ def _chain(plan: Plan, root: Recipe) -> None:
                                                 f"{ps.kind}.j2"), "lock": locked})
         ps.hash = prev
     user = {"user": dataclasses.astuple(plan.user)} if plan.user else {}
+    keep = {"keep": plan.keep, "env": plan.runtime_env} if plan.keep is not None else {}
     plan.hash = "sha256:" + _digest({"steps": prev, "name": root.name, "version": root.version,
-                                     **user})
+                                     **user, **keep})
+
+
+def _in_runtime(recipe: Recipe) -> bool:
+    """Whether a recipe's result is in a two-stage plan's image, so its checks run there:
+    it has a runtime section, or a venv (kept). Others (a toolchain) are the build's."""
+    return recipe.runtime is not None or any(item.kind == "venv" for item in recipe.steps)
+
+
+def _runtime(order: list[Recipe], values: dict[str, Any], problems: list[Diagnostic],
+             steps: list[tuple[str, str, Step]]
+             ) -> tuple[list[str], list[tuple[str, str, Step]]]:
+    """A two-stage plan's runtime stage: the paths it keeps (every recipe's ``runtime.keep``
+    and each venv, an ancestor covering its descendants) and its apt step (every recipe's
+    ``runtime.apt``, each package once), bound and checked like any step."""
+    keep: list[str] = []
+    packages: list[str] = []
+    where: tuple[Recipe, Path_] | None = None
+    for recipe in order:
+        if recipe.runtime is None:
+            continue
+        binder = _Binder(recipe, values, problems)
+        for i, raw in enumerate(recipe.runtime.get("keep", [])):
+            at = ("runtime", "keep", i)
+            path = binder.text(raw, at)
+            if msg := grammar.abs_path(path) or grammar.credential(path):
+                problems.append(recipe.doc.diag(at, msg))
+            elif path.rstrip("/") in ("", "/usr", "/etc", "/var", "/bin", "/lib"):
+                problems.append(recipe.doc.diag(at, f"keeping {path} keeps the toolchain",
+                                                "keep what the build installed, e.g. "
+                                                "{{ prefix }}/lib"))
+            else:
+                keep.append(path.rstrip("/"))
+        for i, raw in enumerate(recipe.runtime.get("apt", [])):
+            name = binder.text(raw, ("runtime", "apt", i))
+            if name not in packages:
+                packages.append(name)
+        if recipe.runtime.get("apt"):
+            where = (recipe, ("runtime", "apt"))
+    keep += [step.path.rstrip("/") for _, _, step in steps  # type: ignore[attr-defined]
+             if step.kind == "venv"]
+    kept: list[str] = []
+    for path in sorted(set(keep)):
+        if not any(path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    written = any(r.runtime.get("keep") for r in order if r.runtime is not None)
+    if not kept and not written:  # (a path written but refused is reported already)
+        root = order[-1]
+        problems.append(root.doc.diag(("runtime",), "the runtime stage keeps nothing of the "
+                                      "build", "list what it needs under runtime.keep"))
+    more: list[tuple[str, str, Step]] = []
+    if packages and where is not None:
+        recipe, at = where
+        step = REGISTRY["apt"](packages=packages)  # type: ignore[call-arg]
+        problems += [recipe.doc.diag((*at, *sub[1:]), msg) for sub, msg in step.check()]
+        step.origin = recipe.doc.diag(at, "")
+        more.append((order[-1].name, f"runtime: {step.title()}", step))
+    return kept, more
 
 
 def _declared_secrets(order: list[Recipe], problems: list[Diagnostic]) -> dict[str, Secret]:

@@ -114,6 +114,20 @@ def recipe_schema() -> dict[str, Any]:
             "secrets": {**secrets.SCHEMA,
                         "description": "Secrets by id, given at build time (--secret); "
                                        "steps name the ones they use."},
+            "runtime": {
+                "type": "object", "additionalProperties": False, "minProperties": 1,
+                "properties": {
+                    "apt": {"type": "array", "items": {"type": "string", "minLength": 1},
+                            "description": "Debian packages the result needs to run (shared "
+                                           "libraries, an interpreter), locked like any apt "
+                                           "step."},
+                    "keep": {"type": "array", "items": {"type": "string", "minLength": 1},
+                             "description": "Absolute paths the runtime stage copies from the "
+                                            "build stage (each venv is kept anyway)."}},
+                "description": "Build in two stages: the steps run in a build stage with the "
+                               "toolchain; the image is a runtime stage on the same base with "
+                               "only these packages and paths. A recipe without it keeps its "
+                               "toolchain (the host script is the same either way)."},
             "steps": {"type": "array", "items": _items("step", REGISTRY, {"secrets": _USES})},
             "verify": {"type": "array", "items": _items("check", CHECKS, {})},
         },
