@@ -43,14 +43,17 @@ def neighbours() -> Path:
     if not (venv / "bin" / "neurodocker").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *NEIGHBOURS], check=True,
-                       env={**os.environ, "PIP_CERT": os.environ.get("PIP_CERT", CA)})
+                       env={**os.environ, "PIP_CERT": os.environ.get("PIP_CERT", CA)},
+                       stderr=subprocess.DEVNULL)
     return venv / "bin"
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})}, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(argv)} failed (exit {done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - started
 
 
@@ -72,6 +75,10 @@ def report(title: str, medians: dict[str, float], against: str) -> None:
 
 def bench_render(rounds: int) -> None:
     tools = neighbours()
+    # hpccm's and neurodocker's modules are byte-compiled, as pip installs them; envkit's
+    # are too (an editable checkout, or PYTHONDONTWRITEBYTECODE, would compile every run)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "envkit")],
+                   check=True)
     work = Path(tempfile.mkdtemp(prefix="envkit-bench-"))
     recipe = work / "recipe.py"
     recipe.write_text(HPCCM_RECIPE)
@@ -128,7 +135,8 @@ def bench_builds() -> None:
     recipe = work / "bench-faiss.yaml"
 
     def build(last: str, *extra: str) -> float:
-        recipe.write_text(text + f"  - name: the edited last step\n    run: echo {last}\n")
+        step = f"  - name: the edited last step\n    run: echo {last}\n"
+        recipe.write_text(text.replace("\nverify:", f"\n{step}verify:", 1))
         return run([str(BIN / "invoke"), "-r", str(REPO), "build", "--recipe", str(recipe),
                     "--no-lock", "--ca-bundle", CA, "--no-verify", *extra], cwd=work)
 
