@@ -199,6 +199,7 @@ def run_cli(program: str, *args: str, cwd: Path = REPO, env: dict[str, str] | No
     to the terminal themselves (host runs, builds) and signal tests start a real process."""
     import contextlib
     import io
+    import signal
 
     import invoke.main
 
@@ -208,6 +209,10 @@ def run_cli(program: str, *args: str, cwd: Path = REPO, env: dict[str, str] | No
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)
     here = os.getcwd()
+    path = list(sys.path)  # invoke's loader puts the tasks' folder first
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    mask = os.umask(0o022)  # envkit tightens it for the process
+    os.umask(mask)
     code = 0
     try:
         os.environ.update(env or {})
@@ -223,6 +228,10 @@ def run_cli(program: str, *args: str, cwd: Path = REPO, env: dict[str, str] | No
         os.chdir(here)
         os.environ.clear()
         os.environ.update(saved)
+        sys.path[:] = path
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        os.umask(mask)
     done = subprocess.CompletedProcess([program, *args], int(code), out.getvalue(),
                                        err.getvalue())
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
@@ -394,14 +403,14 @@ def uv_bin() -> str:
 TEST_RETRY_DELAY = "0.05"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Lint findings and envkit's other caches (memo) are kept per test session, never in
-    the user's cache: each run lints what it renders at least once. Back-offs are short."""
-    saved = dict(os.environ)
-    os.environ["ENVKIT_LINT_CACHE"] = str(tmp_path_factory.mktemp("lint-cache"))
-    os.environ["ENVKIT_CACHE"] = str(tmp_path_factory.mktemp("envkit-cache"))
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is imported (and envkit with it): lint findings and envkit's
+    other caches (memo) are kept per test session, never in the user's cache, so each run
+    lints what it renders at least once; back-offs are short."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="envkit-test-cache-"))
+    os.environ["ENVKIT_LINT_CACHE"] = str(folder / "lint")
+    os.environ["ENVKIT_CACHE"] = str(folder / "memo")
     os.environ.setdefault("ENVKIT_RETRY_DELAY", TEST_RETRY_DELAY)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+    config.add_cleanup(lambda: __import__("shutil").rmtree(folder, ignore_errors=True))

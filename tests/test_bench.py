@@ -1,4 +1,5 @@
-"""Benchmarks, on demand only: python -m pytest -m bench tests/test_bench.py
+"""Benchmarks, on demand only: python -m pytest -m bench -n 0 tests/test_bench.py
+(pytest-benchmark turns itself off under xdist); tests/benchmark.py prints paired ratios.
 
 They measure; they assert nothing about time (the machine is shared and noisy).
 """

@@ -392,7 +392,8 @@ def check_run_param(recipe: Callable[..., Path], root: Path, value: str, source:
         path = recipe(RUN_RECIPE.format(default='"x"'))
         overrides, field = {"p": value}, "p"
     diags = problems(path, overrides)
-    if REJECTED.search(value):
+    if REJECTED.search(value) or format_char(value):
+        # (an invisible format character is refused where it is written, YAML or --set)
         assert_rejected(diags, field)
         return
     if not INERT.fullmatch(value):  # the author's quoting around it is unknown: refused

@@ -62,10 +62,11 @@ def test_a_dockerfile_piece_is_read_after_its_from_and_shell() -> None:
     plan = make_plan(Catalog().find("python-venv"), Catalog())
     text = render(plan, "dockerfile")
     parts = lint.pieces(lint.DOCKERFILE, text)
-    # the header, its mirror block, the steps, the trailer (manifest, labels)
-    assert len(parts) == 4 and [p.prelude for p in parts] == [0, 2, 2, 2]
+    # the header, its mirror block, the rest of it, the steps, the trailer (manifest, labels)
+    assert len(parts) == 5 and [p.prelude for p in parts] == [0, 2, 2, 2, 2]
     assert parts[1].text.splitlines()[2].startswith("# Mirror profile ")
-    assert parts[3].text.splitlines()[2].startswith("# [envkit] What the image holds")
+    assert parts[2].text.splitlines()[2].startswith("# pip and uv retry")
+    assert parts[4].text.splitlines()[2].startswith("# [envkit] What the image holds")
     for part in parts[1:]:
         assert part.text.startswith("FROM ") and "SHELL [" in part.text.splitlines()[1]
     bad = text.replace("RUN envkit_record_installed", "RUN cd /tmp && envkit_record_installed")
@@ -115,4 +116,26 @@ def test_identical_pieces_are_linted_once(monkeypatch: pytest.MonkeyPatch) -> No
     # Dockerfiles: the mirror block and the trailer (the labels name the mirror and hash)
     docker = [lint.pieces(lint.DOCKERFILE, render(make_plan(recipe, catalog, {}, m),
                                                   "dockerfile")) for m in ("default", "tuna")]
-    assert [p.key == q.key for p, q in zip(*docker, strict=True)] == [True, False, True, False]
+    assert [p.key == q.key for p, q in zip(*docker, strict=True)] == [True, False, True, True,
+                                                                      False]
+
+
+def test_a_two_stage_dockerfile_shares_its_pieces_and_reads_each_in_its_stage() -> None:
+    """The runtime stage repeats the header's mirror block: cut there too, so mirror
+    variants differ only in their mirror blocks and trailers; a piece of the runtime stage
+    is read after both stages' FROM and SHELL (COPY --from=build names an earlier stage)."""
+    catalog = Catalog()
+    recipe = catalog.find("faiss-src")
+    docker = [lint.pieces(lint.DOCKERFILE, render(make_plan(recipe, catalog, {}, m),
+                                                  "dockerfile")) for m in ("default", "tuna")]
+    differ = [p.text.splitlines()[p.prelude] for p, q in zip(*docker, strict=True)
+              if p.key != q.key]
+    assert [line.split(":")[0] for line in differ] == [
+        "# Mirror profile default", "# Mirror profile default",
+        "# [envkit] What the image holds"]
+    copies = next(p for p in docker[0] if "COPY --from=build" in p.text)
+    assert [line.split(" AS ")[-1] for line in copies.text.splitlines()[:copies.prelude]
+            if line.startswith("FROM ")] == ["build", "runtime"]
+    [findings] = lint.lint_texts([(lint.DOCKERFILE, render(make_plan(recipe, catalog),
+                                                          "dockerfile"))], use_cache=False)
+    assert findings == []

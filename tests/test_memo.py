@@ -88,3 +88,39 @@ def test_an_unwritable_cache_costs_only_time(tmp_path: Path,
 def test_a_value_json_cannot_write_leaves_no_file(cache: Path) -> None:
     memo.put("yaml", "ef" * 32, {"a": object()})
     assert not [p for p in cache.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("how", ["world-writable", "another user's"])
+def test_a_cache_others_may_write_is_not_used(cache: Path, how: str) -> None:
+    """An entry skips the checks that made it (and jinja's is code): a cache folder anyone
+    else may write is ignored, never trusted."""
+    import os
+
+    yamlsrc.load_text("a: 1\n", "x.yaml")
+    assert memo.folder("yaml") is not None
+    if how == "world-writable":
+        cache.chmod(0o777)
+    else:
+        os.chown(cache, 65534, 65534)
+    assert memo.folder("yaml") is None and memo.folder("jinja") is None
+    for entry in cache.glob("yaml/*/*.json"):  # even a poisoned entry is never read
+        entry.write_text(json.dumps({"data": {"a": 2}, "marks": [], "key_marks": [],
+                                     "raw": []}))
+    assert yamlsrc.load_text("a: 1\n", "x.yaml").data == {"a": 1}
+
+
+def test_a_template_cache_that_cannot_be_written_costs_only_time(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jinja2
+
+    from envkit import render
+
+    def refuse(self: object, bucket: object) -> None:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "dump_bytecode", refuse)
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "load_bytecode", refuse)
+    bcc = render._bytecode_cache()
+    assert bcc is not None
+    env = jinja2.Environment(loader=jinja2.DictLoader({"t": "{{ 1 + 1 }}"}), bytecode_cache=bcc)
+    assert env.get_template("t").render() == "2"

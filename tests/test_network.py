@@ -48,7 +48,7 @@ def test_backoff_doubles_and_stops_at_30s(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("given", "waits"), [
     ("0.05", ["0.050", "0.100", "0.200", "0.400"]),
-    ("0.5", ["0.500", "1", "2", "4"]),
+    ("0.5", ["0.500", "1", "2", "4"]), (".5", ["0.500", "1", "2", "4"]),
     ("1.2345", ["1.234", "2.468", "4.936", "9.872"]),  # milliseconds, the rest cut
     ("soon", ["2", "4", "8", "16"]), ("-1", ["2", "4", "8", "16"]),  # not a delay: default
     ("$(touch PWNED)", ["2", "4", "8", "16"]),

@@ -104,7 +104,11 @@ def test_the_runtime_apt_step_is_simulated_on_the_bare_base() -> None:
 
 @pytest.mark.parametrize(("runtime", "path", "message"), [
     ("{keep: [opt/lib]}", "runtime.keep[0]", "must be an absolute path"),
-    ("{keep: [/usr]}", "runtime.keep[0]", "keeps the toolchain"),
+    ("{keep: [/usr]}", "runtime.keep[0]", "keeps the system's own files"),
+    ("{keep: [/usr/lib/]}", "runtime.keep[0]", "keeps the system's own files"),
+    ("{keep: ['/opt/$HOME']}", "runtime.keep[0]", "a character COPY --from expands"),
+    ("{keep: ['/opt/*.so']}", "runtime.keep[0]", "a character COPY --from expands"),
+    ("{keep: [/opt/x/../../usr]}", "runtime.keep[0]", "not a normal path"),
     ("{apt: ['bad name']}", "runtime.apt[0]", ""),
     ("{apt: [libgomp1]}", "runtime", "keeps nothing of the build"),
     ("{keep: ['{{ nope }}/lib']}", "runtime.keep[0]", "unknown param 'nope'"),
@@ -153,3 +157,61 @@ def test_build_progress_follows_each_stage() -> None:
     text = out.getvalue()
     assert "step 7/7 lapack-src: runtime: apt libgfortran5: done in 3.0s" in text
     assert "step 1/7 build-essentials: compilers and build tools: done in 20.0s" in text
+
+
+def test_a_runtime_apt_error_is_reported_where_it_is_written(write: Callable[..., Path]
+                                                             ) -> None:
+    write("name: dep\ndescription: d\nversion: '1'\nbase: debian:bookworm-slim\n"
+          "runtime: {apt: [libgomp1, 'bad name'], keep: [/opt/dep]}\nsteps: [{run: 'true'}]\n",
+          "dep")
+    top = write("name: top\ndescription: d\nversion: '1'\nrequires: [dep]\n"
+                "runtime: {apt: [libgfortran5], keep: [/opt/top]}\nsteps: [{run: 'true'}]\n",
+                "top")
+    found = problems(top)
+    assert len(found) == 1 and "dep.yaml:5:" in found[0], found
+    assert ": runtime.apt[1]: not a Debian package name" in found[0]
+
+
+def test_a_kept_venv_must_be_a_path_copy_can_take(recipe: Callable[..., Path]) -> None:
+    found = problems(recipe("runtime: {apt: [python3]}\n"
+                            "steps: [{venv: {path: '/opt/v$HOME'}}]\n"))
+    assert any(": steps[0].venv.path: " in line and "COPY --from expands" in line
+               for line in found), found
+
+
+def test_the_lock_tells_a_runtime_apt_step_from_a_build_one(recipe: Callable[..., Path]) -> None:
+    """The same packages locked on the bare base (runtime) or after the build's steps are
+    not the same lock: moving them between the two makes the lock stale."""
+    from envkit import lock as lockmod
+
+    catalog = Catalog()
+    as_step = recipe("runtime: {keep: [/opt/x]}\nsteps: [{apt: [libgomp1]}]\n", "a")
+    as_runtime = recipe("runtime: {apt: [libgomp1], keep: [/opt/x]}\nsteps: [{run: 'true'}]\n",
+                        "b")
+    digests = [lockmod.inputs_of(make_plan(catalog.load(p), catalog), "c").data["steps"]
+               for p in (as_step, as_runtime)]
+    assert digests == [[{"kind": "apt", "packages": ["libgomp1"]}],
+                       [{"kind": "apt", "packages": ["libgomp1"], "stage": "runtime"}]]
+
+
+def test_a_host_runs_the_toolchain_checks_the_image_leaves_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from envkit import build
+
+    catalog = Catalog()
+    plan = make_plan(catalog.find("lapack-src"), catalog)
+    assert [c.label() for c in plan.build_checks] == [
+        "CXX is g++ 12 and builds a C++17 program that runs",
+        "FC builds a Fortran program that runs", "ccache and patchelf run"]
+    ran: dict[bool, list[str]] = {}
+
+    def fake(checks: list, runner: object, where: str, out: object) -> bool:
+        ran[where == "host"] = [c.label() for c in checks]
+        return True
+
+    monkeypatch.setattr(build, "run_checks", fake)
+    for image in (True, False):
+        build._verify(plan, None, "image" if image else "host", io.StringIO(), image=image)
+    assert "ccache and patchelf run" in ran[True] and "ccache and patchelf run" not in ran[False]

@@ -107,11 +107,12 @@ def _say_lock(plan: Plan, opts: Options, saved: Path, out: TextIO) -> None:
               "from the recipe alone", file=out, flush=True)
 
 
-def build(opts: Options, out: TextIO = sys.stdout) -> str:
+def build(opts: Options, out: TextIO | None = None) -> str:
     """Build (or provision) and verify; returns the image tag or the environment path.
 
     The target is settled first (an engine that answers, else this host), so the recipe is
     planned once, for that target: a host plan installs into .envkit/envs/NAME."""
+    out = out or sys.stdout  # looked up per call (a caller may have redirected it)
     if opts.target not in ("", *TARGETS):
         raise error(f"unknown target '{opts.target}'", path="--target", hint="docker or host")
     catalog = Catalog()
@@ -310,7 +311,8 @@ def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
         extra = None
     else:
         extra = lockcheck.for_plan(plan, image)
-    checks = [*plan.checks, *([extra] if extra else [])]
+    # a host keeps the toolchain a two-stage image leaves out: its checks run there too
+    checks = [*plan.checks, *([] if image else plan.build_checks), *([extra] if extra else [])]
     if not run_checks(checks, runner, where, out):
         raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
                                  path="verify", hint="see the table above").diagnostics)

@@ -202,6 +202,8 @@ def inputs_of(plan: Plan, compat_digest: str) -> Inputs:
         if fields is None:
             continue
         entry: dict[str, Any] = {"kind": ps.kind, **fields}
+        if ps.stage != "build":  # a runtime stage's apt step is locked on the bare base
+            entry["stage"] = ps.stage
         if ps.kind == "pip":
             entry["venv"] = venvs.setdefault(ps.step.python, len(venvs))  # type: ignore[attr-defined]
             found = requirement_files(plan, ps.number)

@@ -3,11 +3,14 @@ input bytes and the same code that made it, so a stale entry is never found, onl
 
 - ``yaml``: a parsed document (data and source positions) per file content and parser;
 - ``schema``: the contents that passed the recipe schema, so a later run skips jsonschema;
-- ``jinja``: compiled templates (jinja2's own bytecode cache, checked against the source);
+- ``jinja``: compiled templates (jinja2's own bytecode cache, checked against the source
+  and the Python; marshalled code, so only a folder no one else can write is used);
 - ``lint``: linter findings per rendered piece (see :mod:`envkit.lint`).
 
-The folder is ENVKIT_CACHE (a folder, or ``off``), else $XDG_CACHE_HOME/envkit. Entries
-are JSON (never pickle) written atomically; a folder that cannot be written only costs time.
+The folder is ENVKIT_CACHE (a folder, or ``off``), else $XDG_CACHE_HOME/envkit. It is used
+only when it (and the folder it is in, where it exists) belongs to this user and no one else
+may write it: an entry skips the checks that made it. Entries are JSON (never pickle),
+written atomically; a folder that cannot be written only costs time.
 """
 
 from __future__ import annotations
@@ -29,9 +32,20 @@ def root() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envkit"
 
 
+def _private(path: Path) -> bool:
+    """``path``, where it exists, is this user's and no one else may write it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return True  # made by us, 0700, when first written
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def folder(kind: str) -> Path | None:
     base = root()
-    return None if base is None else base / kind
+    if base is None or not (_private(base) and _private(base / kind)):
+        return None
+    return base / kind
 
 
 def key(*parts: str | bytes) -> str:

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class Plan:
     declared: dict[str, Param] = field(default_factory=dict)  # every param, as declared
     steps: list[PlannedStep] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    # two stages: the checks of toolchain recipes (build-essentials'), which the image
+    # leaves out with the toolchain; a host, which keeps everything, runs them too
+    build_checks: list[Check] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
     secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
     user: User | None = None  # the image runs as this user (the requiring recipe's wins)
@@ -303,7 +307,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     state = State()
     steps: list[tuple[str, str, Step]] = []
     pins: list[compat.Pin] = []
-    check_items: list[tuple[_Binder, Item]] = []
+    check_items: list[tuple[_Binder, Item, bool]] = []
     for recipe in order:
         binder = _Binder(recipe, bound, problems)
         state.recipe, state.recipe_dir = recipe.name, recipe.folder
@@ -320,15 +324,16 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
-        if root.runtime is None or _in_runtime(recipe):
-            check_items += [(binder, item) for item in recipe.verify
-                            if _holds(item, recipe, params, values, problems)]
-    checks = []
-    for binder, item in check_items:  # after all steps: checks run in the finished result
+        in_image = root.runtime is None or _in_runtime(recipe)
+        check_items += [(binder, item, in_image) for item in recipe.verify
+                        if _holds(item, recipe, params, values, problems)]
+    checks: list[Check] = []
+    build_checks: list[Check] = []
+    for binder, item, in_image in check_items:  # after all steps: in the finished result
         check, _ = binder.build(item, CHECKS[item.kind], name=binder.name(item))
         if check:
             check.bind(state.python)
-            checks.append(check)
+            (checks if in_image else build_checks).append(check)
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
     runtime = _runtime(order, bound, problems, steps) if root.runtime is not None else None
@@ -339,6 +344,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], declared=params, checks=checks,
+                build_checks=build_checks,
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
                 secrets={s.id: s for _, _, step in steps for s in step.secrets},
                 user=next((r.user for r in reversed(order) if r.user), None))
@@ -348,7 +354,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         plan.keep, more = runtime
         with_runtime = {r.name for r in order if r.runtime is not None}
         plan.runtime_env = [pair for recipe_name, _, step in steps
-                            if step.kind == "venv" or recipe_name in with_runtime
+                            if step.kind == "venv" or (recipe_name in with_runtime
+                                                       and step.origin.path == "env")
                             for pair in step.env()]
         plan.steps += [PlannedStep(len(plan.steps) + i, recipe_name, title, step, "", RUNTIME)
                        for i, (recipe_name, title, step) in enumerate(more, 1)]
@@ -383,53 +390,81 @@ def _in_runtime(recipe: Recipe) -> bool:
     return recipe.runtime is not None or any(item.kind == "venv" for item in recipe.steps)
 
 
+# What a runtime stage must not keep: the system's own folders (the base has them; copying
+# them over it would bring the toolchain back). /usr/local and /opt are for installs.
+_SYSTEM_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
+                "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/usr/bin",
+                "/usr/include", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/sbin",
+                "/usr/share", "/var", "/var/lib"}
+# COPY expands $VARS and globs in its sources (even in the JSON form), as for copy steps
+_COPY_SPECIAL = re.compile(r"[$*?\[\]\\]")
+
+
+def _keep_problem(path: str) -> str:
+    if msg := grammar.abs_path(path) or grammar.credential(path):
+        return msg
+    if _COPY_SPECIAL.search(path):
+        return f"{path!r} has a character COPY --from expands ($ * ? [ ] \\)"
+    if posixpath.normpath(path) != path.rstrip("/") or "//" in path:
+        return f"{path!r} is not a normal path (no '.', '..' or '//')"
+    if path.rstrip("/") in _SYSTEM_DIRS or not path.rstrip("/"):
+        return f"keeping {path} keeps the system's own files (and the toolchain)"
+    return ""
+
+
 def _runtime(order: list[Recipe], values: dict[str, Any], problems: list[Diagnostic],
              steps: list[tuple[str, str, Step]]
              ) -> tuple[list[str], list[tuple[str, str, Step]]]:
     """A two-stage plan's runtime stage: the paths it keeps (every recipe's ``runtime.keep``
     and each venv, an ancestor covering its descendants) and its apt step (every recipe's
-    ``runtime.apt``, each package once), bound and checked like any step."""
+    ``runtime.apt``, each package once), bound and checked where each is written."""
     keep: list[str] = []
     packages: list[str] = []
-    where: tuple[Recipe, Path_] | None = None
+    written = False
     for recipe in order:
         if recipe.runtime is None:
             continue
         binder = _Binder(recipe, values, problems)
         for i, raw in enumerate(recipe.runtime.get("keep", [])):
+            written = True
             at = ("runtime", "keep", i)
+            before = len(problems)
             path = binder.text(raw, at)
-            if msg := grammar.abs_path(path) or grammar.credential(path):
-                problems.append(recipe.doc.diag(at, msg))
-            elif path.rstrip("/") in ("", "/usr", "/etc", "/var", "/bin", "/lib"):
-                problems.append(recipe.doc.diag(at, f"keeping {path} keeps the toolchain",
-                                                "keep what the build installed, e.g. "
-                                                "{{ prefix }}/lib"))
+            if len(problems) > before:
+                continue
+            if msg := _keep_problem(path):
+                problems.append(recipe.doc.diag(at, msg, "keep what the build installed, "
+                                                "e.g. {{ prefix }}/lib"))
             else:
                 keep.append(path.rstrip("/"))
         for i, raw in enumerate(recipe.runtime.get("apt", [])):
-            name = binder.text(raw, ("runtime", "apt", i))
-            if name not in packages:
+            at = ("runtime", "apt", i)
+            name = binder.text(raw, at)
+            if msg := grammar.apt_package(name):
+                problems.append(recipe.doc.diag(at, msg))
+            elif name not in packages:
                 packages.append(name)
-        if recipe.runtime.get("apt"):
-            where = (recipe, ("runtime", "apt"))
-    keep += [step.path.rstrip("/") for _, _, step in steps  # type: ignore[attr-defined]
-             if step.kind == "venv"]
+    for _, _, step in steps:  # each venv is kept: its path goes through COPY too
+        if step.kind == "venv":
+            path = step.path.rstrip("/")  # type: ignore[attr-defined]
+            if msg := _keep_problem(path):
+                problems.append(dataclasses.replace(
+                    step.origin, message=f"{msg}: a two-stage plan copies this venv",
+                    path=f"{step.origin.path}.path"))
+            else:
+                keep.append(path)
     kept: list[str] = []
     for path in sorted(set(keep)):
         if not any(path.startswith(k + "/") for k in kept):
             kept.append(path)
-    written = any(r.runtime.get("keep") for r in order if r.runtime is not None)
     if not kept and not written:  # (a path written but refused is reported already)
         root = order[-1]
         problems.append(root.doc.diag(("runtime",), "the runtime stage keeps nothing of the "
                                       "build", "list what it needs under runtime.keep"))
     more: list[tuple[str, str, Step]] = []
-    if packages and where is not None:
-        recipe, at = where
+    if packages:
         step = REGISTRY["apt"](packages=packages)  # type: ignore[call-arg]
-        problems += [recipe.doc.diag((*at, *sub[1:]), msg) for sub, msg in step.check()]
-        step.origin = recipe.doc.diag(at, "")
+        step.origin = order[-1].doc.diag(("runtime", "apt"), "")
         more.append((order[-1].name, f"runtime: {step.title()}", step))
     return kept, more
 

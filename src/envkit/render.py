@@ -6,6 +6,7 @@ typo in a template is an error, not an empty string.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -33,9 +34,24 @@ def _block(value: object) -> str:
     return str(value).strip("\n")
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """jinja2's, but a folder that cannot be written (or read) only costs time."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates kept between runs (memo): jinja2 checks each against its source
-    and the running Python, so an edited template compiles anew."""
+    and the running Python, so an edited template compiles anew. Marshalled code: only in
+    a folder of this user's that no one else may write (memo.folder)."""
     folder = memo.folder("jinja")
     if folder is None:
         return None
@@ -43,7 +59,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
         return None
-    return jinja2.FileSystemBytecodeCache(str(folder))
+    return _BytecodeCache(str(folder))
 
 
 @functools.cache

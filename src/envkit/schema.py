@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import envvalue, memo, paths, secrets
+from . import __version__, envvalue, memo, paths, secrets
 from .checks import CHECKS
 from .diagnostics import Diagnostic, EnvkitError, did_you_mean
 from .steps import REGISTRY
@@ -154,7 +154,20 @@ def schema_text() -> str:
 
 @functools.cache
 def _digest() -> str:
-    return memo.key(schema_text())
+    """The schema and what judges it: envkit's version and jsonschema's installed files
+    (found, not imported: a render whose recipe passed before never imports it)."""
+    return memo.key(schema_text(), __version__, validator_key())
+
+
+def validator_key() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("jsonschema")
+    try:
+        st = Path(spec.origin).stat() if spec and spec.origin else None
+    except OSError:
+        st = None
+    return f"{spec.origin if spec else ''}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0}"
 
 
 def validate(doc: Document) -> list[Diagnostic]:

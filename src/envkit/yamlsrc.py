@@ -71,7 +71,10 @@ class Document:
         error at its line: for data files, which need no friendlier wording."""
         import json
 
-        name = memo.key(json.dumps([schema, data], sort_keys=True, ensure_ascii=False))
+        from .schema import validator_key
+
+        name = memo.key(json.dumps([schema, data], sort_keys=True, ensure_ascii=False),
+                        validator_key())
         if memo.get("schema", name) is True:
             return []
         import jsonschema

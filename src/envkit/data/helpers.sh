@@ -258,6 +258,7 @@ envkit_backoff() {
   # decimals (0.05: the tests wait milliseconds); anything else means the default.
   local given=${ENVKIT_RETRY_DELAY:-2} whole frac='' ms n=1
   whole=${given%%.*}
+  whole=${whole:-0}  # .5 is 0.5
   [[ $given == *.* ]] && frac=${given#*.}
   frac=${frac}000
   frac=${frac:0:3}
