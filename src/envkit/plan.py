@@ -88,8 +88,8 @@ class Plan:
     # A two-stage plan (the requiring recipe has `runtime:`): the paths its runtime stage
     # copies from the build stage; None: one stage, the toolchain stays in the image.
     keep: list[str] | None = None
-    # ... and the variables it sets: each venv's, and those of the recipes that have a
-    # runtime section (not, say, the compilers' CC and CXX).
+    # ... and the variables it sets: each venv's, and the top-level env of the recipes that
+    # have a runtime section (not env steps, which set up a build: CC, ccache's launcher).
     runtime_env: list[tuple[str, str]] = field(default_factory=list)
 
     @property
