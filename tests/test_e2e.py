@@ -94,6 +94,42 @@ def test_python_venv_builds_on_our_base_and_verifies(base: str, tmp_path: Path) 
     assert "all 3 checks passed" in again.stdout
 
 
+@pytest.fixture(scope="session")
+def trixie(client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A trixie base made by `invoke base --suite trixie` in this run (Python 3.13)."""
+    done = envkit("base", "--suite", "trixie", cwd=tmp_path_factory.mktemp("trixie"))
+    assert done.returncode == 0, show(done)
+    assert re.search(r"envkit: envkit/base:trixie \(sha256:\w+, [\d.]+ MB\)", done.stdout)
+    return "envkit/base:trixie"
+
+
+@pytest.mark.docker
+def test_python_3_13_comes_from_a_trixie_base_and_faiss_cpu_installs_on_it(
+        trixie: str, tmp_path: Path) -> None:
+    """python-venv and faiss-cpu with --set python=3.13: debian:trixie-slim, which is the
+    trixie base `invoke base` made, Debian's python3.13, faiss's cp313 wheels, as locked."""
+    done = envkit("build", "--recipe", "python-venv", "--set", "python=3.13",
+                  "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    assert "using envkit/base:trixie (made by invoke base)" in done.stdout
+    assert "all 3 checks passed" in done.stdout, show(done)
+    tag = re.search(r"envkit: built (envkit/python-venv:[0-9a-f]{12}) in", done.stdout)[1]  # type: ignore[index]
+    version = subprocess.run(["docker", "run", "--rm", tag, "python", "--version"],
+                             capture_output=True, text=True, check=True).stdout
+    assert re.fullmatch(r"Python 3\.13\.\d+\n", version), version
+
+    done = envkit("build", "--recipe", "faiss-cpu", "--set", "python=3.13",
+                  "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    assert "PASS  installed packages match the lock" in done.stdout, show(done)
+    assert re.search(r"all \d+ checks passed", done.stdout), show(done)
+    wheel = subprocess.run(["docker", "run", "--rm", "envkit/faiss-cpu:latest", "python", "-c",
+                            "import sys, numpy, faiss; print(sys.version_info[:2], "
+                            "numpy.__version__, faiss.__version__)"],
+                           capture_output=True, text=True, check=True).stdout
+    assert wheel.startswith("(3, 13) "), wheel
+
+
 @pytest.mark.docker
 def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
                                                                    tmp_path: Path) -> None:

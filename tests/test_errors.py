@@ -116,7 +116,7 @@ def test_unknown_step_kind(recipe) -> None:
 def test_unknown_step_kind_without_a_close_match_lists_the_kinds(recipe) -> None:
     line = only(problems(recipe("steps:\n  - zzzz: 1\n")))
     assert line == ("t.yaml:6:5: steps[0].zzzz: unknown step kind 'zzzz' "
-                    "(kinds: apt, cmake, copy, download, env, git, pip, run, venv)")
+                    "(kinds: apt, cmake, copy, download, env, git, pip, run, uv_python, venv)")
 
 
 def test_unknown_check_kind(recipe) -> None:
@@ -202,7 +202,7 @@ def test_step_with_no_kind_key(recipe) -> None:
     path = recipe("steps:\n  - name: nothing here\n")
     assert problems(path) == [
         "t.yaml:6:5: steps[0]: a step needs one kind key "
-        "(one of: apt, cmake, copy, download, env, git, pip, run, venv)"]
+        "(one of: apt, cmake, copy, download, env, git, pip, run, uv_python, venv)"]
 
 
 # --- YAML features that are refused ---------------------------------------------------------

@@ -559,7 +559,10 @@ def test_every_catalog_lock_is_current_or_recorded_as_unlockable(catalog) -> Non
                              locker=locking.Locker(catalog, recipe_, strict=False))
             assert plan.lock.state in ("locked", "unlocked"), (path.stem, variant.label())
             states[plan.lock.state] = states.get(plan.lock.state, 0) + 1
-    assert states["locked"] >= 50 and states["unlocked"] <= 20
+            if plan.lock.state == "unlocked":  # only where an index or a base does not answer
+                assert path.stem in ("cuda-toolkit", "paddle-gpu", "pytorch-cpu",
+                                     "pytorch-gpu"), (path.stem, variant.label())
+    assert states["locked"] >= 70, states
 
 
 def test_validate_fails_on_a_stale_or_missing_lock_of_a_catalog_recipe(tmp_path: Path) -> None:
@@ -591,7 +594,8 @@ def test_validate_fails_on_a_stale_or_missing_lock_of_a_catalog_recipe(tmp_path:
                      .replace("numpy==2.4.5", "numpy==2.4.6"))
     report = validate(["faiss-cpu"], Catalog(root))
     problems = [str(d).replace(str(tmp_path) + "/", "") for d in report.problems]
-    assert problems == ["recipes/faiss-cpu.lock: lock: no entry for faiss=1.15.0, python=3.11 "
+    assert problems == ["recipes/faiss-cpu.lock: lock: no entry for faiss=1.15.0, python=3.11; "
+                        "faiss=1.15.0, python=3.12; faiss=1.15.0, python=3.13 "
                         "(invoke lock --recipe faiss-cpu)"], problems
 
 
@@ -772,13 +776,61 @@ def test_the_helpers_install_uv_once_and_replace_a_broken_install(tmp_path: Path
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def installs() -> list[str]:
+        return [c for c in (tmp_path / "pip-calls").read_text().splitlines()
+                if c.startswith("-m pip install ")]
+
     assert uv_pip("install", "six") == "uv pip install --no-config --python python3 six\n"
     assert uv_pip("install", "six") == "uv pip install --no-config --python python3 six\n"
-    assert len((tmp_path / "pip-calls").read_text().splitlines()) == 1  # installed once
-    assert "--require-hashes --target" in (tmp_path / "pip-calls").read_text()
+    assert len(installs()) == 1  # installed once
+    assert "--require-hashes --target" in installs()[0]
     shutil.rmtree(tmp_path / "cache" / "uv-0.13.9" / "bin")  # a stopped install's leftovers
     assert uv_pip("list") == "uv pip list --no-config --python python3\n"
-    assert len((tmp_path / "pip-calls").read_text().splitlines()) == 2
+    assert len(installs()) == 2
+
+
+def test_a_python_without_pip_installs_uv_through_a_throwaway_venv(tmp_path: Path) -> None:
+    """Debian's python3 has no pip (a uv-managed Python's bootstrap): the helper makes a venv
+    with it (ensurepip) and installs uv with that venv's pip, then removes the venv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(textwrap.dedent("""\
+        #!/bin/bash
+        echo "python3 $*" >> "$HOME/calls"
+        [ "$1 $2" = "-m pip" ] && exit 1  # no pip here
+        if [ "$1 $2" = "-m venv" ]; then
+          mkdir -p "$3/bin"
+          cat > "$3/bin/python" <<'PY'
+        #!/bin/bash
+        echo "venv-python $*" >> "$HOME/calls"
+        while [ "$#" -gt 0 ]; do
+          if [ "$1" = --target ]; then
+            mkdir -p "$2/bin"
+            printf '#!/bin/sh\\necho uv "$@"\\n' > "$2/bin/uv"
+            chmod +x "$2/bin/uv"
+          fi
+          shift
+        done
+        PY
+          chmod +x "$3/bin/python"
+          echo "$3" > "$HOME/venv-at"
+        fi
+        """))
+    (bin_dir / "python3").chmod(0o755)
+    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "ENVKIT_MIRRORS_PICKED": "1", "ENVKIT_UV_REQ": "/req.txt",
+           "ENVKIT_UV_DIR": str(tmp_path / "cache" / "uv-0.13.9")}
+    done = subprocess.run(["bash", "-c", '. "$0"; envkit_uv_bin python3', str(helpers)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == str(tmp_path / "cache" / "uv-0.13.9" / "bin" / "uv")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "python3 -m pip --version"
+    assert calls[1].startswith("python3 -m venv /")
+    assert calls[2].startswith("venv-python -m pip install --disable-pip-version-check "
+                               "--no-input --quiet --no-deps --require-hashes --target ")
+    assert not Path((tmp_path / "venv-at").read_text().strip()).exists()  # removed
 
 
 @pytest.mark.parametrize("policy, code", [("fail", 100), ("newer", 0)])

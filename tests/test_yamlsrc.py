@@ -86,3 +86,12 @@ def test_text_stays_text() -> None:
 ])
 def test_explicit_tags_and_surrogates(text: str, message: str) -> None:
     assert message in one_error(text)
+
+
+@pytest.mark.parametrize("escape", ["\\U0099999999", "\\U00110000", "\\UFFFFFFFF"])
+def test_an_escape_past_the_last_unicode_character_is_a_yaml_error(escape: str) -> None:
+    """PyYAML's scanner calls chr() on it and raises ValueError: a line, not a traceback."""
+    text = f'name: x\ndescription: "a {escape}"\n'
+    assert one_error(text).startswith("h.yaml:2:")
+    assert "invalid YAML: an escape names no Unicode character (the last is \\U0010FFFF)" in (
+        one_error(text))

@@ -51,6 +51,7 @@ from .steps import LOCKS_DIR
 FORMAT = 1
 SUFFIX = ".lock"
 DEFAULT_PYTHON = "3.11"
+UV_NEWEST_MANYLINUX = (2, 40)  # the newest manylinux level uv 0.13's --python-platform takes
 DEFAULT_GLIBC = "2.28"  # a base envkit does not know: manylinux_2_28 wheels run on it
 # glibc of the bases envkit knows, by Debian suite or Ubuntu release: which wheels run there
 GLIBC = {"bullseye": "2.31", "bookworm": "2.36", "trixie": "2.41",
@@ -89,8 +90,11 @@ class Target:
 
     @property
     def platform(self) -> str:
-        """uv's --python-platform: the manylinux level the base's glibc runs."""
-        return f"{self.arch}-manylinux_{self.glibc.replace('.', '_')}"
+        """uv's --python-platform: the manylinux level the base's glibc runs, at most the
+        newest the pinned uv names (trixie's glibc 2.41 resolves as manylinux_2_40)."""
+        major, minor = (int(x) for x in self.glibc.split("."))
+        major, minor = min((major, minor), UV_NEWEST_MANYLINUX)
+        return f"{self.arch}-manylinux_{major}_{minor}"
 
 
 def target_python(plan: Plan) -> str:

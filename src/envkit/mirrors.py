@@ -22,7 +22,8 @@ DEFAULT = "default"
 # Tools whose mirror the helper picks at run time, and the variable listing the candidates.
 PROBED = {"pip": "ENVKIT_MIRROR_PIP", "apt": "ENVKIT_MIRROR_APT",
           "conda": "ENVKIT_MIRROR_CONDA", "github": "ENVKIT_MIRROR_GITHUB",
-          "python_build": "ENVKIT_MIRROR_PYTHON_BUILD"}
+          "python_build": "ENVKIT_MIRROR_PYTHON_BUILD",
+          "python_standalone": "ENVKIT_MIRROR_PYTHON_STANDALONE"}
 TOOLS = (*PROBED, "go", "registry")
 UPSTREAM = "-"  # in a candidate list: the tool's own default, always available
 # Every profile: pip and uv retry and time out on a flaky network (a recipe's env wins).

@@ -135,6 +135,7 @@ class Recipe:
     base: str = ""
     params: dict[str, Param] = field(default_factory=dict)
     requires: list[str] = field(default_factory=list)
+    python: str = ""  # a specifier set: the Pythons its pins install on ('' = any)
     env: dict[str, Any] = field(default_factory=dict)
     steps: list[Item] = field(default_factory=list)
     verify: list[Item] = field(default_factory=list)
@@ -199,6 +200,10 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     steps = _items(field_or("steps", []), "steps", REGISTRY, ok)
     declared, more = _secrets(doc, field_or("secrets", {}), steps, ok)
     problems += more
+    python = field_or("python", "")
+    if python and (msg := grammar.single_line(python) or grammar.specifier(python)):
+        problems.append(doc.diag(("python",), msg, "a PEP 440 specifier set, e.g. '>=3.10'"))
+        python = ""
     user = _user(field_or("user", None))
     if user is not None and user.name in SYSTEM_ACCOUNTS:
         at = ("user",) if isinstance(data.get("user"), str) else ("user", "name")
@@ -209,7 +214,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
     return Recipe(
         name=name, description=description, version=version,
         path=path, doc=doc, base=field_or("base", "") if ok("base") else "", params=params,
-        requires=list(dict.fromkeys(r for r in requires if r != name)),
+        requires=list(dict.fromkeys(r for r in requires if r != name)), python=python,
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
         secrets=declared, user=user,

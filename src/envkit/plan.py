@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 from . import __version__, compat, grammar, mirrors, paths
 from .catalog import Catalog
 from .checks import CHECKS, Check
@@ -135,7 +138,61 @@ def merged_params(order: list[Recipe]) -> tuple[dict[str, Param], list[Diagnosti
                 continue
             params[name] = param  # the requiring recipe's default wins
             owner[name] = recipe.name
+    if "python" in params and params["python"].type == "choice":
+        params["python"] = _narrowed(params["python"], order, owner.get("python", ""),
+                                     problems)
     return params, problems
+
+
+def _python_specs(order: list[Recipe]) -> list[tuple[Recipe, SpecifierSet]]:
+    """Each recipe's ``python``: the Pythons its pins install on."""
+    return [(r, SpecifierSet(r.python)) for r in order if r.python]
+
+
+def _python_fits(value: Any, spec: SpecifierSet) -> bool:
+    try:
+        return spec.contains(Version(param_text(value)), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def _narrowed(param: Param, order: list[Recipe], owner: str,
+              problems: list[Diagnostic]) -> Param:
+    """The shared ``python`` choice offers only the Pythons every recipe in the plan
+    installs on; its default stays unless one of them excludes it (then the newest)."""
+    specs = _python_specs(order)
+    if not specs:
+        return param
+    allowed = tuple(v for v in param.values if all(_python_fits(v, s) for _, s in specs))
+    if not allowed:
+        recipe, _ = specs[-1]
+        offered = ", ".join(param_text(v) for v in param.values)
+        wanted = " and ".join(f"{r.name}: {r.python}" for r, _ in specs)
+        problems.append(recipe.doc.diag(
+            ("python",), f"none of the Pythons '{owner}' offers ({offered}) is {wanted}",
+            "widen 'python' to a version its pins install on, or require another Python"))
+        return param
+    default = param.default if param.default in allowed else allowed[-1]
+    return dataclasses.replace(param, values=allowed, default=default)
+
+
+def _check_python(order: list[Recipe], params: dict[str, Param], settings: dict[str, str],
+                  problems: list[Diagnostic]) -> dict[str, str]:
+    """A ``--set python=X`` that a recipe's pins do not install on is an error at that
+    recipe's ``python`` line (not a bare 'not one of'); the settings without it, then."""
+    wanted = settings.get("python")
+    if wanted is None or "python" not in params:
+        return settings
+    for recipe, spec in _python_specs(order):
+        if not _python_fits(wanted, spec):
+            param = params["python"]
+            offered = (f"choose one of: {', '.join(param_text(v) for v in param.values)}"
+                       if param.type == "choice" else f"choose a Python {spec}")
+            problems.append(recipe.doc.diag(
+                ("python",), f"--set python={wanted}: {recipe.name}'s pins install on "
+                f"Python {recipe.python}", offered))
+            return {k: v for k, v in settings.items() if k != "python"}
+    return settings
 
 
 def expand(root: Recipe, catalog: Catalog) -> tuple[list[Recipe], list[Diagnostic]]:
@@ -289,7 +346,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     """The plan of ``root``: every problem of the recipes and the options at once, else
     the steps to render. ``locker`` applies a lock to the steps before they are hashed."""
     order, params, problems = resolve(root, catalog)
-    values = _bind_params(params, settings or {}, problems)
+    values = _bind_params(params, _check_python(order, params, settings or {}, problems),
+                          problems)
     try:
         profile = mirrors.get(mirror)
     except EnvkitError as exc:
@@ -508,13 +566,27 @@ def _holds(item: Item, recipe: Recipe, params: dict[str, Param], values: dict[st
             problems.append(recipe.doc.diag(at, f"unknown param '{name}'",
                                             did_you_mean(name, params) or "declare it"))
             return False
-        try:
-            wanted = params[name].coerce(wanted)
-        except ValueError as exc:
-            problems.append(recipe.doc.diag(at, str(exc)))
-            return False
-        holds = holds and param_text(wanted) == param_text(values[name])
+        texts = []
+        for one in wanted if isinstance(wanted, list) else [wanted]:
+            try:
+                texts.append(param_text(_when_value(params[name], one)))
+            except ValueError as exc:
+                problems.append(recipe.doc.diag(at, str(exc)))
+                return False
+        holds = holds and param_text(values[name]) in texts
     return holds
+
+
+def _when_value(param: Param, value: Any) -> Any:
+    """A ``when`` value as the param's type. A value a recipe's ``python`` leaves out of
+    the shared choice still names a Python (the step is for the recipes that offer it)."""
+    if param.name == "python" and param.type == "choice" and not isinstance(value, bool):
+        try:
+            Version(str(value))
+            return str(value)
+        except InvalidVersion:
+            pass
+    return param.coerce(value)
 
 
 MERGED = ("apt", "venv", "pip")  # their effect is the same wherever they run

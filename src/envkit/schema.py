@@ -51,8 +51,12 @@ _PARAM = {
 
 
 _WHEN = {"type": "object", "minProperties": 1,
-         "additionalProperties": {"type": ["string", "integer", "boolean"]},
-         "description": "Only when each named param has this value, e.g. {gpu: true}."}
+         "additionalProperties": {"anyOf": [
+             {"type": ["string", "integer", "boolean"]},
+             {"type": "array", "minItems": 1,
+              "items": {"type": ["string", "integer", "boolean"]}}]},
+         "description": "Only when each named param has this value (or one of these "
+                        "values), e.g. {gpu: true} or {python: ['3.9', '3.11']}."}
 
 
 _USER_NAME = {"type": "string", "pattern": USER_PATTERN,
@@ -110,6 +114,10 @@ def recipe_schema() -> dict[str, Any]:
                        "additionalProperties": _PARAM},
             "requires": {"type": "array",
                          "items": {"type": "string", "pattern": NAME_PATTERN}},
+            "python": {"type": "string", "minLength": 1,
+                       "description": "The Pythons this recipe's pins install on, as a PEP 440 "
+                                      "specifier set, e.g. '>=3.10,<3.14': the shared "
+                                      "'python' param offers only these in a plan with it."},
             "env": envvalue.SCHEMA,
             "secrets": {**secrets.SCHEMA,
                         "description": "Secrets by id, given at build time (--secret); "

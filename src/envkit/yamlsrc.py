@@ -220,6 +220,11 @@ def _compose(text: str, file: str) -> list[yaml.Node]:
         while len(nodes) < 2 and loader.check_node():
             nodes.append(loader.get_node())
         return nodes
+    except (ValueError, OverflowError):  # PyYAML's chr() of an escape past U+10FFFF
+        mark = loader.get_mark()
+        raise yaml.scanner.ScannerError(
+            "while scanning a double-quoted scalar", None,
+            "an escape names no Unicode character (the last is \\U0010FFFF)", mark) from None
     finally:
         loader.dispose()
 

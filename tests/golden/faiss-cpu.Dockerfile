@@ -21,6 +21,7 @@ ARG ENVKIT_MIRROR_APT="-"
 ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
+ARG ENVKIT_MIRROR_PYTHON_STANDALONE="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
 # pip and uv retry and time out on a flaky network.
 ARG PIP_RETRIES="5"
@@ -84,7 +85,7 @@ LABEL org.opencontainers.image.title="faiss-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="faiss (CPU) from PyPI in a venv, checked by building and searching an index." \
       io.envkit.recipe="faiss-cpu" \
-      io.envkit.hash="sha256:5e38add1873d6bd3d01b587ab3fa0b5d1b7ec399df4b5aff58165bf7da6904af" \
+      io.envkit.hash="sha256:9e4f8d80e244b58c76806c37c6205948109b8d4de5b971966109cf94f1b620a0" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"faiss\": \"1.15.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default" \
       io.envkit.lock="off"

@@ -21,6 +21,7 @@ ARG ENVKIT_MIRROR_APT="-"
 ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
+ARG ENVKIT_MIRROR_PYTHON_STANDALONE="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
 # pip and uv retry and time out on a flaky network.
 ARG PIP_RETRIES="5"
@@ -84,7 +85,7 @@ LABEL org.opencontainers.image.title="paddle-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PaddlePaddle (CPU) from PyPI in a venv, checked with paddle.utils.run_check()." \
       io.envkit.recipe="paddle-cpu" \
-      io.envkit.hash="sha256:4171b45e57368be38341fc053a04363fa9ded1cf46285011bf3fba7d7cd9ec6a" \
+      io.envkit.hash="sha256:9c3aa73846992be0b0261f915485544c0d55c44a2593ec1fd9d05e857578dc8b" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"paddle\": \"3.3.1\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default" \
       io.envkit.lock="off"

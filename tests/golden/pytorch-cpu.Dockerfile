@@ -21,6 +21,7 @@ ARG ENVKIT_MIRROR_APT="-"
 ARG ENVKIT_MIRROR_CONDA="-"
 ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
+ARG ENVKIT_MIRROR_PYTHON_STANDALONE="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
 # pip and uv retry and time out on a flaky network.
 ARG PIP_RETRIES="5"
@@ -74,7 +75,7 @@ LABEL org.opencontainers.image.title="pytorch-cpu" \
       org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.description="PyTorch and torchvision (CPU builds) in a venv, checked with a small tensor op." \
       io.envkit.recipe="pytorch-cpu" \
-      io.envkit.hash="sha256:285719172e75ece7a12a3e4fe147671a90d8a5383db8caececfdb0e391ff554b" \
+      io.envkit.hash="sha256:2d653d005ccca0cb00e0f5672cf1a9fc78e18b73781142f976d4b2100f3609f8" \
       io.envkit.params="{\"cache\": \"/var/cache/envkit\", \"prefix\": \"/opt/envkit\", \"python\": \"3.11\"}" \
       io.envkit.mirror="default" \
       io.envkit.lock="off"

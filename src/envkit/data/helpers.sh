@@ -67,6 +67,12 @@ envkit_mirrors() {
     # python.org's layout (VERSION/Python-VERSION.tar.xz); python-build still checks sha256
     export PYTHON_BUILD_MIRROR_URL="$pick" PYTHON_BUILD_MIRROR_URL_SKIP_CHECKSUM=1
   fi
+  # shellcheck disable=SC2086
+  pick=$(envkit_mirror_pick python-standalone ${ENVKIT_MIRROR_PYTHON_STANDALONE:--})
+  if [ "$pick" != - ]; then
+    # python-build-standalone's release layout (TAG/FILE); uv still checks each sha256
+    export UV_PYTHON_INSTALL_MIRROR="$pick"
+  fi
   export ENVKIT_APT_MIRROR ENVKIT_CONDA_MIRROR ENVKIT_MIRRORS_PICKED=1
 }
 
@@ -196,7 +202,7 @@ envkit_apt_locked() {
 envkit_uv_bin() {
   # PYTHON: prints the uv to use, installing it first if need be. ENVKIT_UV_DIR names the
   # pinned version (uv-VERSION), so a new pin never finds an old uv there.
-  local py=$1 dir=${ENVKIT_UV_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envkit/uv} tmp
+  local py=$1 dir=${ENVKIT_UV_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envkit/uv} tmp boot=
   if [ -n "${ENVKIT_UV:-}" ] && [ -x "${ENVKIT_UV}" ]; then
     printf '%s' "$ENVKIT_UV"
     return 0
@@ -204,13 +210,18 @@ envkit_uv_bin() {
   if [ ! -x "$dir/bin/uv" ]; then
     mkdir -p -- "$(dirname -- "$dir")"
     tmp=$(mktemp -d "$dir.XXXXXX")
-    if ! envkit_retry "installing uv" "$py" -m pip install --disable-pip-version-check \
+    if ! "$py" -m pip --version >/dev/null 2>&1; then
+      # a Python without pip (Debian's python3): pip from a throwaway venv (ensurepip)
+      boot=$(mktemp -d) && "$py" -m venv "$boot" && py=$boot/bin/python || py=''
+    fi
+    if [ -z "$py" ] || ! envkit_retry "installing uv" "$py" -m pip install --disable-pip-version-check \
       --no-input --quiet --no-deps --require-hashes --target "$tmp" -r "$ENVKIT_UV_REQ" >&2 ||
       [ ! -x "$tmp/bin/uv" ]; then
       printf '[envkit] could not install uv from the pip index (%s)\n' "$ENVKIT_UV_REQ" >&2
-      rm -rf -- "$tmp"
+      rm -rf -- "$tmp" ${boot:+"$boot"}
       return 1
     fi
+    [ -z "$boot" ] || rm -rf -- "$boot"
     [ -x "$dir/bin/uv" ] || rm -rf -- "$dir"  # a broken one (a stopped install) goes
     if ! mv -T -- "$tmp" "$dir" 2>/dev/null; then
       # another build was first; its uv is the same pin
@@ -218,6 +229,27 @@ envkit_uv_bin() {
     fi
   fi
   printf '%s' "$dir/bin/uv"
+}
+
+envkit_uv_python() {
+  # VERSION DIR: the CPython build (python-build-standalone) the pinned uv names for VERSION,
+  # installed into DIR (uv checks its sha256), reachable as DIR/VERSION/bin/python3. uv
+  # itself is installed with the base's python3 (Debian's, with python3-venv).
+  local version=$1 dir=$2 boot uv found
+  if ! boot=$(command -v python3); then
+    printf '[envkit] a uv-managed Python needs the base'"'"'s python3 to install uv; add an apt step with python3 and python3-venv before it\n' >&2
+    return 1
+  fi
+  uv=$(envkit_uv_bin "$boot") || return 1
+  # the download is kept in uv's cache (a cache mount in Docker builds)
+  envkit_retry "uv python install $version" env UV_PYTHON_INSTALL_DIR="$dir" \
+    UV_PYTHON_DOWNLOADS=manual UV_PYTHON_CACHE_DIR="${UV_PYTHON_CACHE_DIR:-${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}/python-downloads}" \
+    "$uv" --no-config python install --no-bin "$version" || return 1
+  found=$(UV_PYTHON_INSTALL_DIR="$dir" "$uv" --no-config python find --managed-python \
+    --no-python-downloads "$version") || return 1
+  # .../cpython-3.12.16-linux-x86_64-gnu/bin/python3.12 -> DIR/VERSION
+  ln -sfn -- "$(dirname -- "$(dirname -- "$found")")" "$dir/$version"
+  printf '[envkit] CPython %s: %s\n' "$version" "$("$dir/$version/bin/python3" -c 'import platform; print(platform.python_version())')" >&2
 }
 
 envkit_uv_pip() {
