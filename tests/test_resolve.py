@@ -62,12 +62,15 @@ def test_the_mirror_profile_gives_the_index(recipe) -> None:
     assert resolve.jobs_of(plan)[0].index == "https://mirrors.ustc.edu.cn/pypi/simple"
 
 
-@pytest.mark.parametrize("python, target", [("3.11.15", "3.11"), ("3.12.12", "3.12"),
-                                            ("3.8.20", "3.8")])
-def test_the_target_python_is_the_recipes_python_param(python: str, target: str) -> None:
+@pytest.mark.parametrize("python, source", [("3.11", "3.11.15"), ("3.12", "3.12.12"),
+                                            ("3.8", "3.8.20")])
+def test_the_target_python_is_the_recipes_python_param(python: str, source: str) -> None:
+    """python means 3.X everywhere: python-src builds its last 3.X.Y source release."""
     catalog = Catalog(REPO / "recipes")
     plan = make_plan(catalog.find("python-src"), catalog, {"python": python})
-    assert lockmod.target_python(plan) == target
+    assert lockmod.target_python(plan) == python
+    download = next(ps.step for ps in plan.steps if ps.kind == "download")
+    assert download.url == f"https://www.python.org/ftp/python/{source}/Python-{source}.tar.xz"  # type: ignore[attr-defined]
 
 
 def test_a_plan_without_a_python_param_targets_the_default(recipe) -> None:
