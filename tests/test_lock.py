@@ -171,11 +171,10 @@ def test_a_requirements_files_content_is_an_input(recipe, tmp_path: Path) -> Non
     path = recipe("""
         steps:
           - venv: {path: /opt/v}
-          - copy: {src: ., dest: /opt/proj}
-          - pip: {packages: [leaf], options: ["--requirement=/opt/proj/req.txt"]}
+          - pip: {packages: [leaf], requirements: [req.txt]}
         """)
     one = lockmod.inputs_of(plan_of(path), "c")
-    assert one.files == {3: [("-r", (tmp_path / "req.txt").resolve())]}
+    assert one.files == {2: [("-r", (tmp_path / "req.txt").resolve())]}
     (tmp_path / "req.txt").write_text("leaf==2.0\n")
     assert lockmod.inputs_of(plan_of(path), "c").digest != one.digest
 
@@ -692,8 +691,7 @@ def test_a_requirements_file_under_the_prefix_is_one_lock_for_host_and_image(
     path = recipe("""
         steps:
           - venv: {path: "{{ prefix }}/venv"}
-          - copy: {src: ., dest: "{{ prefix }}/proj"}
-          - pip: {packages: [leaf], options: ["--requirement={{ prefix }}/proj/req.txt"]}
+          - pip: {packages: [leaf], requirements: [req.txt]}
         """)
     image = lockmod.inputs_of(plan_of(path), "c").digest
     assert image == lockmod.inputs_of(plan_of(path, {"prefix": "/host/env"}), "c").digest

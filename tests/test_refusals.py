@@ -170,26 +170,35 @@ def test_a_format_character_in_a_set_value_is_refused(recipe) -> None:
 
 
 @pytest.mark.parametrize("options", [
-    "[-r, /opt/req/requirements.txt]", "['-r /opt/req/requirements.txt']",
-    "[--requirement, /opt/req/requirements.txt]", "['--requirement=/opt/req/requirements.txt']",
-    "[-r/opt/req/requirements.txt]"])
-def test_a_requirements_file_needs_no_placeholder_package(recipe, options: str) -> None:
-    plan = plan_of(recipe(f"steps:\n  - {{venv: {{path: /opt/v}}}}\n"
-                          f"  - {{pip: {{options: {options}}}}}\n"))
+    "[-r, requirements.txt]", "['-r requirements.txt']", "[--requirement, requirements.txt]",
+    "['--requirement=requirements.txt']", "[-rrequirements.txt]"])
+def test_a_requirements_file_in_options_says_to_use_requirements(recipe, options: str) -> None:
+    """The one way is the step's ``requirements``: the lock, validate and compat read it."""
+    [line] = problems(recipe(f"steps:\n  - {{venv: {{path: /opt/v}}}}\n"
+                             f"  - {{pip: {{packages: [six], options: {options}}}}}\n"))
+    assert ("steps[1].pip.options[0]: a requirements file is the step's requirements: "
+            "requirements: [requirements.txt] (a path next to the recipe;") in line
+
+
+def test_a_requirements_file_needs_no_placeholder_package(recipe, tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    plan = plan_of(recipe("steps:\n  - {venv: {path: /opt/v}}\n"
+                          "  - {pip: {requirements: [requirements.txt]}}\n"))
     step = plan.steps[1].step
-    assert step.packages == [] and step.options == ["--requirement=/opt/req/requirements.txt"]
-    assert plan.steps[1].title == "pip -r /opt/req/requirements.txt"
+    assert step.packages == [] and step.requirements == ["requirements.txt"]
+    assert plan.steps[1].title == "pip -r requirements.txt"
     script = render(plan, "shell")
-    assert "install --requirement=/opt/req/requirements.txt\n" in script
+    assert 'install -r "$ENVKIT_INPUTS"/t/requirements.txt\n' in script
+    assert 'ENVKIT_INPUTS="${ENVKIT_INPUTS:-$ENVKIT_FILES}"' in script
 
 
 def test_an_option_that_is_not_one_says_what_is_wrong(recipe) -> None:
     [line] = problems(recipe("steps:\n  - {venv: {path: /opt/v}}\n"
                              "  - {pip: {packages: [numpy], options: [requirements.txt]}}\n"))
     assert ("steps[1].pip.options[0]: 'requirements.txt' is not an option (options start with "
-            "'-'): a requirements file is -r FILE, and packages go in 'packages'") in line
+            "'-'): a requirements file goes in 'requirements', packages in 'packages'") in line
     [line] = problems(recipe("steps:\n  - {venv: {path: /opt/v}}\n  - {pip: {options: [-r]}}\n"))
-    assert "steps[1].pip.options[0]: -r needs a file after it" in line
+    assert "steps[1].pip.options[0]: a requirements file is the step's requirements" in line
     [line] = problems(recipe("steps:\n  - {venv: {path: /opt/v}}\n"
                              "  - {pip: {options: [--no-deps]}}\n"))
-    assert "nothing to install: give packages, or a requirements file" in line
+    assert "nothing to install: give packages, requirements (files) or a project" in line

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, FlakyServer, LocalIndex, plan_of
+from conftest import REPO, FlakyServer, LocalIndex, plan_of, problems
 from envkit import lock as lockmod
 from envkit import resolve
 from envkit.catalog import Catalog
@@ -159,34 +159,34 @@ def test_a_pure_python_wheel_is_resolved_beside_a_failing_package(
 
 def test_a_requirements_file_is_read(recipe, index: LocalIndex, flaky: FlakyServer,
                                      env: dict[str, str], tmp_path: Path) -> None:
-    """Pins in a requirements file given through options were never resolved."""
+    """The pins of a step's requirements file are resolved with its packages."""
     index.publish("joblib", "1.0")
     (tmp_path / "req.txt").write_text("joblib==9.9.9\n")
     path = recipe(f"""
         steps:
           - venv: {{path: /opt/v}}
-          - copy: {{src: req.txt, dest: /opt/req.txt}}
           - pip:
               packages: [joblib]
               index: "{flaky.url}/simple"
-              options: ["--requirement=/opt/req.txt"]
+              requirements: [req.txt]
         """)
     with pytest.raises(resolve.ResolveError) as info:
         resolve.resolve_plan(plan_of(path), env)
-    assert info.value.number == 3 and "joblib==9.9.9" in info.value.message
+    assert info.value.number == 2 and "joblib==9.9.9" in info.value.message
     (tmp_path / "req.txt").write_text("joblib==1.0\n")
     [step] = resolve.resolve_plan(plan_of(path), env)
     assert [p.pin for p in step.pip] == ["joblib==1.0"]
 
 
-def test_a_requirements_file_no_copy_step_gives_is_an_error(recipe) -> None:
+def test_a_requirements_file_that_is_not_there_is_an_error_at_the_step(recipe) -> None:
     path = recipe("""
         steps:
           - venv: {path: /opt/v}
-          - pip: {packages: [x], options: ["--requirement=/nowhere/req.txt"]}
+          - pip: {packages: [x], requirements: [nowhere/req.txt]}
         """)
-    with pytest.raises(lockmod.EnvkitError, match="no copy step before it puts there"):
-        resolve.jobs_of(plan_of(path))
+    [line] = problems(path)
+    assert ("steps[1].pip.requirements[0]: no such file next to the recipe: nowhere/req.txt"
+            in line)
 
 
 def test_an_earlier_steps_index_is_carried(recipe, index: LocalIndex, flaky: FlakyServer,

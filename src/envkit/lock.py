@@ -59,7 +59,6 @@ GLIBC = {"bullseye": "2.31", "bookworm": "2.36", "trixie": "2.41",
 _DEBIAN = re.compile(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)(?:-slim)?(?:@.*)?")
 _UBUNTU = re.compile(r"(?:.*[:-])?ubuntu-?(\d\d\.\d\d)(?:@.*)?|(?:docker\.io/)?(?:library/)?"
                      r"ubuntu:(\d\d\.\d\d)(?:@.*)?")
-_REQ_OPTION = re.compile(r"--(requirement|constraint)=(.+)")
 
 
 def uv_requirement() -> Path:
@@ -145,23 +144,10 @@ def variant_params(plan: Plan) -> dict[str, str]:
 
 
 def requirement_files(plan: Plan, number: int) -> list[tuple[str, Path]]:
-    """A pip step's ``--requirement=PATH`` and ``--constraint=PATH`` options, each with the
-    file on this machine that a copy step before it puts at PATH (``-r``/``-c``, file)."""
-    step = plan.steps[number - 1].step
-    out = []
-    for option in getattr(step, "options", []):
-        m = _REQ_OPTION.fullmatch(option)
-        if not m:
-            continue
-        flag, where = ("-r" if m[1] == "requirement" else "-c"), m[2]
-        source = _copied(plan, number, where)
-        if source is None:
-            raise error(f"{plan.name}: step {number} reads {where} ({option}), which no copy "
-                        "step before it puts there, so it cannot be locked or resolved",
-                        path=f"steps[{number}].pip.options",
-                        hint="copy the file with a copy step first")
-        out.append((flag, source))
-    return out
+    """A pip step's requirements and constraints files on this machine, as the installer is
+    given them (``-r``/``-c``, file); those they include, uv reads itself."""
+    step: Any = plan.steps[number - 1].step
+    return [(i.flag, i.source) for i in getattr(step, "given", [])]
 
 
 def carried_indexes(plan: Plan, number: int) -> list[str]:
@@ -175,22 +161,6 @@ def carried_indexes(plan: Plan, number: int) -> list[str]:
         if ps.kind == "pip" and other.python == step.python:
             out += [u for u in [other.index, *other.extra_index] if u and u not in out]
     return [u for u in out if u != step.index and u not in step.extra_index]
-
-
-def _copied(plan: Plan, number: int, where: str) -> Path | None:
-    found = None
-    for ps in plan.steps[: number - 1]:
-        if ps.kind != "copy":
-            continue
-        copy: Any = ps.step
-        dest = copy.dest.rstrip("/")
-        if where == dest and not copy.is_dir:
-            found = copy.source
-        elif copy.is_dir and where.startswith(dest + "/"):
-            candidate = copy.source / where[len(dest) + 1:]
-            if candidate.is_file():
-                found = candidate
-    return found
 
 
 def inputs_of(plan: Plan, compat_digest: str) -> Inputs:
@@ -209,11 +179,16 @@ def inputs_of(plan: Plan, compat_digest: str) -> Inputs:
         if ps.stage != "build":  # a runtime stage's apt step is locked on the bare base
             entry["stage"] = ps.stage
         if ps.kind == "pip":
-            entry["venv"] = venvs.setdefault(ps.step.python, len(venvs))  # type: ignore[attr-defined]
+            step: Any = ps.step
+            entry["venv"] = venvs.setdefault(step.python, len(venvs))
             found = requirement_files(plan, ps.number)
             if found:
                 files[ps.number] = found
-                entry["files"] = [(flag, _tree_sha256(path)) for flag, path in found]
+            # every file it reads, included ones too; a project by its pyproject.toml
+            read = [(i.flag, i.source / "pyproject.toml" if i.flag == "project" else i.source)
+                    for i in step.inputs]
+            if read:
+                entry["files"] = [(flag, _tree_sha256(path)) for flag, path in read]
         steps.append(entry)
     params = variant_params(plan)
     data = {"format": FORMAT, "python": target.python, "platform": target.platform,

@@ -3,10 +3,11 @@
 A check like the recipe's own (a row of verify's table), added by envkit when the build
 installed a lock. It lists each venv's distributions and, in an image, the Debian
 packages, and fails naming each package added, missing or at another version. Expected
-beside the locked packages, by name: what a venv seeds (pip, setuptools) and what a run
-step says it installs (a build from source). In an image the Debian packages the base
-had are its own (recorded before step 1); a version the build took because Debian had
-dropped the locked one (ENVKIT_APT_VANISHED=newer) is said, not failed.
+beside the locked packages, by name: what a venv seeds (pip, setuptools), what a run
+step says it installs (a build from source) and a pip step's own project. In an image
+the Debian packages the base had are its own (recorded before step 1); a version the
+build took because Debian had dropped the locked one (ENVKIT_APT_VANISHED=newer) is said,
+not failed.
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def for_plan(plan: Plan, image: bool) -> LockCheck | None:
             group = pip.setdefault(step.python, {})
             for p in step.locked.step.pip:
                 group[p.name] = Want(p.version, step.locked.at(p.line))
+            if step.project_name:  # the recipe's own project, from its folder
+                extra.setdefault(step.python, set()).add(step.project_name)
         elif ps.kind == "apt" and step.locked is not None and (
                 plan.keep is None or ps.stage == "runtime"):  # two stages: the runtime's own
             for a in step.locked.step.apt:

@@ -369,11 +369,13 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
     for recipe in order:
         binder = _Binder(recipe, bound, problems)
         state.recipe, state.recipe_dir = recipe.name, recipe.folder
+        state.recipe_file = recipe.doc.file
         items = ([Item("env", "", recipe.env, ("env",))] if recipe.env else []) + recipe.steps
         for item in items:
             if not _holds(item, recipe, params, values, problems):
                 continue
             step, where = binder.build(item, REGISTRY[item.kind])
+            state.step_path = format_path(item.path)
             if step:
                 step.secrets = _uses(item, step, declared, recipe, problems)
             if step and binder.report(step.bind(state), where, item):
@@ -382,6 +384,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 pins += [compat.Pin(req, recipe.doc.diag((*where["packages"], i), ""))
                          for i, req in enumerate(getattr(step, "packages", []))
                          if step.kind == "pip"]
+                pins += [compat.Pin(req, at) for req, at in getattr(step, "file_pins", [])]
         in_image = root.runtime is None or _in_runtime(recipe)
         check_items += [(binder, item, in_image) for item in recipe.verify
                         if _holds(item, recipe, params, values, problems)]
@@ -392,6 +395,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
         if check:
             check.bind(state.python)
             (checks if in_image else build_checks).append(check)
+    problems += state.problems
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
     runtime = _runtime(order, bound, problems, steps) if root.runtime is not None else None

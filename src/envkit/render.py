@@ -146,6 +146,8 @@ def render(plan: Plan, fmt: str) -> str:
         text = template.render(plan=plan, version=__version__, params_text=params_text,
                                params_json=json.dumps(plan.params, sort_keys=True),
                                uses_uv=any(rel == UV_REQUIREMENT for _, rel in plan.files),
+                               uses_inputs=any(getattr(ps.step, "inputs", None)
+                                               for ps in plan.steps),
                                locks_apt=any(ps.kind == "apt" and ps.step.locked is not None
                                              for ps in plan.steps),
                                pythons=pythons(plan),
@@ -180,8 +182,10 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
             written.append(target)
+        projects = {i.context_path for ps in plan.steps
+                    for i in getattr(ps.step, "inputs", []) if i.flag == "project"}
         for source, rel in plan.files:
-            written.append(_copy_in(source, out / rel))
+            written.append(_copy_in(source, out / rel, project=rel in projects, out=out))
     except OSError as exc:
         raise EnvkitError(error(f"cannot write to {out}: {exc.strerror or exc}",
                                 path="--out").diagnostics) from None
@@ -202,12 +206,27 @@ def _atomic_write(target: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def _copy_in(source: Path, target: Path) -> Path:
+def _copy_in(source: Path, target: Path, project: bool = False,
+             out: Path | None = None) -> Path:
+    """A file or folder into the build context; a project without its VCS data, caches,
+    builds and venvs (pip.PROJECT_SKIP), and never the output folder itself (a project
+    may be the folder it is rendered into)."""
+    from .steps.pip import PROJECT_SKIP
+
+    skip = shutil.ignore_patterns(*PROJECT_SKIP) if project else None
+    out_real = out.resolve() if out is not None else None
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        left = set(skip(folder, names)) if skip else set()
+        if out_real is not None:
+            left |= {n for n in names if (Path(folder) / n).resolve() == out_real}
+        return left
+
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
-            shutil.copytree(source, staging / "t", symlinks=True)
+            shutil.copytree(source, staging / "t", symlinks=True, ignore=ignore)
             for path in (staging / "t", *(staging / "t").rglob("*")):
                 if not path.is_symlink():  # as for files: never group- or world-writable
                     path.chmod(path.stat().st_mode & 0o7755)

@@ -77,6 +77,7 @@ class PipJob:
     options: list[str]  # those that change the resolution
     venv: str  # the interpreter: steps of one venv see each other's packages
     mirrored: bool = False  # the index is the mirror profile's (the step names none)
+    local: tuple[str, ...] = ()  # projects installed from a folder: not pinned by hash
 
     @property
     def indexes(self) -> list[str]:
@@ -100,10 +101,15 @@ def jobs_of(plan: Plan) -> list[PipJob]:
         index = step.index or pip_index(plan)
         extra = [u for u in [*step.extra_index, *lockmod.carried_indexes(plan, ps.number)]
                  if u != index]
-        out.append(PipJob(ps.number, f"{ps.recipe}: {ps.title}", list(step.packages),
+        requirements = list(step.packages)
+        project = step.project_input
+        if project is not None:  # resolved from its folder: its dependencies get locked
+            requirements.append(f"{step.project_spec} @ {project.source.as_uri()}")
+        out.append(PipJob(ps.number, f"{ps.recipe}: {ps.title}", requirements,
                           lockmod.requirement_files(plan, ps.number), index,
                           list(dict.fromkeys(extra)), options, step.python,
-                          mirrored=not step.index))
+                          mirrored=not step.index,
+                          local=(step.project_name,) if project is not None else ()))
     return out
 
 
@@ -214,7 +220,7 @@ def compile_job(job: PipJob, target: Target, installed: dict[str, PipPackage],
             raise ResolveError(f"uv did not resolve it in {options.timeout:.0f}s") from None
         if done.returncode != 0:
             raise ResolveError(*explain(done.stderr or done.stdout))
-        return _closure(out.read_text())
+        return _closure(out.read_text(), job.local)
 
 
 def _preferences(packages: Any) -> str:
@@ -225,11 +231,13 @@ def _preferences(packages: Any) -> str:
     return "\n".join(lines)
 
 
-def _closure(text: str) -> list[PipPackage]:
+def _closure(text: str, local: tuple[str, ...] = ()) -> list[PipPackage]:
     data = tomllib.loads(text)
     out = []
     for pkg in data.get("packages", []):
         name = canonicalize_name(str(pkg.get("name", "")))
+        if name in local:  # the recipe's own project: installed from its folder
+            continue
         wheels = [_dist(w) for w in pkg.get("wheels", [])]
         sdist = [_dist(pkg["sdist"])] if "sdist" in pkg else []
         dists = [d for d in wheels if d] or [d for d in sdist if d]
@@ -262,10 +270,18 @@ _NOT_FOUND = re.compile(r"Because ([A-Za-z0-9._-]+) was not found in the package
 _CONFLICT = re.compile(r"(?:Because|and) (?:you require |only )?([A-Za-z0-9._-]+)[=<>!~]")
 
 
+_NEEDS_PYTHON = re.compile(r"does not satisfy Python(\S+) and ([A-Za-z0-9._-]+)==(\S+) "
+                           r"depends on Python")
+
+
 def explain(text: str) -> tuple[str, str]:
     """uv's explanation of a failed resolution, as one line, and the package it names."""
     body = " ".join(line.strip().lstrip("×╰─▶│ ").strip() for line in text.splitlines())
     body = re.sub(r"\s+", " ", body).strip()
+    body = body.split(" hint: ", 1)[0]  # uv's advice on its own flags, not the user's
+    if m := _NEEDS_PYTHON.search(body):
+        return (f"{m[2]}=={m[3]} needs Python {m[1]}",
+                canonicalize_name(m[2]))
     if m := _NO_VERSION.search(body):
         return f"no release {m[1]}{m[2]} exists on the index", canonicalize_name(m[1])
     if m := _NOT_FOUND.search(body):

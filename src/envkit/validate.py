@@ -196,12 +196,27 @@ def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
             continue
         target = lockmod.target_of(plan)
         origin = ps.step.origin if ps is not None else None
+        # a package a requirements file (or the project) names: at that file's line
+        named = [at for req, at in getattr(ps.step, "file_pins", []) if exc.package
+                 and _name(req) == exc.package] if ps is not None else []
+        if named:
+            origin = named[0]
         file, line, col, path = ((origin.file, origin.line, origin.col, origin.path)
                                  if origin is not None else (recipe.doc.file, 0, 0, what))
         report.problems.append(Diagnostic(
             file, line, col, f"{path} [{variant.label()}]",
             f"cannot be resolved for Python {target.python} on {target.platform}: "
             f"{exc.message}", f"index {resolver.jobs_of(plan)[0].index}" if ps else ""))
+
+
+def _name(requirement: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return ""
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:

@@ -260,6 +260,19 @@ envkit_uv_pip() {
   "$uv" pip "$sub" --no-config --python "$py" "$@"
 }
 
+envkit_uv_project() {
+  # PYTHON NAME[EXTRAS] DIR [ARGS...]: install the project in DIR (a pyproject project) from a
+  # copy of it, so a build backend's build/ and egg-info never land in DIR (read-only in a
+  # Docker build, the user's own folder on a host)
+  local py=$1 spec=$2 dir=$3 tmp rc=0
+  shift 3
+  tmp=$(mktemp -d) || return 1
+  cp -a -- "$dir/." "$tmp/" || { rm -rf -- "$tmp"; return 1; }
+  envkit_uv_pip "$py" install "$@" "$spec @ file://$tmp" || rc=$?
+  rm -rf -- "$tmp"
+  return "$rc"
+}
+
 envkit_condarc() {
   # FILE [CHANNEL...]: a .condarc for the conda mirror (channels default to conda-forge)
   local file=$1 ch

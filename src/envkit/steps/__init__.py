@@ -34,7 +34,11 @@ class State:
     venv: str = ""  # the active venv's path
     recipe: str = ""
     recipe_dir: Path = field(default_factory=Path)
+    recipe_file: str = ""  # the recipe as messages name it, e.g. recipes/x.yaml
+    step_path: str = ""  # the step being bound, e.g. steps[1].pip
     files: list[tuple[Path, str]] = field(default_factory=list)  # (source, context path)
+    # problems found in a file a step reads (a requirements file), at that file's line
+    problems: list[Any] = field(default_factory=list)
 
 
 @dataclass
