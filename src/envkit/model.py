@@ -125,6 +125,9 @@ class Item:
     secrets: list[str] = field(default_factory=list)  # ids of the secrets a step uses
 
 
+RUN_FIELDS = ("workdir", "expose", "entrypoint", "cmd")  # how the image runs
+
+
 @dataclass
 class Recipe:
     name: str
@@ -136,6 +139,11 @@ class Recipe:
     params: dict[str, Param] = field(default_factory=dict)
     requires: list[str] = field(default_factory=list)
     python: str = ""  # a specifier set: the Pythons its pins install on ('' = any)
+    # how the image runs, as written (params bound by the plan); None: not set here
+    workdir: str | None = None
+    expose: list[Any] | None = None
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
     env: dict[str, Any] = field(default_factory=dict)
     steps: list[Item] = field(default_factory=list)
     verify: list[Item] = field(default_factory=list)
@@ -215,6 +223,7 @@ def load_recipe(path: Path, display: str | None = None) -> Recipe:
         name=name, description=description, version=version,
         path=path, doc=doc, base=field_or("base", "") if ok("base") else "", params=params,
         requires=list(dict.fromkeys(r for r in requires if r != name)), python=python,
+        **{key: field_or(key, None) if ok(key) else None for key in RUN_FIELDS},
         env={k: v for k, v in field_or("env", {}).items() if ok("env", k)},
         steps=steps, verify=_items(field_or("verify", []), "verify", CHECKS, ok),
         secrets=declared, user=user,

@@ -81,6 +81,11 @@ class Plan:
     files: list[tuple[Path, str]] = field(default_factory=list)
     secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
     user: User | None = None  # the image runs as this user (the requiring recipe's wins)
+    # how the image runs (the requiring recipe's wins, each field on its own), params bound
+    workdir: str = ""
+    expose: list[str] = field(default_factory=list)  # '8888/tcp'
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
     hash: str = ""
     # The image a Docker build starts FROM: ``base`` itself, or what the backend found for it
     # (the envkit base of the same Debian suite). Set once the base is resolved; it is not in
@@ -396,6 +401,8 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             check.bind(state.python)
             (checks if in_image else build_checks).append(check)
     problems += state.problems
+    run = _run_fields(order, bound, problems)
+    checks += _port_checks(run)
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
     runtime = _runtime(order, bound, problems, steps) if root.runtime is not None else None
@@ -409,7 +416,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 build_checks=build_checks,
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
                 secrets={s.id: s for _, _, step in steps for s in step.secrets},
-                user=next((r.user for r in reversed(order) if r.user), None))
+                user=next((r.user for r in reversed(order) if r.user), None), **run)
     plan.steps = [PlannedStep(number, recipe_name, title, step, "")
                   for number, (recipe_name, title, step) in enumerate(steps, 1)]
     if runtime is not None:
@@ -529,6 +536,86 @@ def _runtime(order: list[Recipe], values: dict[str, Any], problems: list[Diagnos
         step.origin = order[-1].doc.diag(("runtime", "apt"), "")
         more.append((order[-1].name, f"runtime: {step.title()}", step))
     return kept, more
+
+
+_PORT = re.compile(r"([0-9]{1,5})(?:/(tcp|udp))?")
+PORT_WAIT = 60  # seconds the image's command has to answer on a port in verify
+
+
+def _run_fields(order: list[Recipe], values: dict[str, Any],
+                problems: list[Diagnostic]) -> dict[str, Any]:
+    """workdir, expose, entrypoint and cmd: each the last recipe's that sets it, params
+    bound, checked (an absolute folder; ports 1-65535, tcp or udp; one-line arguments)."""
+    out: dict[str, Any] = {}
+    for key in ("workdir", "expose", "entrypoint", "cmd"):
+        recipe = next((r for r in reversed(order) if getattr(r, key) is not None), None)
+        if recipe is None:
+            continue
+        binder = _Binder(recipe, values, problems)
+        raw = getattr(recipe, key)
+        if key == "workdir":
+            text = binder.text(raw, (key,))
+            if msg := grammar.abs_path(text):
+                problems.append(recipe.doc.diag((key,), msg))
+            out[key] = text
+        elif key == "expose":
+            ports = []
+            for i, item in enumerate(raw):
+                text = binder.text(str(item), (key, i))
+                m = _PORT.fullmatch(text)
+                if not m or not 1 <= int(m[1]) <= 65535:
+                    problems.append(recipe.doc.diag((key, i), f"{text!r} is not a port",
+                                                    "1-65535, optionally /tcp or /udp"))
+                    continue
+                ports.append(f"{int(m[1])}/{m[2] or 'tcp'}")
+            out[key] = list(dict.fromkeys(ports))
+        else:
+            args = [binder.text(a, (key, i)) for i, a in enumerate(raw)]
+            for i, arg in enumerate(args):
+                if "\x00" in arg:
+                    problems.append(recipe.doc.diag((key, i), "NUL characters are not allowed"))
+            out[key] = args
+    return out
+
+
+def _port_checks(run: dict[str, Any]) -> list[Check]:
+    """Each exposed TCP port answers once the image's command runs (in the check's
+    container, on loopback): when the image has a command to run."""
+    argv = [*(run.get("entrypoint") or []), *(run.get("cmd") or [])]
+    if not argv:
+        return []
+    out: list[Check] = []
+    for port in run.get("expose", []):
+        number, proto = port.split("/")
+        if proto != "tcp":
+            continue
+        check = CHECKS["command"](argv=["bash", "-c", _PORT_SCRIPT, "envkit-port", number,
+                                        str(PORT_WAIT), *argv],
+                                  output=f"^port {number} answers",
+                                  name=f"the image's command answers on port {number}")
+        out.append(check)
+    return out
+
+
+# PORT SECONDS COMMAND...: start the command, wait for the port on loopback, stop it
+_PORT_SCRIPT = """port=$1 wait=$2; shift 2
+log=$(mktemp)
+"$@" >"$log" 2>&1 &
+pid=$!
+end=$((SECONDS + wait))
+while ((SECONDS < end)); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port answers"; kill "$pid" 2>/dev/null; exit 0
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid"; echo "the command exited ($?) before port $port answered:"; tail -n 5 "$log"
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "port $port did not answer within ${wait}s:"; tail -n 5 "$log"; kill "$pid" 2>/dev/null
+exit 1
+"""
 
 
 def _declared_secrets(order: list[Recipe], problems: list[Diagnostic]) -> dict[str, Secret]:

@@ -157,7 +157,15 @@ def df_env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
     return "\n".join("ENV " + " \\\n    ".join(items) for items in groups)
 
 
+def df_port(value: str) -> str:
+    """'8888/tcp' for EXPOSE: a port and a protocol, nothing else."""
+    if not re.fullmatch(r"[0-9]{1,5}/(tcp|udp)", value):
+        raise QuoteError(f"not a port: {value!r}")
+    return value
+
+
 FILTERS = {
+    "df_port": df_port,
     "sh_cmd": sh_cmd,
     "df_mounts": df_mounts,
     "df_run": df_run,

@@ -114,6 +114,20 @@ def recipe_schema() -> dict[str, Any]:
                        "additionalProperties": _PARAM},
             "requires": {"type": "array",
                          "items": {"type": "string", "pattern": NAME_PATTERN}},
+            "workdir": {"type": "string", "minLength": 1,
+                        "description": "The image's working folder (absolute)."},
+            "expose": {"type": "array", "items": {"anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string", "minLength": 1}]},
+                       "description": "Ports the image's command listens on: 8888, "
+                                      "'8888/udp' or '{{ port }}'; verify checks each TCP "
+                                      "port answers when the command runs."},
+            "entrypoint": {"type": "array", "minItems": 1,
+                           "items": {"type": "string", "minLength": 1},
+                           "description": "The image's entrypoint, exec form (no shell)."},
+            "cmd": {"type": "array", "items": {"type": "string"},
+                    "description": "The image's command (arguments to the entrypoint), exec "
+                                   "form."},
             "python": {"type": "string", "minLength": 1,
                        "description": "The Pythons this recipe's pins install on, as a PEP 440 "
                                       "specifier set, e.g. '>=3.10,<3.14': the shared "

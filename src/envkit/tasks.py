@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import signal
@@ -182,7 +183,8 @@ def list_(c):
     for path in catalog.all():
         try:
             recipe = catalog.load(path)
-            params = make_plan(recipe, catalog).declared  # listed when it plans with defaults
+            plan = make_plan(recipe, catalog)
+            params = plan.declared  # listed when it plans with defaults
         except EnvkitError as exc:
             n = len(exc.diagnostics)
             print(f"{path.stem:<16} (invalid: {n} problem{'s' * (n != 1)}; "
@@ -199,6 +201,12 @@ def list_(c):
                 allowed += f" {low}..{high}"
             print(f"{'':<16}   {name}={param_text(p.default)} ({p.type}{allowed})"
                   f"{' ' + p.description if p.description else ''}")
+        runs = [f"workdir {plan.workdir}"] if plan.workdir else []
+        runs += [f"expose {' '.join(plan.expose)}"] if plan.expose else []
+        runs += [f"entrypoint {json.dumps(plan.entrypoint)}"] if plan.entrypoint else []
+        runs += [f"cmd {json.dumps(plan.cmd)}"] if plan.cmd is not None else []
+        if runs:
+            print(f"{'':<16}   runs: {'; '.join(runs)}")
 
 
 @task(
