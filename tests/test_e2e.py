@@ -190,6 +190,39 @@ def test_a_project_with_requirements_and_an_extra_locks_builds_and_verifies(
 
 
 @pytest.mark.docker
+def test_init_from_a_pyproject_with_an_extra_builds_and_its_checks_pass(
+        base: str, tmp_path: Path) -> None:
+    """invoke init --from pyproject.toml: the recipe it writes locks, builds and verifies
+    (the project's package, its dependency and its extra import)."""
+    (tmp_path / "src" / "mypkg").mkdir(parents=True)
+    (tmp_path / "src" / "mypkg" / "__init__.py").write_text("import six\nVALUE = 42\n")
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""\
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "mypkg"
+        version = "0.2.0"
+        requires-python = ">=3.10"
+        dependencies = ["six==1.17.0"]
+
+        [project.optional-dependencies]
+        yaml = ["PyYAML==6.0.2"]
+        """))
+    done = envkit("init", "--from", "pyproject.toml", cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    assert "mypkg.yaml validates" in done.stdout
+    done = envkit("lock", "--recipe", "./mypkg.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    done = envkit("build", "--recipe", "./mypkg.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
+    assert done.returncode == 0, show(done)
+    for check in ("PASS  import mypkg", "PASS  import six", "PASS  import yaml",
+                  "PASS  installed packages match the lock"):
+        assert check in done.stdout, show(done)
+
+
+@pytest.mark.docker
 def test_paddle_cpu_builds_verifies_and_is_skipped_the_second_time(base: str,
                                                                    tmp_path: Path) -> None:
     args = ("build", "--recipe", "paddle-cpu", "--ca-bundle", HOST_CA)

@@ -175,6 +175,55 @@ def _config(c: Any, key: str) -> Any:
     return section.get(key) if hasattr(section, "get") else None
 
 
+@task(help={"from_": "requirements.txt, pyproject.toml, a conda environment.yml, cog.yaml or "
+                     "devcontainer.json.",
+            "name": "The recipe's name (default: the project's); it is written as NAME.yaml "
+                    "beside the file.",
+            "python": "The Python (3.8-3.13) instead of the file's.",
+            "force": "Replace a recipe of that name that is already there."})
+@_reports_errors
+def init(c, from_="", name="", python="", force=False):
+    """Write a recipe from a project's own file, then validate it."""
+    from . import importers
+    from .validate import validate
+
+    if not from_:
+        raise error("which file? --from requirements.txt (or pyproject.toml, environment.yml, "
+                    "cog.yaml, devcontainer.json)", path="--from")
+    source = Path(from_)
+    draft = importers.read(source, importers._name(name) if name else "", python)
+    target = source.parent / f"{draft.name}.yaml"
+    if target.exists() and not force:
+        raise error(f"{target} is already there", path="--name",
+                    hint="--force replaces it; --name NAME writes another")
+    text = importers.recipe_text(draft)
+    _write_atomic(target, text)
+    print(f"envkit: wrote {target} from {source.name} ({draft.kind})")
+    for line in importers.summary(draft):
+        print(f"  mapped: {line}")
+    for line in draft.unmapped:
+        print(f"  not mapped: {line}")
+    report = validate([str(target)])
+    if not report.ok:
+        raise EnvkitError(report.problems)
+    print(f"envkit: {target} validates ({report.renders} renders); next: invoke lock "
+          f"--recipe {target}, then invoke build --recipe {target}")
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @task(name="list")
 @_reports_errors
 def list_(c):
@@ -550,7 +599,8 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
                     f"{', '.join(failed)}", path="doctor", hint="each FAIL line says the fix")
 
 
-ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor)
+ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor,
+                init)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})
