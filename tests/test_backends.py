@@ -1323,7 +1323,8 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
                 buildmod._locked(context):
             pass
 
-    def runner(client: Any, ref: str, timeout: float = 0, name: str = "") -> Any:
+    def runner(client: Any, ref: str, timeout: float = 0, name: str = "",
+               gpu: bool = False) -> Any:
         def run(argv: list[str]) -> tuple[int, str]:
             assert_locked()
             built.setdefault("runs", []).append((ref, name, argv))

@@ -131,69 +131,13 @@ def test_python_3_13_comes_from_a_trixie_base_and_faiss_cpu_installs_on_it(
 
 
 @pytest.mark.docker
-def test_a_project_with_requirements_and_an_extra_locks_builds_and_verifies(
-        base: str, tmp_path: Path) -> None:
-    """Your own project: a requirements file that includes another, a constraints file and a
-    local pyproject project with an extra; locked (its dependencies, not the project),
-    built from the locked set with the project from its folder, verified against the lock."""
-    app = tmp_path / "app"
-    (app / "demo_app").mkdir(parents=True)
-    (app / "pyproject.toml").write_text(textwrap.dedent("""\
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "demo-app"
-        version = "0.1.0"
-        dependencies = ["six==1.17.0"]
-
-        [project.optional-dependencies]
-        yaml = ["PyYAML==6.0.2"]
-        """))
-    (app / "demo_app" / "__init__.py").write_text("import six, yaml\nVALUE = 42\n")
-    (tmp_path / "requirements.txt").write_text("# the app's pins\nidna==3.10\n-r more.txt\n")
-    (tmp_path / "more.txt").write_text("certifi==2025.8.3\n")
-    (tmp_path / "constraints.txt").write_text("idna<4\n")
-    (tmp_path / "demo.yaml").write_text(textwrap.dedent("""\
-        name: demo
-        description: a project with requirements and an extra
-        version: 1.0.0
-        requires: [python-venv]
-        python: "==3.11.*"
-        steps:
-          - name: the app
-            pip:
-              requirements: [requirements.txt]
-              constraints: [constraints.txt]
-              project: app
-              extras: [yaml]
-        verify:
-          - name: the app and its extra import
-            command:
-              argv: [python, -c, "import demo_app, idna, certifi; print('app', demo_app.VALUE)"]
-              output: "^app 42$"
-          - python_import: {module: yaml, version: "==6.0.2"}
-        """))
-    done = envkit("lock", "--recipe", "./demo.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
-    assert done.returncode == 0, show(done)
-    lock = (tmp_path / "demo.lock").read_text()
-    for pin in ("certifi 2025.8.3", "idna 3.10", "pyyaml 6.0.2", "six 1.17.0"):
-        assert f"    {pin}\n" in lock, pin
-    assert "demo-app" not in lock  # the project itself is installed from its folder
-    done = envkit("build", "--recipe", "./demo.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
-    assert done.returncode == 0, show(done)
-    assert "PASS  installed packages match the lock" in done.stdout, show(done)
-    assert "all 5 checks passed" in done.stdout, show(done)
-    # the project's folder is as it was: the build copied it before building the wheel
-    assert sorted(p.name for p in app.iterdir()) == ["demo_app", "pyproject.toml"]
-
-
-@pytest.mark.docker
 def test_init_from_a_pyproject_with_an_extra_builds_and_its_checks_pass(
         base: str, tmp_path: Path) -> None:
     """invoke init --from pyproject.toml: the recipe it writes locks, builds and verifies
-    (the project's package, its dependency and its extra import)."""
+    (the project's package, its dependency and its extra import). With a requirements file
+    that includes another and a constraints file added to its pip step: the lock pins their
+    packages and the project's dependencies, not the project, which is built from a copy of
+    its folder."""
     (tmp_path / "src" / "mypkg").mkdir(parents=True)
     (tmp_path / "src" / "mypkg" / "__init__.py").write_text("import six\nVALUE = 42\n")
     (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""\
@@ -213,13 +157,29 @@ def test_init_from_a_pyproject_with_an_extra_builds_and_its_checks_pass(
     done = envkit("init", "--from", "pyproject.toml", cwd=tmp_path)
     assert done.returncode == 0, show(done)
     assert "mypkg.yaml validates" in done.stdout
+    import yaml
+
+    (tmp_path / "requirements.txt").write_text("# pins\nidna==3.10\n-r more.txt\n")
+    (tmp_path / "more.txt").write_text("certifi==2025.8.3\n")
+    (tmp_path / "constraints.txt").write_text("idna<4\n")
+    recipe = yaml.safe_load((tmp_path / "mypkg.yaml").read_text())
+    recipe["steps"][0]["pip"].update(requirements=["requirements.txt"],
+                                     constraints=["constraints.txt"])
+    recipe["verify"].append({"python_import": {"module": "certifi"}})
+    (tmp_path / "mypkg.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     done = envkit("lock", "--recipe", "./mypkg.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
     assert done.returncode == 0, show(done)
+    lock = (tmp_path / "mypkg.lock").read_text()
+    for pin in ("certifi 2025.8.3", "idna 3.10", "pyyaml 6.0.2", "six 1.17.0"):
+        assert f"    {pin}\n" in lock, pin
+    assert "    mypkg " not in lock  # the project itself is installed from its folder
     done = envkit("build", "--recipe", "./mypkg.yaml", "--ca-bundle", HOST_CA, cwd=tmp_path)
     assert done.returncode == 0, show(done)
     for check in ("PASS  import mypkg", "PASS  import six", "PASS  import yaml",
-                  "PASS  installed packages match the lock"):
+                  "PASS  import certifi", "PASS  installed packages match the lock"):
         assert check in done.stdout, show(done)
+    # the project's folder is as it was: the build copied it before building the wheel
+    assert not list(tmp_path.glob("**/*.egg-info")) and not (tmp_path / "src" / "build").exists()
 
 
 @pytest.mark.docker

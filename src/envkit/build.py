@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import baseimage, buildkit, ca, engine, host, lockcheck, locking
+from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, mirrors
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -219,7 +219,8 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
         print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out,
               flush=True)
         if opts.verify:
-            _verify(plan, _checks_in(client, image, tags[0], out), tags[0], out, image=True)
+            _verify(plan, _checks_in(client, image, tags[0], out, plan), tags[0], out,
+                    image=True)
         if repo:  # :latest only ever names a build that passed its checks
             image.tag(repo, "latest")
             print(f"envkit: tagged {repo}:latest", file=out, flush=True)
@@ -237,6 +238,8 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
     if opts.ca_bundle:
         secrets[ca.SECRET_ID] = opts.ca_bundle
         args = ca.env(ca.TARGET)
+    # pip's and uv's retries and timeouts: settings of your own win, as in a host script
+    args.update(network_args(os.environ))
     if os.environ.get("ENVKIT_APT_VANISHED") == "newer" and "ENVKIT_APT_VANISHED" in dockerfile:
         args["ENVKIT_APT_VANISHED"] = "newer"
         print("envkit: ENVKIT_APT_VANISHED=newer: a locked Debian version the archive has "
@@ -374,17 +377,23 @@ def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
     built_with = labels.get("io.envkit.lock", "")
     plan = _plan(opts, catalog, settings={**recorded, **opts.settings},
                  locker=_verify_locker(opts, catalog, built_with))
-    _verify(plan, _checks_in(client, image, image_ref, out), image_ref, out, image=True,
+    _verify(plan, _checks_in(client, image, image_ref, out, plan), image_ref, out, image=True,
             built_with=built_with)
 
 
-def _checks_in(client: Any, image: Any, name: str, out: TextIO) -> Runner:
+def _checks_in(client: Any, image: Any, name: str, out: TextIO, plan: Plan) -> Runner:
     """A runner of checks in ``image`` by its id (``name`` in messages), after removing the
-    check containers an earlier, killed envkit left."""
+    check containers an earlier, killed envkit left; with the GPUs for a plan that needs
+    one, when the engine can give them."""
     if swept := engine.sweep_checks(client):
         print(f"envkit: removed {swept} check container{'s' * (swept != 1)} an earlier, "
               "stopped envkit left behind", file=out, flush=True)
-    return engine.container_runner(client, image.id, name=name)
+    gpu = plan.needs_gpu and engine.gpu_runtime(client)
+    if plan.needs_gpu:
+        print("envkit: the checks run with the GPUs (CUDA " + (plan.cuda or "packages") + ")"
+              if gpu else "envkit: no GPU runtime on this engine: the checks run without a "
+              "GPU (invoke doctor --gpu says what is missing)", file=out, flush=True)
+    return engine.container_runner(client, image.id, name=name, gpu=gpu)
 
 
 def verify_env(opts: Options, path: Path, out: TextIO) -> None:
@@ -428,3 +437,10 @@ def _known(opts: Options, catalog: Catalog, values: dict[str, str]) -> dict[str,
     if problems:
         raise EnvkitError(sorted(set(problems)))
     return {k: v for k, v in values.items() if k in declared}
+
+
+def network_args(environ: Any) -> dict[str, str]:
+    """The network settings (PIP_RETRIES, UV_HTTP_TIMEOUT, ...) this environment sets, as
+    build arguments over the Dockerfile's defaults. Numbers only: they land in a build."""
+    return {key: environ[key] for key, _ in mirrors.NETWORK_ENV
+            if re.fullmatch(r"[0-9]{1,4}", environ.get(key, ""))}

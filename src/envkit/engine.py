@@ -146,10 +146,29 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
+def gpu_runtime(client: Any) -> bool:
+    """The engine can give containers the GPUs: its nvidia runtime, or the NVIDIA Container
+    Toolkit's hook (docker run --gpus)."""
+    import shutil
+
+    try:
+        runtimes = (client.info() or {}).get("Runtimes") or {}
+    except Exception:  # an engine that cannot say: no GPU for the checks
+        return False
+    return "nvidia" in runtimes or shutil.which("nvidia-container-runtime-hook") is not None
+
+
+def gpu_request() -> list[Any]:
+    """Every GPU, as `docker run --gpus all` asks for them."""
+    import docker
+
+    return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+
+
 def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
-                     name: str = "") -> Runner:
-    """Run each argv in a fresh container of ``ref``: no network, removed afterwards.
-    ``name`` is what messages call the image (``ref`` may be its id)."""
+                     name: str = "", gpu: bool = False) -> Runner:
+    """Run each argv in a fresh container of ``ref``: no network, removed afterwards, with
+    every GPU when ``gpu``. ``name`` is what messages call the image (``ref`` may be its id)."""
     import docker
     import requests
 
@@ -168,9 +187,10 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
     def attempt(argv: list[str]) -> tuple[int, str]:
         try:
             # the argv exactly, as a check says: not as arguments to an image's ENTRYPOINT
+            extra = {"device_requests": gpu_request()} if gpu else {}
             container = client.containers.create(ref, entrypoint=argv[:1], command=argv[1:],
                                                  network_disabled=True,
-                                                 labels={CHECK_LABEL: _owner()})
+                                                 labels={CHECK_LABEL: _owner()}, **extra)
         except docker.errors.APIError as exc:
             raise EnvkitError(error(f"cannot create a container of {name}: "
                                     f"{exc.explanation or exc}", path="verify").diagnostics

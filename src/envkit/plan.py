@@ -114,8 +114,37 @@ class Plan:
         return [ps for ps in self.steps if ps.stage == RUNTIME]
 
     @property
+    def cuda(self) -> str:
+        """The CUDA version the plan's packages are built for ('12.4'), '' for none: the
+        ``cuda`` param, else a pip pin's local version (+cu124) or a cuXYZ index."""
+        if "cuda" in self.params:
+            return param_text(self.params["cuda"])
+        for ps in self.steps:
+            if ps.kind != "pip":
+                continue
+            step: Any = ps.step
+            for text in [*step.packages, step.index, *step.extra_index]:
+                if m := _CU.search(text):
+                    return f"{int(m[1][:-1])}.{m[1][-1]}"
+        return ""
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Its checks want a GPU where there is one: CUDA packages, or a true ``gpu`` param,
+        or a GPU build of faiss or Paddle."""
+        if self.cuda or self.params.get("gpu") is True:
+            return True
+        return any(re.match(r"(faiss-gpu|paddlepaddle-gpu|cupy-cuda)", p, re.I)
+                   for ps in self.steps if ps.kind == "pip"
+                   for p in getattr(ps.step, "packages", []))
+
+    @property
     def short_hash(self) -> str:
         return self.hash.split(":", 1)[-1][:12]
+
+
+_CU = re.compile(r"(?:\+|/|\b)cu(\d{3,4})\b")  # torch==2.5.1+cu124, .../whl/cu124
+_CUDA_IMAGE = re.compile(r"(?:.*/)?nvidia/cuda:(\d+)\.(\d+)(?:\.\d+)?-.*")
 
 
 def param_text(value: Any) -> str:
@@ -430,10 +459,34 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                        for i, (recipe_name, title, step) in enumerate(more, 1)]
     if any(getattr(ps.step, "installer", "") == "uv" for ps in plan.steps):
         plan.files.append((paths.data_dir() / "uv.txt", UV_REQUIREMENT))
+    if msg := cuda_mismatch(plan, table):
+        where = next((r.doc.diag(("base",), "") for r in reversed(order) if r.base), None)
+        raise EnvkitError(Diagnostic(where.file if where and not base else "--base",
+                                     where.line if where and not base else 0,
+                                     where.col if where and not base else 0, "base", *msg))
     if locker is not None:
         locker(plan)  # sets each lockable step's `locked` (and plan.lock) before the hashes
     _chain(plan, root)
     return plan
+
+
+def cuda_mismatch(plan: Plan, table: compat.Table) -> tuple[str, str] | None:
+    """A CUDA base image whose CUDA is not the one the plan's wheels are built for: the
+    wheels bring their own runtime, so the base's toolkit would be a second, unused one,
+    and the host driver must suit the newer. (message, hint) or None."""
+    m = _CUDA_IMAGE.fullmatch(plan.base)
+    wheels = plan.cuda
+    if not m or not wheels:
+        return None
+    base = f"{m[1]}.{m[2]}"
+    if base == wheels:
+        return None
+    driver = table.cuda.get(wheels, {}).get("driver", "")
+    image = table.cuda.get(wheels, {}).get("image", "")
+    return (f"the base {plan.base} has CUDA {base}, but the plan's packages are built for "
+            f"CUDA {wheels}" + (f" (which needs NVIDIA driver {driver})" if driver else ""),
+            (f"use {image}, " if image else "") + f"or wheels built for CUDA {base}, or a "
+            "base without CUDA (the wheels bring their runtime)")
 
 
 def _chain(plan: Plan, root: Recipe) -> None:
