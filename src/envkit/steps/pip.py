@@ -61,8 +61,8 @@ class Pip(Step):
         "extra_index": strings(description="Extra index URLs for this step."),
         "options": strings(description="Extra arguments for the installer (uv pip install's, "
                                        "or pip install's with installer: pip), e.g. --no-deps; "
-                                       "a requirements file: -r FILE or --requirement=FILE "
-                                       "(-c for constraints)."),
+                                       "a requirements file goes in 'requirements' (-c files "
+                                       "in 'constraints')."),
         "python": {"type": "string",
                    "description": "Interpreter to install for (default: the active venv)."},
         "installer": {"enum": ["uv", "pip"],
