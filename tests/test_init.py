@@ -227,3 +227,44 @@ def test_a_pyproject_that_cannot_be_read(tmp_path: Path, text: str) -> None:
     done = run_cli("envkit", "init", "--from", "pyproject.toml", cwd=tmp_path)
     assert done.returncode == 1
     assert "pyproject.toml" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_text_from_the_file_cannot_start_a_key_in_the_recipe(tmp_path: Path) -> None:
+    """YAML breaks lines at U+2028, U+2029 and NEL too: a comment keeps them out."""
+    (tmp_path / "environment.yml").write_text(
+        'name: x\nchannels: ["a\\u2028base: evil/img\\u2029#", "b\\u0085cmd: [x]"]\n'
+        "dependencies: [six]\n", encoding="utf-8")
+    data, text, _ = init(tmp_path, "--from", "environment.yml")
+    assert "base" not in data and "cmd" not in data
+    assert all(line.startswith("# ") or not line.startswith("#")
+               for line in text.splitlines())
+
+
+@pytest.mark.parametrize("name, text", [
+    ("cog.yaml", "build: [python_version]\n"),
+    ("cog.yaml", "build: just a string\n"),
+    ("pyproject.toml", "[project]\nname = 'x'\noptional-dependencies = ['a']\n"),
+    ("environment.yml", "dependencies:\n  - pip: 5\n"),
+    (".devcontainer.json", '{"features": [1], "forwardPorts": "8000"}'),
+])
+def test_files_of_an_odd_shape_are_one_line_not_a_traceback(tmp_path: Path, name: str,
+                                                           text: str) -> None:
+    (tmp_path / name).write_text(text)
+    done = run_cli("envkit", "init", "--from", name, "--name", "odd", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, (
+        done.stderr)
+    assert not (tmp_path / "odd.yaml").exists()
+
+
+def test_a_utf16_requirements_file(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six\n", encoding="utf-16")
+    done = run_cli("envkit", "init", "--from", "requirements.txt", "--name", "w", cwd=tmp_path)
+    assert done.returncode == 1 and "cannot read requirements.txt" in done.stderr
+
+
+def test_python_is_chosen_before_the_gpu_build(tmp_path: Path) -> None:
+    (tmp_path / "cog.yaml").write_text(
+        'build:\n  gpu: true\n  python_version: "3.11"\n  python_packages: ["torch==2.9.1"]\n')
+    data, _, _ = init(tmp_path, "--from", "cog.yaml", "--name", "g", "--python", "3.13")
+    assert data["python"] == "==3.13.*" and data["params"]["cuda"]["default"] == "13.0"

@@ -236,3 +236,78 @@ def test_the_project_may_be_the_recipes_own_folder(write, tmp_path) -> None:
     write_outputs(plan, ["dockerfile"], out)
     assert (out / "files/t/_project/pyproject.toml").is_file()
     assert not (out / "files/t/_project/build").exists()
+
+
+def test_hashes_in_a_requirements_file_are_fine(recipe, tmp_path) -> None:
+    """pip-compile --generate-hashes output: the lock pins hashes, so they are left aside."""
+    (tmp_path / "req.txt").write_text(
+        "six==1.17.0 \\\n    --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2"
+        "be8970586c3274\nidna==3.10 --hash=sha256:00\n")
+    plan = plan_of(recipe(STEPS + "  - pip: {requirements: [req.txt]}\n"))
+    assert [req for req, _ in plan.steps[1].step.file_pins] == ["six==1.17.0", "idna==3.10"]  # type: ignore[attr-defined]
+
+
+def test_the_step_hash_does_not_depend_on_where_the_checkout_is(write, tmp_path) -> None:
+    hashes = []
+    for folder in ("one", "two"):
+        root = tmp_path / folder
+        project(root / "app")
+        (root / "req.txt").write_text("six\n")
+        path = root / "t.yaml"
+        path.write_text("name: t\ndescription: d\nversion: 1.0.0\nbase: debian:bookworm-slim\n"
+                        + STEPS + "  - pip: {requirements: [req.txt], project: app}\n")
+        plan = plan_of(path)
+        hashes.append((plan.steps[1].hash, plan.hash))
+    assert hashes[0] == hashes[1]
+
+
+def test_a_render_folder_and_env_files_in_the_project_stay_out(write, tmp_path) -> None:
+    project(tmp_path)
+    (tmp_path / ".env").write_text("TOKEN=secret\n")
+    (tmp_path / "demo_app" / "build").mkdir()  # a subpackage called build is the project's
+    (tmp_path / "demo_app" / "build" / "__init__.py").write_text("")
+    path = write("name: t\ndescription: d\nversion: 1.0.0\nbase: debian:bookworm-slim\n"
+                 + STEPS + "  - pip: {project: .}\n")
+    first = plan_of(path).steps[1].hash
+    out = tmp_path / "rendered"
+    write_outputs(plan_of(path), ["dockerfile", "shell"], out)
+    assert plan_of(path).steps[1].hash == first  # the render folder is not the project
+    copied = out / "files/t/_project"
+    assert not (copied / ".env").exists() and not (copied / "rendered").exists()
+    assert (copied / "demo_app" / "build" / "__init__.py").is_file()
+
+
+def test_an_unreadable_file_and_odd_shapes_are_one_line_each(recipe, tmp_path) -> None:
+    import os
+
+    project(tmp_path / "app", extras='gpu = 5')
+    [line] = problems(recipe(STEPS + "  - pip: {project: app}\n"))
+    assert "optional-dependencies a table of lists (PEP 621)" in line
+    project(tmp_path / "app")
+    (tmp_path / "req.txt").write_text("six\n")
+    os.chmod(tmp_path / "req.txt", 0)
+    try:
+        if os.access(tmp_path / "req.txt", os.R_OK):
+            pytest.skip("root reads every file")
+        [line] = problems(recipe(STEPS + "  - pip: {requirements: [req.txt]}\n"))
+        assert "cannot read req.txt (permissions)" in line
+    finally:
+        os.chmod(tmp_path / "req.txt", 0o644)
+
+
+def test_a_requirements_path_ending_in_a_slash(recipe, tmp_path) -> None:
+    (tmp_path / "six.txt").write_text("six\n")
+    [line] = problems(recipe(STEPS + "  - pip: {requirements: [six.txt/]}\n"))
+    assert "'six.txt/' ends in '/': a requirements file is a file" in line
+
+
+def test_a_project_with_dynamic_dependencies_locks_on_its_whole_tree(recipe, tmp_path) -> None:
+    app = project(tmp_path / "app")
+    text = (app / "pyproject.toml").read_text().replace(
+        'dependencies = ["leaf==1.0"]', 'dynamic = ["dependencies"]')
+    (app / "pyproject.toml").write_text(text)
+    (app / "requirements.txt").write_text("leaf==1.0\n")
+    path = recipe(STEPS + "  - pip: {project: app}\n")
+    before = lockmod.inputs_of(plan_of(path), "c").digest
+    (app / "requirements.txt").write_text("leaf==2.0\n")  # what setuptools reads them from
+    assert lockmod.inputs_of(plan_of(path), "c").digest != before

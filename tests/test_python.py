@@ -238,3 +238,34 @@ def test_the_python_standalone_mirror_reaches_uv(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "mirror=https://pbs.example/mirror" in done.stdout
+
+
+def test_a_when_python_that_no_provider_offers_is_an_error(recipe) -> None:
+    found = problems(recipe("""
+        params:
+          python: {type: choice, values: ["3.11", "3.13"], default: "3.11"}
+        steps:
+          - {run: "true", when: {python: ["3.11", "3.1"]}}
+    """))
+    assert len(found) == 1 and "'3.1' is not one of: 3.11, 3.13" in found[0], found
+
+
+def test_a_two_stage_plan_keeps_a_uv_managed_python(write) -> None:
+    """The runtime stage copies the venv and the CPython it links to (a venv alone would
+    point at nothing)."""
+    path = write("""
+        name: built
+        description: a two-stage build on the shared Python
+        version: 1.0.0
+        requires: [python-venv]
+        runtime:
+          keep: ["{{ prefix }}/lib"]
+        steps:
+          - run: mkdir -p {{ prefix }}/lib
+    """, "built")
+    plan = plan_of(path, {"python": "3.12"})
+    assert plan.keep == ["/opt/envkit/lib", "/opt/envkit/python", "/opt/envkit/venv"]
+    dockerfile = render(plan, "dockerfile")
+    assert 'COPY --from=build ["/opt/envkit/python", "/opt/envkit/python"]' in dockerfile
+    plan = plan_of(path, {"python": "3.11"})  # Debian's: the runtime stage installs it
+    assert plan.keep == ["/opt/envkit/lib", "/opt/envkit/venv"]

@@ -315,7 +315,8 @@ def _verify(plan: Plan, runner: Any, where: str, out: TextIO, image: bool,
     else:
         extra = lockcheck.for_plan(plan, image)
     # a host keeps the toolchain a two-stage image leaves out: its checks run there too
-    checks = [*plan.checks, *([] if image else plan.build_checks), *([extra] if extra else [])]
+    checks = [*plan.checks, *(plan.image_checks if image else plan.build_checks),
+              *([extra] if extra else [])]
     if not run_checks(checks, runner, where, out):
         raise VerifyFailed(error(f"{plan.name}: verification failed in {where}",
                                  path="verify", hint="see the table above").diagnostics)

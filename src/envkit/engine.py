@@ -155,7 +155,10 @@ def gpu_runtime(client: Any) -> bool:
         runtimes = (client.info() or {}).get("Runtimes") or {}
     except Exception:  # an engine that cannot say: no GPU for the checks
         return False
-    return "nvidia" in runtimes or shutil.which("nvidia-container-runtime-hook") is not None
+    # the hook is looked for on this machine: it says something only of a local engine
+    local = not os.environ.get("DOCKER_HOST", "").startswith(("tcp://", "ssh://", "http"))
+    return "nvidia" in runtimes or (local and shutil.which("nvidia-container-runtime-hook")
+                                    is not None)
 
 
 def gpu_request() -> list[Any]:

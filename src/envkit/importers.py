@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from . import grammar
-from .diagnostics import error
+from .diagnostics import EnvkitError, error
 
 PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")  # what python-venv offers
 DEFAULT_PYTHON = "3.11"
@@ -125,14 +125,21 @@ def read(path: Path, name: str = "", python: str = "") -> Draft:
     kind = detect(path)
     stem = name or _name(path.resolve().parent.name)
     draft = Draft(kind, path, stem, "")
-    READERS[kind](draft)
-    draft.description = draft.description or f"{draft.name}, from its {path.name} (invoke init)"
-    _system_deps(draft)
-    if python:
+    if python:  # before reading: what the file says about Python yields, a GPU build fits it
         if python not in PYTHONS:
             raise error(f"Python {python} is not offered", path="--python",
                         hint="one of " + ", ".join(PYTHONS))
         draft.python, draft.python_note = python, "--python"
+    try:
+        READERS[kind](draft)
+    except EnvkitError:
+        raise
+    except (OSError, UnicodeError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        # a file of another shape than its kind has (a list where a table goes, UTF-16)
+        raise error(f"cannot read {path.name} as a {kind} file: {type(exc).__name__}: "
+                    f"{_comment(str(exc))[:200]}", path="--from") from None
+    draft.description = draft.description or f"{draft.name}, from its {path.name} (invoke init)"
+    _system_deps(draft)
     draft.modules = list(dict.fromkeys(draft.modules))
     return draft
 
@@ -144,6 +151,8 @@ def _name(text: str) -> str:
 
 def _python_from(text: str, where: str, draft: Draft) -> None:
     """'3.10', '3.10.4', '>=3.9', 'python=3.10.*' -> the 3.X offered that fits."""
+    if draft.python_note == "--python":
+        return
     text = text.strip()
     m = re.fullmatch(r"(?:python\s*)?=*\s*(3\.\d+)(?:\.[\d*]+)?", text)
     if m:
@@ -199,10 +208,11 @@ def _module(requirement: str) -> str:
 
 
 def _requirements(draft: Draft, lines: list[str], where: str) -> list[str]:
-    """Lines of a requirements list: requirements kept, the rest said."""
+    """Lines of a requirements list: requirements kept (without pip's --hash options: the
+    lock pins hashes), the rest said."""
     out = []
-    for raw in lines:
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+    for raw in _logical(lines):
+        line = _HASHES.sub("", re.sub(r"(^|\s)#.*$", "", raw)).strip()
         if not line:
             continue
         if line.startswith("-"):
@@ -219,13 +229,29 @@ def _requirements(draft: Draft, lines: list[str], where: str) -> list[str]:
 # --- requirements.txt ------------------------------------------------------------------
 
 
+_HASHES = re.compile(r"\s--hash[= ]\S+")
+
+
+def _logical(lines: list[str]) -> list[str]:
+    """Lines with their backslash continuations joined."""
+    out, held = [], ""
+    for line in lines:
+        if line.rstrip().endswith("\\"):
+            held += line.rstrip()[:-1] + " "
+            continue
+        out.append(held + line)
+        held = ""
+    return out + ([held] if held else [])
+
+
 def _read_requirements(draft: Draft) -> None:
     """The file itself when the pip step can read it as it is; else its requirements as
     packages (and what it includes as files), its other lines said."""
     from .steps.pip import _HARMLESS, _NESTED
 
     text = draft.source.read_text(encoding="utf-8")
-    lines = [re.sub(r"(^|\s)#.*$", "", raw).strip() for raw in text.splitlines()]
+    lines = [_HASHES.sub("", re.sub(r"(^|\s)#.*$", "", raw)).strip()
+             for raw in _logical(text.splitlines())]
     options = [ln for ln in lines if ln.startswith("-") and not _NESTED.fullmatch(ln)
                and not _HARMLESS.fullmatch(ln)]
     kept = [ln for ln in lines if ln and not ln.startswith("-")]
@@ -612,20 +638,25 @@ def recipe_text(draft: Draft) -> str:
     checks = [{"python_import": {"module": m}} for m in draft.modules]
     if checks:
         data["verify"] = checks
-    head = [f"# Made by `invoke init --from {draft.source.name}` ({draft.kind}). Python "
-            f"{draft.python}" + (f" from {draft.python_note}." if draft.python_note
-                                 else " (the default)."),
-            "# Check it with `invoke validate --recipe THIS_FILE`, lock it with `invoke lock`."]
+    head = [_comment(f"Made by `invoke init --from {draft.source.name}` ({draft.kind}). "
+                     f"Python {draft.python}" + (f" from {draft.python_note}."
+                                                 if draft.python_note else " (the default).")),
+            "Check it with `invoke validate --recipe THIS_FILE`, lock it with `invoke lock`."]
     if draft.unmapped:
-        head.append("# Not mapped (left for you, one line each):")
-        head += [f"# - {_comment(line)}" for line in draft.unmapped]
+        head.append("Not mapped (left for you, one line each):")
+        head += [f"- {_comment(line)}" for line in draft.unmapped]
+    head = [f"# {line}" for line in head]
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100,
                           default_flow_style=False)
     return "\n".join(head) + "\n" + body
 
 
 def _comment(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", " ", text)
+    """One comment line: whatever YAML or a terminal reads as a line break (U+2028, NEL, ...)
+    or a control character becomes a space, so a file's text cannot start a key."""
+    from .chars import BREAKS, FORMAT
+
+    return FORMAT.sub(" ", BREAKS.sub(" ", text))
 
 
 def summary(draft: Draft) -> list[str]:

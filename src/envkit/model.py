@@ -39,6 +39,9 @@ class Param:
     minimum: int | None = None  # int
     maximum: int | None = None  # int
     range: str = ""  # version: a specifier it must satisfy
+    # a choice narrowed by the recipes of a plan (python): the values before, which a
+    # required recipe's `when` may still name
+    offered: tuple[Any, ...] = field(default=(), compare=False)
 
     def coerce(self, value: Any) -> Any:
         """A value from YAML or ``--set`` as this param's type; ValueError says why not."""

@@ -78,6 +78,9 @@ class Plan:
     # two stages: the checks of toolchain recipes (build-essentials'), which the image
     # leaves out with the toolchain; a host, which keeps everything, runs them too
     build_checks: list[Check] = field(default_factory=list)
+    # checks only an image runs: each exposed port answers when its command runs (on a host
+    # the port may be another program's, and the command would start a server there)
+    image_checks: list[Check] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
     secrets: dict[str, Secret] = field(default_factory=dict)  # those the steps use, in order
     user: User | None = None  # the image runs as this user (the requiring recipe's wins)
@@ -207,7 +210,8 @@ def _narrowed(param: Param, order: list[Recipe], owner: str,
             "widen 'python' to a version its pins install on, or require another Python"))
         return param
     default = param.default if param.default in allowed else allowed[-1]
-    return dataclasses.replace(param, values=allowed, default=default)
+    return dataclasses.replace(param, values=allowed, default=default,
+                               offered=param.offered or param.values)
 
 
 def _check_python(order: list[Recipe], params: dict[str, Param], settings: dict[str, str],
@@ -431,7 +435,6 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
             (checks if in_image else build_checks).append(check)
     problems += state.problems
     run = _run_fields(order, bound, problems)
-    checks += _port_checks(run)
     problems += compat.check(table, pins, _text(values.get("python")), _text(values.get("cuda")))
     steps = merge_shared(steps)
     runtime = _runtime(order, bound, problems, steps) if root.runtime is not None else None
@@ -442,7 +445,7 @@ def make_plan(root: Recipe, catalog: Catalog, settings: dict[str, str] | None = 
                 source=root.path.name, base=chosen,
                 params={k: values[k] for k in sorted(values)}, mirror=profile,
                 recipes=[r.name for r in order], declared=params, checks=checks,
-                build_checks=build_checks,
+                build_checks=build_checks, image_checks=_port_checks(run),
                 files=[(paths.data_dir() / "helpers.sh", HELPERS), *state.files],
                 secrets={s.id: s for _, _, step in steps for s in step.secrets},
                 user=next((r.user for r in reversed(order) if r.user), None), **run)
@@ -566,13 +569,15 @@ def _runtime(order: list[Recipe], values: dict[str, Any], problems: list[Diagnos
                 problems.append(recipe.doc.diag(at, msg))
             elif name not in packages:
                 packages.append(name)
-    for _, _, step in steps:  # each venv is kept: its path goes through COPY too
-        if step.kind == "venv":
-            path = step.path.rstrip("/")  # type: ignore[attr-defined]
+    for _, _, step in steps:  # each venv is kept, and the Python a uv_python step installed
+        if step.kind in ("venv", "uv_python"):
+            field_name = "path" if step.kind == "venv" else "dir"
+            path = getattr(step, field_name).rstrip("/")
             if msg := _keep_problem(path):
+                what = "venv" if step.kind == "venv" else "Python"
                 problems.append(dataclasses.replace(
-                    step.origin, message=f"{msg}: a two-stage plan copies this venv",
-                    path=f"{step.origin.path}.path"))
+                    step.origin, message=f"{msg}: a two-stage plan copies this {what}",
+                    path=f"{step.origin.path}.{field_name}"))
             else:
                 keep.append(path)
     kept: list[str] = []
@@ -724,12 +729,9 @@ def _holds(item: Item, recipe: Recipe, params: dict[str, Param], values: dict[st
 def _when_value(param: Param, value: Any) -> Any:
     """A ``when`` value as the param's type. A value a recipe's ``python`` leaves out of
     the shared choice still names a Python (the step is for the recipes that offer it)."""
-    if param.name == "python" and param.type == "choice" and not isinstance(value, bool):
-        try:
-            Version(str(value))
-            return str(value)
-        except InvalidVersion:
-            pass
+    if param.name == "python" and param.type == "choice" and str(value) in (
+            param_text(v) for v in param.offered):
+        return str(value)
     return param.coerce(value)
 
 

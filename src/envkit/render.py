@@ -211,13 +211,12 @@ def _copy_in(source: Path, target: Path, project: bool = False,
     """A file or folder into the build context; a project without its VCS data, caches,
     builds and venvs (pip.PROJECT_SKIP), and never the output folder itself (a project
     may be the folder it is rendered into)."""
-    from .steps.pip import PROJECT_SKIP
+    from .steps.pip import skipped
 
-    skip = shutil.ignore_patterns(*PROJECT_SKIP) if project else None
     out_real = out.resolve() if out is not None else None
 
     def ignore(folder: str, names: list[str]) -> set[str]:
-        left = set(skip(folder, names)) if skip else set()
+        left = {n for n in names if project and skipped(Path(folder) / n, source)}
         if out_real is not None:
             left |= {n for n in names if (Path(folder) / n).resolve() == out_real}
         return left

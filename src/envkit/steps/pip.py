@@ -95,6 +95,8 @@ class Pip(Step):
     # set by bind: the files it reads (their content is in content_digest, not their paths)
     inputs: list[Input] = field(default_factory=list, metadata={"hashed": False})
     project_name: str = field(default="", metadata={"hashed": False})  # canonical
+    # the project's dependencies are dynamic (its build backend reads them from its files)
+    dynamic: bool = field(default=False, metadata={"hashed": False})
     # each requirement a file names, and where (for the compatibility table)
     file_pins: list[tuple[str, Diagnostic]] = field(default_factory=list,
                                                     metadata={"hashed": False})
@@ -129,6 +131,10 @@ class Pip(Step):
         self.inputs, self.file_pins = [], []
         for flag, field_name in (("-r", "requirements"), ("-c", "constraints")):
             for i, rel in enumerate(getattr(self, field_name)):
+                if rel.endswith("/"):
+                    problems.append(((field_name, i), f"{rel!r} ends in '/': a requirements "
+                                     "file is a file"))
+                    continue
                 problems += _read_requirements(self, state, flag, rel, (field_name, i))
         if self.project:
             problems += _read_project(self, state)
@@ -137,11 +143,19 @@ class Pip(Step):
         return problems
 
     def content_digest(self) -> str:
+        """The files it reads, by their place in the recipe's folder (not this machine's
+        path: two checkouts hash alike) and their content, read in chunks."""
         digest = hashlib.sha256()
         for item in self.inputs:
             for path in _tree(item.source):
-                digest.update(f"{item.flag}:{path.relative_to(item.source.parent)}".encode()
-                              + b"\0" + (path.read_bytes() if path.is_file() else b""))
+                digest.update(f"{item.flag}:{item.rel}/{path.relative_to(item.source)}".encode()
+                              + b"\0")
+                if path.is_file() and not path.is_symlink():
+                    with path.open("rb") as fh:
+                        while chunk := fh.read(1 << 20):
+                            digest.update(chunk)
+                elif path.is_symlink():
+                    digest.update(b"link:" + os.readlink(path).encode())
         return digest.hexdigest() if self.inputs else ""
 
     def lock_inputs(self) -> dict[str, Any] | None:
@@ -153,6 +167,8 @@ class Pip(Step):
                                             if not _FILE_OPTION.fullmatch(o)]}
         if self.project:
             data.update(project=self.project_name, extras=sorted(self.extras))
+            if self.dynamic:  # what its build reads could be any file: all of them count
+                data["project_tree"] = self.content_digest()
         return data
 
     @property
@@ -236,18 +252,27 @@ def _extra(value: str) -> str:
 
 def _tree(root: Path) -> list[Path]:
     return [root] if not root.is_dir() else sorted(p for p in root.rglob("*")
-                                                   if not _skipped(p, root))
+                                                   if not skipped(p, root))
 
 
 # What a project folder holds that is not the project: VCS data, caches, builds, venvs.
 # Left out of its hash and of the build context.
+# At any depth: VCS data, caches, venvs, egg-info, .env files (secrets). At the top only:
+# build outputs (a subpackage may be called build).
 PROJECT_SKIP = (".git", ".hg", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache",
-                ".ruff_cache", "build", "dist", ".tox", ".nox", "*.egg-info", ".envkit")
+                ".ruff_cache", ".tox", ".nox", "*.egg-info", ".envkit", ".env", ".env.*")
+PROJECT_TOP_SKIP = ("build", "dist")
 
 
-def _skipped(path: Path, root: Path) -> bool:
-    return any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
-               for pattern in PROJECT_SKIP)
+def skipped(path: Path, root: Path) -> bool:
+    """What of a project folder stays out of its hash and of the build context."""
+    parts = path.relative_to(root).parts
+    if parts and parts[0] in PROJECT_TOP_SKIP:
+        return True
+    if any((root.joinpath(*parts[:i]) / "files" / "envkit" / "helpers.sh").is_file()
+           for i in range(1, len(parts) + 1)):
+        return True  # a folder envkit rendered into (invoke render --out inside the project)
+    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in PROJECT_SKIP)
 
 
 def _inside(state: State, rel: str) -> tuple[Path | None, str]:
@@ -262,6 +287,8 @@ def _inside(state: State, rel: str) -> tuple[Path | None, str]:
         for path in _tree(source):
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 return None, f"{path.relative_to(root)} links outside the recipe's folder"
+            if not os.access(path, os.R_OK):
+                return None, f"cannot read {path.relative_to(root)} (permissions)"
     except (OSError, RuntimeError) as exc:
         return None, f"cannot read {rel}: {exc}"
     return source, ""
@@ -318,6 +345,7 @@ def _read_requirements(step: Pip, state: State, flag: str, rel: str,
     return []
 
 
+_HASH = re.compile(r"(^|\s)--hash[= ]\S+")
 # Options a requirements file may hold that change nothing envkit decides
 _HARMLESS = re.compile(r"--(pre|prefer-binary|only-binary|no-binary)(?:[= ].*)?")
 
@@ -334,6 +362,7 @@ def _lines(text: str) -> list[tuple[int, str, int, str, str, tuple[str, str]]]:
             continue
         first, logical, start = start or number, "", 0
         body = re.sub(r"(^|\s)#.*$", "", line).strip()
+        body = _HASH.sub("", body).strip()  # pip-compile's --hash=sha256:...: the lock pins
         if not body:
             continue
         col = len(line) - len(line.lstrip()) + 1
@@ -379,16 +408,27 @@ def _read_project(step: Pip, state: State) -> list[Problem]:
                                          "envkit installs PEP 621 projects"))
         return []
     step.project_name = canonicalize_name(name)
-    offered = {canonicalize_name(e) for e in (table.get("optional-dependencies") or {})}
+    extras_table = table.get("optional-dependencies") or {}
+    deps = table.get("dependencies") or []
+    if not isinstance(extras_table, dict) or not isinstance(deps, list) or any(
+            not isinstance(v, list) for v in extras_table.values()):
+        state.problems.append(Diagnostic(shown, 0, 0, f"{state.step_path}.project",
+                                         "[project] dependencies must be a list and "
+                                         "optional-dependencies a table of lists (PEP 621)"))
+        return []
+    dynamic = table.get("dynamic") or []
+    if isinstance(dynamic, list) and {"dependencies", "optional-dependencies"} & set(dynamic):
+        step.dynamic = True  # the lock covers the whole tree: its build decides them
+    offered = {canonicalize_name(e) for e in extras_table}
     for i, extra in enumerate(step.extras):
         if canonicalize_name(extra) not in offered:
             return [(("extras", i), f"{name} has no extra {extra!r}"
                      + (f" (it has: {', '.join(sorted(offered))})" if offered else ""))]
     text = pyproject.read_text(encoding="utf-8").splitlines()
-    wanted = list(table.get("dependencies") or [])
-    for extra, deps in (table.get("optional-dependencies") or {}).items():
+    wanted = list(deps)
+    for extra, group in extras_table.items():
         if canonicalize_name(extra) in {canonicalize_name(e) for e in step.extras}:
-            wanted += list(deps)
+            wanted += list(group)
     for req in wanted:
         if not isinstance(req, str):
             continue
