@@ -269,3 +269,26 @@ def test_a_two_stage_plan_keeps_a_uv_managed_python(write) -> None:
     assert 'COPY --from=build ["/opt/envkit/python", "/opt/envkit/python"]' in dockerfile
     plan = plan_of(path, {"python": "3.11"})  # Debian's: the runtime stage installs it
     assert plan.keep == ["/opt/envkit/lib", "/opt/envkit/venv"]
+
+
+def test_a_recipe_that_says_nothing_of_python_is_covered_for_the_default_only(write) -> None:
+    """Its own base may lack Debian's other Pythons: validate and the lock cover 3.11 until
+    the recipe says which it takes; --set python still picks another."""
+    from envkit.catalog import Catalog
+
+    mine = write("""
+        name: mine
+        description: a recipe on a base of its own
+        version: 1.0.0
+        base: debian:bookworm-slim
+        requires: [python-venv]
+        steps: [{pip: [six]}]
+    """, "mine")
+    catalog = Catalog()
+    assert [v.settings for v in variants(catalog.load(mine), catalog)
+            if "python" in v.settings] == []
+    assert plan_of(mine, {"python": "3.12"}).steps[1].kind == "uv_python"
+    said = write(mine.read_text().replace("steps:", 'python: ">=3.12"\nsteps:'), "mine")
+    catalog = Catalog()
+    assert [v.settings["python"] for v in variants(catalog.load(said), catalog)
+            if "python" in v.settings] == ["3.12"]  # and the default, now 3.13

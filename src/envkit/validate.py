@@ -50,14 +50,27 @@ class Report:
 
 
 def variants(recipe: Recipe, catalog: Catalog) -> list[Variant]:
-    _, params, _ = resolve(recipe, catalog)
+    order, params, _ = resolve(recipe, catalog)
     out = [Variant({}, mirrors.DEFAULT)]
     for name in sorted(params):
+        if name == "python" and not covers_pythons(order):
+            continue  # its default only: the recipe has not said which Pythons it takes
         for value in params[name].variants():
             if value != params[name].default:
                 out.append(Variant({name: param_text(value)}, mirrors.DEFAULT))
     out += [Variant({}, m) for m in sorted(mirrors.profiles()) if m != mirrors.DEFAULT]
     return out
+
+
+def covers_pythons(order: list[Recipe]) -> bool:
+    """Validate and the lock cover every Python a plan offers when its recipe is a Python
+    provider (it declares the ``python`` param) or a recipe in it says which Pythons its pins
+    install on (``python:``, other than the provider's own); else the default Python alone,
+    since a recipe with a base of its own may not have the others."""
+    root = order[-1]
+    if "python" in root.params:
+        return True
+    return any(r.python and "python" not in r.params for r in order)
 
 
 def validate(refs: list[str] | None = None, catalog: Catalog | None = None,
