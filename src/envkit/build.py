@@ -269,7 +269,10 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
         where = (f"at step {failed.number}/{len(plan.steps)} {failed.title}" if failed
                  else "outside the recipe's steps (base image, context or export)")
         lock_says = lockmod.explain_step(plan, failed.number, failed.lines) if failed else ""
-        hint = ca.hint(outcome.tail, opts.ca_bundle) + f"last lines above; full log: {log}"
+        # the failing step's kept lines, not only the last: a certificate error may be
+        # early in its output, before the retries' messages
+        hint = (ca.hint(failed.lines if failed else outcome.tail, opts.ca_bundle)
+                + f"last lines above; full log: {log}")
         raise error(f"{plan.name}: the build failed {where} after {outcome.seconds:.1f}s"
                     + (f": {lock_says}" if lock_says else ""), path="build", hint=hint)
     cached, built = progress.counts()
