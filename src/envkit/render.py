@@ -180,7 +180,7 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
         for name, text in [*texts.items(), *sorted(plan.generated.items())]:
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
+            atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
             written.append(target)
         projects = {i.context_path for ps in plan.steps
                     for i in getattr(ps.step, "inputs", []) if i.flag == "project"}
@@ -192,7 +192,8 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
     return written
 
 
-def _atomic_write(target: Path, data: bytes, mode: int) -> None:
+def atomic_write(target: Path, data: bytes, mode: int) -> None:
+    """``data`` at ``target`` whole or not at all: a temp file beside it, then a rename."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -235,5 +236,5 @@ def _copy_in(source: Path, target: Path, project: bool = False,
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     else:
-        _atomic_write(target, source.read_bytes(), source.stat().st_mode & 0o777 & ~0o022)
+        atomic_write(target, source.read_bytes(), source.stat().st_mode & 0o777 & ~0o022)
     return target

@@ -196,8 +196,9 @@ def init(c, from_="", name="", python="", force=False):
     if target.exists() and not force:
         raise error(f"{target} is already there", path="--name",
                     hint="--force replaces it; --name NAME writes another")
-    text = importers.recipe_text(draft)
-    _write_atomic(target, text)
+    from .render import atomic_write
+
+    atomic_write(target, importers.recipe_text(draft).encode(), 0o644)
     print(f"envkit: wrote {target} from {source.name} ({draft.kind})")
     for line in importers.summary(draft):
         print(f"  mapped: {line}")
@@ -208,20 +209,6 @@ def init(c, from_="", name="", python="", force=False):
         raise EnvkitError(report.problems)
     print(f"envkit: {target} validates ({report.renders} renders); next: invoke lock "
           f"--recipe {target}, then invoke build --recipe {target}")
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @task(name="list")
