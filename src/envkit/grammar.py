@@ -49,6 +49,17 @@ def requirement(value: str) -> str:
     return ""
 
 
+def requirement_name(value: str) -> str:
+    """A PEP 508 requirement's distribution name, canonical ('PyYAML>=6' -> 'pyyaml');
+    '' for what is not a requirement."""
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(value).name)
+    except InvalidRequirement:
+        return ""
+
+
 def specifier(value: str) -> str:
     try:
         SpecifierSet(value)

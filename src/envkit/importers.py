@@ -184,11 +184,7 @@ def _system_deps(draft: Draft) -> None:
         if path.is_file():
             names += path.read_text(encoding="utf-8", errors="replace").splitlines()
     for line in names:
-        try:
-            name = canonicalize_name(Requirement(line.split("#")[0].strip()).name)
-        except InvalidRequirement:
-            continue
-        for pkg in SYSTEM_DEPS.get(name, []):
+        for pkg in SYSTEM_DEPS.get(grammar.requirement_name(line.split("#")[0].strip()), []):
             if pkg not in draft.apt:
                 draft.apt.append(pkg)
 
@@ -210,11 +206,10 @@ def _module(requirement: str) -> str:
 def _requirements(draft: Draft, lines: list[str], where: str) -> list[str]:
     """Lines of a requirements list: requirements kept (without pip's --hash options: the
     lock pins hashes), the rest said."""
+    from .steps.pip import logical_lines
+
     out = []
-    for raw in _logical(lines):
-        line = _HASHES.sub("", re.sub(r"(^|\s)#.*$", "", raw)).strip()
-        if not line:
-            continue
+    for _, line, _ in logical_lines("\n".join(lines)):
         if line.startswith("-"):
             draft.unmapped.append(f"{where}: {line} (an index is the mirror profile's or a "
                                   "step's 'index'; an editable install is a 'project')")
@@ -229,29 +224,12 @@ def _requirements(draft: Draft, lines: list[str], where: str) -> list[str]:
 # --- requirements.txt ------------------------------------------------------------------
 
 
-_HASHES = re.compile(r"\s--hash[= ]\S+")
-
-
-def _logical(lines: list[str]) -> list[str]:
-    """Lines with their backslash continuations joined."""
-    out, held = [], ""
-    for line in lines:
-        if line.rstrip().endswith("\\"):
-            held += line.rstrip()[:-1] + " "
-            continue
-        out.append(held + line)
-        held = ""
-    return out + ([held] if held else [])
-
-
 def _read_requirements(draft: Draft) -> None:
     """The file itself when the pip step can read it as it is; else its requirements as
     packages (and what it includes as files), its other lines said."""
-    from .steps.pip import _HARMLESS, _NESTED
+    from .steps.pip import _HARMLESS, _NESTED, logical_lines
 
-    text = draft.source.read_text(encoding="utf-8")
-    lines = [_HASHES.sub("", re.sub(r"(^|\s)#.*$", "", raw)).strip()
-             for raw in _logical(text.splitlines())]
+    lines = [body for _, body, _ in logical_lines(draft.source.read_text(encoding="utf-8"))]
     options = [ln for ln in lines if ln.startswith("-") and not _NESTED.fullmatch(ln)
                and not _HARMLESS.fullmatch(ln)]
     kept = [ln for ln in lines if ln and not ln.startswith("-")]
@@ -489,7 +467,7 @@ def _gpu(draft: Draft, cuda_wanted: str) -> None:
         if name == "torch":
             draft.index = f"https://download.pytorch.org/whl/{tag}"
             pinned = [f"torch=={release.version}+{tag}"]
-            named = {canonicalize_name(_req_name(p)) for p in draft.packages}
+            named = {grammar.requirement_name(p) for p in draft.packages}
             for other, version in release.goes_with.items():  # the companions it names
                 if other in named:
                     pinned.append(f"{other}=={version}+{tag}")
@@ -499,7 +477,7 @@ def _gpu(draft: Draft, cuda_wanted: str) -> None:
             pinned = [f"paddlepaddle-gpu=={release.version}"]
             drop = {"paddlepaddle"}
         draft.packages = [p for j, p in enumerate(draft.packages)
-                          if j != i and canonicalize_name(_req_name(p)) not in drop]
+                          if j != i and grammar.requirement_name(p) not in drop]
         draft.cuda_packages = pinned
         draft.modules.append("torch" if name == "torch" else "paddle")
         return
@@ -507,11 +485,6 @@ def _gpu(draft: Draft, cuda_wanted: str) -> None:
                           "for (add a cuda param and CUDA wheels yourself)")
 
 
-def _req_name(text: str) -> str:
-    try:
-        return Requirement(text).name
-    except InvalidRequirement:
-        return text
 
 
 # --- devcontainer.json -----------------------------------------------------------------

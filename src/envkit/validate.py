@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ca, lint, mirrors
+from . import ca, grammar, lint, mirrors
 from . import lock as lockmod
 from . import resolve as resolver
 from .catalog import Catalog
@@ -211,7 +211,7 @@ def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
         origin = ps.step.origin if ps is not None else None
         # a package a requirements file (or the project) names: at that file's line
         named = [at for req, at in getattr(ps.step, "file_pins", []) if exc.package
-                 and _name(req) == exc.package] if ps is not None else []
+                 and grammar.requirement_name(req) == exc.package] if ps is not None else []
         if named:
             origin = named[0]
         file, line, col, path = ((origin.file, origin.line, origin.col, origin.path)
@@ -220,16 +220,6 @@ def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
             file, line, col, f"{path} [{variant.label()}]",
             f"cannot be resolved for Python {target.python} on {target.platform}: "
             f"{exc.message}", f"index {resolver.jobs_of(plan)[0].index}" if ps else ""))
-
-
-def _name(requirement: str) -> str:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    try:
-        return canonicalize_name(Requirement(requirement).name)
-    except InvalidRequirement:
-        return ""
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:

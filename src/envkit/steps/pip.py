@@ -192,10 +192,16 @@ class Pip(Step):
         """What installs the project itself: its dependencies are the locked set's (or
         resolved with it when there is no lock), so --no-deps when locked; the indexes
         (its build backend comes from there)."""
-        args = ["--no-deps"] if self.locked is not None else []
+        return (["--no-deps"] if self.locked is not None else []) + self._index_args([])
+
+    def _index_args(self, carried: list[str]) -> list[str]:
+        """The step's index and extra indexes (and ``carried`` ones) as installer options."""
+        args = []
         if self.index:
-            args += ["--default-index", self.index]
-        for url in self.extra_index:
+            # uv: --default-index, since the mirror's UV_DEFAULT_INDEX would win over
+            # --index-url (both name the same index)
+            args += ["--default-index" if self.installer == "uv" else "--index-url", self.index]
+        for url in [*self.extra_index, *carried]:
             args += ["--extra-index-url", url]
         return args
 
@@ -205,13 +211,8 @@ class Pip(Step):
         and without dependencies when locked, the indexes, the author's options (a locked
         install leaves out those of the resolution)."""
         args = ["--require-hashes", "--no-deps"] if self.locked is not None else []
-        if self.index:
-            # uv: --default-index, since the mirror's UV_DEFAULT_INDEX would win over
-            # --index-url (both name the same index)
-            args += ["--default-index" if self.installer == "uv" else "--index-url", self.index]
         carried = self.locked.carried if self.locked is not None else []
-        for url in [*self.extra_index, *carried]:
-            args += ["--extra-index-url", url]
+        args += self._index_args(carried)
         options = (self.options if self.locked is None
                    else [o for o in self.options if not _RESOLUTION.fullmatch(o)])
         if (self.installer == "uv" and (self.extra_index or carried)
@@ -350,9 +351,10 @@ _HASH = re.compile(r"(^|\s)--hash[= ]\S+")
 _HARMLESS = re.compile(r"--(pre|prefer-binary|only-binary|no-binary)(?:[= ].*)?")
 
 
-def _lines(text: str) -> list[tuple[int, str, int, str, str, tuple[str, str]]]:
-    """(line, text, column, problem, hint, ("req"|"include", value)) for each line that
-    says something: comments, blank lines and continuations are folded away."""
+def logical_lines(text: str) -> list[tuple[int, str, int]]:
+    """(first line number, text, column) of each line of a requirements file that says
+    something: backslash continuations joined, comments and pip-compile's --hash options
+    (the lock pins hashes) taken out, blank lines left out."""
     out = []
     logical, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -361,11 +363,17 @@ def _lines(text: str) -> list[tuple[int, str, int, str, str, tuple[str, str]]]:
             logical, start = line[:-1], start or number
             continue
         first, logical, start = start or number, "", 0
-        body = re.sub(r"(^|\s)#.*$", "", line).strip()
-        body = _HASH.sub("", body).strip()  # pip-compile's --hash=sha256:...: the lock pins
-        if not body:
-            continue
-        col = len(line) - len(line.lstrip()) + 1
+        body = _HASH.sub("", re.sub(r"(^|\s)#.*$", "", line)).strip()
+        if body:
+            out.append((first, body, len(line) - len(line.lstrip()) + 1))
+    return out
+
+
+def _lines(text: str) -> list[tuple[int, str, int, str, str, tuple[str, str]]]:
+    """(line, text, column, problem, hint, ("req"|"include", value)) for each line that
+    says something (logical_lines)."""
+    out = []
+    for first, body, col in logical_lines(text):
         if msg := grammar.credential(body):
             out.append((first, body, col, msg, "give the index login as a secret", ("", "")))
         elif m := _NESTED.fullmatch(body):
