@@ -247,16 +247,19 @@ def test_without_the_ca_bundle_pip_fails_and_the_failure_names_the_step(base: st
                                                                           tmp_path: Path) -> None:
     small_recipe(tmp_path)
     # --no-lock: else the lock made for the build fails first, on this host, for the same
-    # reason (and says so: test_lock)
+    # reason (and says so: test_lock). PIP_RETRIES reaches the build as a build argument:
+    # one retry per envkit try instead of the profile's five (40 s of pip's back-off)
     done = envkit("build", "--recipe", "./small.yaml", "--base", base, "--no-cache",
                   "--tag", "envkit-test/small:noca", "--ca-bundle", "none", "--no-lock",
-                  cwd=tmp_path)
+                  cwd=tmp_path, env={"PIP_RETRIES": "1"})
     assert done.returncode == 1, show(done)
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 1, done.stderr
     assert "the build failed at step 3/3 small: pip six==1.17.0" in errors[0]
     assert "pass --ca-bundle" in errors[0] and "build/small/build.log" in errors[0]
     assert "  | " in done.stdout and "certificate" in done.stdout.lower()
+    log = (tmp_path / "build" / "small" / "build.log").read_text()
+    assert "Retry(total=0" in log and "Retry(total=1" not in log
 
 
 @pytest.mark.docker

@@ -165,9 +165,10 @@ def _docker_cases() -> list[object]:
 @pytest.mark.parametrize("field", _docker_cases())
 def test_hostile_values_arrive_literally_in_a_real_build(
         base: str, tmp_path: Path, field: str) -> None:
-    """Each accepted payload goes into ``field`` of a recipe that is built for real, with
-    argv-recording stand-ins for apt-get, pip's python3, git, cmake and curl copied into the
-    image first; the calls recorded inside the image are exactly the expected ones, and no
+    """Every accepted payload goes into ``field`` of one recipe, a step each (each below its
+    own prefix, so no step finds another's output), built for real, with argv-recording
+    stand-ins for apt-get, pip's python3, git, cmake and curl copied into the image first; the
+    calls recorded inside the image are exactly the expected ones, step after step, and no
     /PWNED exists anywhere in it."""
     from conftest import problems
     from test_injection import (
@@ -187,19 +188,11 @@ def test_hostile_values_arrive_literally_in_a_real_build(
         (stubs / name).write_text({"curl": CURL_STUB, "git": GIT_STUB}.get(name, STUB))
     (tmp_path / "data.txt").write_text("data\n")
     body, _ = FIELDS[field]
-    tried = accepted = 0
-    # the payloads, then values that look hostile but fit the field's grammar (a strict one,
-    # like apt's, refuses every payload: then only those get built)
-    for value in [*DOCKER_PAYLOADS, *EXTRA.get(field, []), "plain"]:
-        if not _fits(field, value):
-            continue
-        tried += 1
-        if field == "copy-src":
-            (tmp_path / value).write_text("data\n")
-        recipe = tmp_path / "inj.yaml"
-        recipe.write_text(textwrap.dedent(f"""\
+
+    def recipe(description: str, steps: str) -> str:
+        return textwrap.dedent(f"""\
             name: inj
-            description: {yq("hostile " + field + ": " + value)}
+            description: {yq(description)}
             version: 1.0.0
             base: {base}
             steps:
@@ -211,50 +204,73 @@ def test_hostile_values_arrive_literally_in_a_real_build(
                 run: >-
                   printf 'export ENVKIT_TEST_LOG=/var/log/envkit-calls
                   ENVKIT_UV=/usr/local/sbin/uv\\n' >> /usr/local/lib/envkit/helpers.sh
-            """) + body(value).rstrip("\n").replace(
-                "{{ prefix }}", "/opt/envkit") + "\n")
-        if problems(recipe):
-            continue  # refused by validation, with a diagnostic (test_injection checks it)
-        accepted += 1
-        tag = f"envkit-test/inj:{uuid.uuid4().hex[:8]}"
-        # --no-lock: the stand-ins install nothing, so there is nothing to lock
-        done = envkit("build", "--recipe", "./inj.yaml", "--tag", tag, "--ca-bundle", "none",
-                      "--no-verify", "--no-lock", cwd=tmp_path)
-        try:
-            assert done.returncode == 0, show(done)
-            probe = subprocess.run(
-                ["docker", "run", "--rm", tag, "bash", "-c",
-                 # a PWNED below /opt/envkit is a path value arriving literally; elsewhere
-                 # (the payloads aim at /PWNED) it would be a command that ran
-                 "cat /var/log/envkit-calls 2>/dev/null; printf '\\0%s' \"$(find / -xdev "
-                 "-name PWNED -not -path '/opt/envkit/*' 2>/dev/null | wc -l)\""],
-                capture_output=True, check=True)
-            *tokens, found = probe.stdout.split(b"\0")
-            assert found == b"0", f"PWNED exists in the image ({field}: {value!r})"
-            calls, i = [], 0
-            while i < len(tokens) and tokens[i]:
-                n = int(tokens[i])
-                calls.append([t.decode() for t in tokens[i + 1: i + 2 + n]])
-                i += 2 + n
-            # the python3 stand-in also answers envkit's record of what the image holds
-            calls = [c for c in calls if not (c[:2] == ["python3", "-c"]
-                                              and "importlib.metadata" in c[2])]
-            assert calls == _expected_calls(field, value, Path("/opt/envkit")), value
-            labels = json.loads(subprocess.run(
-                ["docker", "inspect", "-f", "{{json .Config.Labels}}", tag],
-                capture_output=True, text=True, check=True).stdout)
-            assert labels["org.opencontainers.image.description"] == (
-                "hostile " + field + ": " + " ".join(value.split()))
-            if field == "venv-path":
-                env = json.loads(subprocess.run(
-                    ["docker", "inspect", "-f", "{{json .Config.Env}}", tag],
-                    capture_output=True, text=True, check=True).stdout)
-                assert f"VIRTUAL_ENV=/opt/envkit/{value}" in env
-        finally:
-            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+            """) + steps
+
+    def steps_of(value: str, prefix: str) -> str:
+        return body(value).rstrip("\n").replace("{{ prefix }}", prefix) + "\n"
+
+    # the payloads, then values that look hostile but fit the field's grammar (a strict one,
+    # like apt's, refuses every payload: then only those get built)
+    tried, accepted = 0, []
+    for value in [*DOCKER_PAYLOADS, *EXTRA.get(field, []), "plain"]:
+        if not _fits(field, value):
+            continue
+        tried += 1
+        if field == "copy-src":
+            (tmp_path / value).write_text("data\n")
+        single = tmp_path / "inj.yaml"
+        single.write_text(recipe(f"hostile {field}: {value}", steps_of(value, "/opt/envkit")))
+        if not problems(single):  # else refused, with a diagnostic (test_injection checks it)
+            accepted.append(value)
     assert tried and accepted, f"no payload was accepted for {field}"
 
-    _record({"injection_field": field, "payloads_tried": tried, "built": accepted})
+    prefixes = [f"/opt/envkit/{i}" for i in range(len(accepted))]
+    description = f"hostile {field}: " + " | ".join(accepted)
+    (tmp_path / "inj.yaml").write_text(recipe(description, "".join(
+        steps_of(value, prefix) for value, prefix in zip(accepted, prefixes, strict=True))))
+    assert not problems(tmp_path / "inj.yaml"), "each value was accepted alone"
+    tag = f"envkit-test/inj:{uuid.uuid4().hex[:8]}"
+    # --no-lock: the stand-ins install nothing, so there is nothing to lock
+    done = envkit("build", "--recipe", "./inj.yaml", "--tag", tag, "--ca-bundle", "none",
+                  "--no-verify", "--no-lock", cwd=tmp_path)
+    try:
+        assert done.returncode == 0, show(done)
+        probe = subprocess.run(
+            ["docker", "run", "--rm", tag, "bash", "-c",
+             # a PWNED below /opt/envkit is a path value arriving literally; elsewhere
+             # (the payloads aim at /PWNED) it would be a command that ran
+             "cat /var/log/envkit-calls 2>/dev/null; printf '\\0%s' \"$(find / -xdev "
+             "-name PWNED -not -path '/opt/envkit/*' 2>/dev/null | wc -l)\""],
+            capture_output=True, check=True)
+        *tokens, found = probe.stdout.split(b"\0")
+        assert found == b"0", f"PWNED exists in the image ({field}: {accepted!r})"
+        calls, i = [], 0
+        while i < len(tokens) and tokens[i]:
+            n = int(tokens[i])
+            calls.append([t.decode() for t in tokens[i + 1: i + 2 + n]])
+            i += 2 + n
+        # the python3 stand-in also answers envkit's record of what the image holds
+        calls = [c for c in calls if not (c[:2] == ["python3", "-c"]
+                                          and "importlib.metadata" in c[2])]
+        expected = [call for value, prefix in zip(accepted, prefixes, strict=True)
+                    for call in _expected_calls(field, value, Path(prefix))]
+        assert calls == expected, accepted
+        image = json.loads(subprocess.run(["docker", "inspect", tag], capture_output=True,
+                                          text=True, check=True).stdout)[0]
+        assert image["Config"]["Labels"]["org.opencontainers.image.description"] == (
+            " ".join(description.split()))
+        if field == "venv-path":
+            # the image keeps the last venv's variables; each venv step set its own
+            assert f"VIRTUAL_ENV={prefixes[-1]}/{accepted[-1]}" in image["Config"]["Env"]
+            history = subprocess.run(
+                ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag],
+                capture_output=True, text=True, check=True).stdout
+            for value, prefix in zip(accepted, prefixes, strict=True):
+                assert f"VIRTUAL_ENV={prefix}/{value}" in history, value
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+    _record({"injection_field": field, "payloads_tried": tried, "built": len(accepted)})
 
 
 # --- resuming a Docker build: the layer cache -------------------------------------------------
