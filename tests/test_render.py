@@ -182,3 +182,54 @@ def test_write_outputs_is_atomic_and_copies_files(write, tmp_path: Path) -> None
     (out / "install.sh").write_text(text)
     subprocess.run(["bash", str(out / "install.sh")], check=True, capture_output=True)
     assert (dest / "app.ini").read_text() == "[x]\n"
+
+
+# --- the output-format registry ---------------------------------------------------------------
+
+
+def test_every_format_has_its_template_and_linters_and_a_file_of_its_own() -> None:
+    from envkit import paths
+
+    assert list(FORMATS) == ["shell", "dockerfile"]
+    for fmt in FORMATS.values():
+        assert (paths.templates_dir() / fmt.template).is_file(), fmt.name
+        assert fmt.lint_kind in lint.LINTERS, fmt.name
+    assert len({f.filename for f in FORMATS.values()}) == len(FORMATS)
+
+
+def test_a_format_is_registered_once() -> None:
+    from envkit.render import output_format
+
+    with pytest.raises(ValueError, match="registered twice"):
+        output_format(FORMATS["shell"])
+
+
+def test_lint_refuses_a_kind_it_has_no_linters_for() -> None:
+    with pytest.raises(ValueError, match="no linters for apptainer"):
+        lint.lint_texts([("apptainer", "Bootstrap: docker\n")], use_cache=False)
+
+
+def test_a_new_format_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Render, render --out (its file, its mode, its companions) and the unknown-format hint
+    all follow an entry added to the registry; nothing else names the formats."""
+    from conftest import run_cli
+    from envkit.render import OutputFormat, check_format
+
+    extra = OutputFormat("second-shell", "script.sh.j2", "again.sh", lint.SHELL,
+                         "the script once more", mode=0o700,
+                         companions=lambda plan: {"files/again.txt": plan.name + "\n"})
+    monkeypatch.setitem(FORMATS, extra.name, extra)
+    plan = plan_of(REPO / "recipes" / "python-venv.yaml")
+    assert render(plan, "second-shell") == render(plan, "shell")
+    out = tmp_path / "out"
+    written = write_outputs(plan, ["second-shell"], out)
+    assert {p.relative_to(out).as_posix() for p in written} >= {"again.sh", "files/again.txt"}
+    assert (out / "again.sh").stat().st_mode & 0o777 == 0o700
+    assert (out / "files" / "again.txt").read_text() == "python-venv\n"
+    with pytest.raises(Exception) as caught:
+        check_format("apptainer")
+    assert "shell or dockerfile or second-shell" in str(caught.value.diagnostics[0])
+    done = run_cli("invoke", "render", "--recipe", "python-venv", "--out", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "all" / "again.sh").is_file()

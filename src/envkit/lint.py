@@ -117,6 +117,13 @@ def lint(shell_files: list[Path], dockerfiles: list[Path]) -> list[Finding]:
 
 CHUNK_STEPS = 200  # steps per piece of a long script
 SHELL, DOCKERFILE = "shell", "dockerfile"
+# Each kind of text an output format is linted as (render.OutputFormat.lint_kind): the file
+# suffix its linters expect, and the linters (functions of this module, by name, found when
+# linting), each run on batches of files.
+LINTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    SHELL: (".sh", ("shellcheck", "bash_n")),
+    DOCKERFILE: (".Dockerfile", ("hadolint",)),
+}
 _STEP_MARK = re.compile(r"# \[(\d+)/\d+\] ")
 _STAMP = re.compile(r"^(if envkit_begin [0-9]+ )[0-9a-f]{64}(?= )", re.MULTILINE)
 # Header lines that differ between variants of a recipe but cannot change a verdict: envkit's
@@ -224,6 +231,9 @@ def lint_texts(texts: list[tuple[str, str]], *, jobs: int = 0, cache: Path | Non
     """The findings of each (kind, text), line numbers in that text. The runtime helpers
     are linted once if any script inlines them; their findings go to the first such
     script. ``cache`` defaults to :func:`cache_dir`; ``jobs`` to the number of cores."""
+    unknown = sorted({kind for kind, _ in texts} - set(LINTERS))
+    if unknown:
+        raise ValueError(f"no linters for {', '.join(unknown)} (lint.LINTERS)")
     helpers = helpers_text()
     split = [pieces(kind, text, helpers) for kind, text in texts]
     extra: list[_Piece] = []
@@ -321,16 +331,17 @@ def _run_linters(todo: list[_Piece], jobs: int) -> dict[str, list[_Row]]:
     out: dict[str, list[_Row]] = {p.key: [] for p in todo}
     with tempfile.TemporaryDirectory(prefix="envkit-lint-") as tmp:
         by_file: dict[Path, str] = {}
-        shells, dockers = [], []
+        files: dict[str, list[tuple[Path, int]]] = {kind: [] for kind in LINTERS}
         for i, p in enumerate(todo):
-            path = Path(tmp) / (f"{i:05d}.sh" if p.kind == SHELL else f"{i:05d}.Dockerfile")
+            path = Path(tmp) / f"{i:05d}{LINTERS[p.kind][0]}"
             path.write_text(p.text)
             by_file[path] = p.key
-            (shells if p.kind == SHELL else dockers).append((path, len(p.text)))
+            files[p.kind].append((path, len(p.text)))
         tasks: list[tuple[Callable[[list[Path]], list[Finding]], list[Path]]] = []
-        for run, files in ((shellcheck, shells), (hadolint, dockers)):
-            tasks += [(run, batch) for batch in _batches(files, jobs)]
-        tasks += [(bash_n, batch) for batch in _batches(shells, jobs)]
+        for kind, (_, linters) in LINTERS.items():
+            for name in linters:
+                run = globals()[name]
+                tasks += [(run, batch) for batch in _batches(files[kind], jobs)]
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for findings in pool.map(lambda t: t[0](t[1]), tasks):
                 for f in findings:

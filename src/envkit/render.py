@@ -1,4 +1,9 @@
-"""Render: a plan -> a shell script or a Dockerfile, through the jinja2 templates.
+"""Render: a plan -> each output format's file (a shell script, a Dockerfile), through
+the jinja2 templates.
+
+An output format is one :class:`OutputFormat` in ``FORMATS`` (its template, the file it is
+written as, its mode, the linter kind that checks it) and one template: render, render
+--out, validate and its linting all route through the registry.
 
 One Environment per process (templates compile once), StrictUndefined so a
 typo in a template is an error, not an empty string.
@@ -13,6 +18,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -22,7 +29,32 @@ from .diagnostics import EnvkitError, did_you_mean, error
 from .plan import UV_REQUIREMENT, Plan, param_text
 from .quote import FILTERS, QuoteError
 
-FORMATS = {"shell": ("script.sh.j2", "install.sh"), "dockerfile": ("Dockerfile.j2", "Dockerfile")}
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format: ``--format NAME`` renders ``template`` (under templates/), written
+    as ``filename`` with ``mode``; validate lints it as ``lint_kind`` (a key of lint.LINTERS;
+    render does not import lint). ``companions`` gives the other files a build of it reads
+    (name -> text)."""
+
+    name: str
+    template: str
+    filename: str
+    lint_kind: str
+    summary: str  # what it is, for help texts
+    mode: int = 0o644
+    companions: Callable[[Plan], dict[str, str]] | None = None
+
+
+FORMATS: dict[str, OutputFormat] = {}
+
+
+def output_format(fmt: OutputFormat) -> OutputFormat:
+    """Add a format to the registry (a name is registered once)."""
+    if fmt.name in FORMATS:
+        raise ValueError(f"output format {fmt.name!r} is registered twice")
+    FORMATS[fmt.name] = fmt
+    return fmt
 
 
 def _oneline(value: object) -> str:
@@ -91,7 +123,7 @@ def environment() -> jinja2.Environment:
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise error(f"unknown format '{fmt}'", path="--format",
-                    hint=did_you_mean(fmt, FORMATS) or "shell or dockerfile")
+                    hint=did_you_mean(fmt, FORMATS) or " or ".join(FORMATS))
     return fmt
 
 
@@ -138,8 +170,15 @@ def manifest(plan: Plan) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+output_format(OutputFormat("shell", "script.sh.j2", "install.sh", "shell",
+                           "a bash script that installs on this host", mode=0o755))
+output_format(OutputFormat("dockerfile", "Dockerfile.j2", "Dockerfile", "dockerfile",
+                           "a Dockerfile for BuildKit",
+                           companions=lambda plan: {MANIFEST: manifest(plan)}))
+
+
 def render(plan: Plan, fmt: str) -> str:
-    template = environment().get_template(FORMATS[check_format(fmt)][0])
+    template = environment().get_template(FORMATS[check_format(fmt)].template)
     params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
     state = lock_state(plan)
     try:
@@ -160,9 +199,10 @@ def render(plan: Plan, fmt: str) -> str:
 def render_all(plan: Plan, formats: list[str]) -> dict[str, str]:
     """Each format's file name and text: what a backend writes and builds from (with the
     manifest a Dockerfile copies into the image)."""
-    texts = {FORMATS[fmt][1]: render(plan, fmt) for fmt in formats}
-    if "dockerfile" in formats:
-        texts[MANIFEST] = manifest(plan)
+    texts = {FORMATS[fmt].filename: render(plan, fmt) for fmt in formats}
+    for fmt in formats:
+        if (companions := FORMATS[fmt].companions) is not None:
+            texts.update(companions(plan))
     return texts
 
 
@@ -177,10 +217,12 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
+        modes = {fmt.filename: fmt.mode for fmt in FORMATS.values()}
         for name, text in [*texts.items(), *sorted(plan.generated.items())]:
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, text.encode(), 0o755 if name.endswith(".sh") else 0o644)
+            mode = modes.get(name, 0o755 if name.endswith(".sh") else 0o644)
+            atomic_write(target, text.encode(), mode)
             written.append(target)
         projects = {i.context_path for ps in plan.steps
                     for i in getattr(ps.step, "inputs", []) if i.flag == "project"}

@@ -250,7 +250,8 @@ def list_(c):
     iterable=["set_"],
     help={
         "recipe": "Catalog name or path to a recipe YAML file.",
-        "format": "shell or dockerfile (default: dockerfile on stdout; both with --out).",
+        "format": "; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
+                  + " (default: dockerfile on stdout; every format with --out).",
         "set_": "KEY=VALUE for a param; repeat for several.",
         "mirror": "Mirror profile: " + ", ".join(sorted(mirrors.profiles())) + ".",
         "base": "Base image instead of the recipe's.",

@@ -223,10 +223,9 @@ def _resolve(plans: list[tuple[Recipe, Variant, Plan, Any]], report: Report,
 
 
 def _lint(rendered: list[tuple[Recipe, Variant, str, str]]) -> list[Diagnostic]:
-    kinds = {fmt: lint.SHELL if fmt == "shell" else lint.DOCKERFILE for fmt in FORMATS}
-    found = lint.lint_texts([(kinds[fmt], text) for _, _, fmt, text in rendered])
+    found = lint.lint_texts([(FORMATS[fmt].lint_kind, text) for _, _, fmt, text in rendered])
     out = []
     for (recipe, variant, fmt, _), findings in zip(rendered, found, strict=True):
-        out += [Diagnostic(recipe.doc.file, 0, 0, f"{FORMATS[fmt][1]} [{variant.label()}]",
+        out += [Diagnostic(recipe.doc.file, 0, 0, f"{FORMATS[fmt].filename} [{variant.label()}]",
                            str(f)) for f in findings]
     return out
