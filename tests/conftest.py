@@ -252,10 +252,32 @@ def show(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def client() -> object:
+def client() -> Iterator[object]:
+    """The engine; at the end of the session, every image the session made is removed, and
+    a base it made again replaces the old one (bases stay; ENVKIT_KEEP_IMAGES=1 keeps all).
+    Catalog builds are gigabytes each and tagged by their hash: without this, every CI run
+    would leave its own set behind."""
     from envkit import engine
 
-    return engine.connect()  # under -m docker a missing engine is a failure, not a skip
+    docker = engine.connect()  # under -m docker a missing engine is a failure, not a skip
+    def is_base(tags: list[str]) -> bool:
+        return any(t.startswith("envkit/base:") for t in tags)
+
+    before = {image.id: is_base(image.tags) for image in docker.images.list()}
+    yield docker
+    if os.environ.get("ENVKIT_KEEP_IMAGES") == "1":
+        return
+    for image in docker.images.list():
+        if is_base(image.tags):
+            continue
+        # kept: what was there before, but not a base `invoke base` made again (untagged now)
+        if image.id in before and not (before[image.id] and not image.tags):
+            continue
+        try:
+            docker.images.remove(image.id, force=True)
+        except Exception as exc:  # in use or gone: it only costs disk
+            print(f"conftest: could not remove {image.tags or image.id}: {exc}",
+                  file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
