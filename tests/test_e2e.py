@@ -8,6 +8,7 @@ host's CA bundle, which is exactly what ``--ca-bundle`` is for.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -238,6 +239,126 @@ def test_the_ca_bundle_is_in_no_layer_history_or_log(base: str, tmp_path: Path) 
                                 "env | grep -c -e PIP_CERT -e SSL_CERT_FILE || true"],
                                capture_output=True, text=True, check=True)
         assert check.stdout.split() == ["absent", "0"]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+class ConnectProxy:
+    """A forward proxy for HTTPS (CONNECT tunnels) that wants a Basic login, on ``host``:
+    records each tunnel's target and whether its login was right."""
+
+    def __init__(self, host: str, login: str) -> None:
+        import base64
+        import socket
+        import threading
+
+        self.expected = "Basic " + base64.b64encode(login.encode()).decode()
+        self.tunnels: list[tuple[str, bool]] = []
+        self.sock = socket.create_server((host, 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _tunnel(self, conn: object) -> None:
+        import socket
+        import threading
+
+        client: socket.socket = conn  # type: ignore[assignment]
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(4096)
+                if not data:
+                    return
+                head += data
+            lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, _, v in
+                       (line.partition(":") for line in lines[1:])}
+            ok = headers.get("proxy-authorization") == self.expected
+            self.tunnels.append((target, ok))
+            if method != "CONNECT" or not ok:
+                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                               b"Proxy-Authenticate: Basic realm=envkit\r\n"
+                               b"Content-Length: 0\r\n\r\n")
+                return
+            host, _, port = target.rpartition(":")
+            try:
+                upstream = socket.create_connection((host, int(port)), timeout=30)
+            except OSError:
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            upstream.settimeout(None)
+
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                try:
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    for s in (src, dst):
+                        with contextlib.suppress(OSError):
+                            s.shutdown(socket.SHUT_RDWR)
+
+            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+            back.start()
+            pump(client, upstream)
+            back.join(timeout=60)
+            upstream.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.docker
+def test_a_build_goes_through_the_proxy_and_keeps_no_trace_of_its_login(
+        base: str, tmp_path: Path) -> None:
+    from conftest import bridge_gateway
+
+    password = f"pw-{uuid.uuid4().hex}"
+    proxy = ConnectProxy("0.0.0.0", f"build-bot:{password}")
+    url = f"http://build-bot:{password}@{bridge_gateway()}:{proxy.port}"
+    small_recipe(tmp_path)
+    tag = f"envkit-test/small:{uuid.uuid4().hex[:8]}"
+    try:
+        # --no-lock: only the build's own traffic goes through the proxy (a lock made on
+        # the fly would resolve on this host, through it too)
+        done = envkit("build", "--recipe", "./small.yaml", "--base", base, "--tag", tag,
+                      "--ca-bundle", HOST_CA, "--no-cache", "--no-lock", cwd=tmp_path,
+                      env={"HTTPS_PROXY": url, "NO_PROXY": "", "no_proxy": ""})
+    finally:
+        proxy.close()
+    try:
+        assert done.returncode == 0, show(done)
+        assert "all 3 checks passed" in done.stdout  # no lock: no lock check
+        # uv itself and six came from PyPI through the proxy, with the login
+        assert ("pypi.org:443", True) in proxy.tunnels, proxy.tunnels
+        assert all(ok for _, ok in proxy.tunnels), proxy.tunnels
+        files = list(image_bytes(tag, tmp_path))
+        assert any(name.endswith("site-packages/six.py") for name, _ in files)
+        assert [name for name, data in files if password.encode() in data] == []
+        for argv in (["docker", "history", "--no-trunc", tag], ["docker", "inspect", tag]):
+            text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            assert password not in text and "build-bot" not in text, argv
+        for path in (tmp_path / "build").rglob("*"):
+            if path.is_file():
+                assert password not in path.read_text(errors="replace"), path
+        assert password not in done.stdout + done.stderr
+        check = subprocess.run(["docker", "run", "--rm", tag, "bash", "-c",
+                                "env | grep -ci proxy || true"],
+                               capture_output=True, text=True, check=True)
+        assert check.stdout.strip() == "0"
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 

@@ -10,13 +10,14 @@ with the lock.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import engine, paths
+from . import engine, paths, proxy
 from .diagnostics import EnvkitError, error
 from .lock import AptPackage, StepLock
 
@@ -79,7 +80,8 @@ def simulate(client: Any, image: str, jobs: list[AptJob], env: dict[str, str],
     """Each apt job's packages, in order, as apt would install them on ``image``; a
     package in ``prefer`` keeps that version where the archive still has it."""
     files = {"/usr/local/lib/envkit/helpers.sh": (paths.data_dir() / "helpers.sh").read_bytes()}
-    env = {**env, "ENVKIT_MIRRORS_PICKED": "", "BASH_ENV": "",
+    # your proxies reach apt in the container (a container's environment, in no image)
+    env = {**proxy.settings(os.environ), **env, "ENVKIT_MIRRORS_PICKED": "", "BASH_ENV": "",
            "ENVKIT_APT_PREFER": " ".join(f"{n}={v}" for n, v in sorted((prefer or {}).items())),
            "ENVKIT_APT_SNAPSHOT": snapshot}  # the archive as of that day, as builds see it
     if ca_bundle:

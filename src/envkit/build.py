@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, mirrors
+from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, mirrors, proxy
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -238,8 +238,11 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
     if opts.ca_bundle:
         secrets[ca.SECRET_ID] = opts.ca_bundle
         args = ca.env(ca.TARGET)
-    # pip's and uv's retries and timeouts: settings of your own win, as in a host script
+    # pip's and uv's retries and timeouts: settings of your own win, as in a host script;
+    # your proxies, as Docker's predefined build arguments (no layer, label or file keeps them)
     args.update(network_args(os.environ))
+    proxies = list(proxy.settings(os.environ))  # the client reads them from its environment
+    redact = [*given.redact, *proxy.redactions(os.environ)]
     if os.environ.get("ENVKIT_APT_VANISHED") == "newer" and "ENVKIT_APT_VANISHED" in dockerfile:
         args["ENVKIT_APT_VANISHED"] = "newer"
         print("envkit: ENVKIT_APT_VANISHED=newer: a locked Debian version the archive has "
@@ -253,8 +256,8 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
         print(f"envkit: secrets {', '.join(given.files)} are mounted only on the steps that "
               "use them (BuildKit secrets, in no layer)", file=out, flush=True)
     outcome = buildkit.build(builder, context, tags, {"io.envkit.build": bid}, progress, log,
-                             secrets=secrets, build_args=args, no_cache=opts.no_cache,
-                             redact=given.redact)
+                             secrets=secrets, build_args=args, env_args=proxies,
+                             no_cache=opts.no_cache, redact=redact)
     if not outcome.ok:
         if why := engine.lost():  # the CLI only says "unexpected EOF" or the like
             running = [log for log in progress.logs.values() if log.state == "running"]

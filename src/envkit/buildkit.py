@@ -239,8 +239,10 @@ class Outcome:
 
 def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, str],
           progress: Progress, log_path: Path, *, secrets: dict[str, Path] | None = None,
-          build_args: dict[str, str] | None = None, no_cache: bool = False,
-          redact: list[str] | None = None) -> Outcome:
+          build_args: dict[str, str] | None = None, env_args: list[str] | None = None,
+          no_cache: bool = False, redact: list[str] | None = None) -> Outcome:
+    """``env_args`` are build arguments the client reads from its environment (``--build-arg
+    NAME``): their values, a proxy's login say, are never on a command line."""
     argv = [builder.client, *builder.args, "--progress=plain",
             "-f", str(context / "Dockerfile")]
     for tag in tags:
@@ -251,6 +253,8 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
         argv += ["--secret", _csv(f"id={sid}", f"src={src}")]
     for key, value in sorted((build_args or {}).items()):
         argv += ["--build-arg", f"{key}={value}"]
+    for key in sorted(env_args or []):
+        argv += ["--build-arg", key]
     if no_cache:
         argv.append("--no-cache")
     argv.append(str(context))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import ca, envvalue, logged, paths, resolve
+from . import ca, envvalue, logged, paths, proxy, resolve
 from .checks import Runner, local_runner
 from .diagnostics import error
 from .lock import explain_step
@@ -91,7 +91,8 @@ def provision(plan: Plan, target: Path, out: TextIO, *, allow_system: bool = Fal
 
     args = ["--fresh"] if fresh else ["--from-step", str(from_step)] if from_step else []
     code, recent = logged.run(["bash", str(target / SCRIPT), *args], target / LOG, show,
-                              env=env, cwd=target, redact=given.redact)
+                              env=env, cwd=target,
+                              redact=[*given.redact, *proxy.redactions(env)])
     seconds = time.monotonic() - started
     if code != 0:
         failing = next((m for ln in reversed(recent) if (m := _FAILED.match(ln))), None)
