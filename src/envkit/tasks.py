@@ -211,6 +211,34 @@ def init(c, from_="", name="", python="", force=False):
           f"--recipe {target}, then invoke build --recipe {target}")
 
 
+@task(iterable=["recipe"],
+      help={"recipe": "A recipe file, relative to the repository (default: every recipe in "
+                      "recipes/); repeat for several.",
+            "out": "The repository's folder (default: here); the workflow is written to "
+                   ".github/workflows/envkit.yml in it.",
+            "envkit": "The pip requirement that installs envkit in CI (default: this "
+                      "version from PyPI).",
+            "python": "The Python envkit runs on in CI (default 3.11).",
+            "force": "Replace a workflow that is already there and differs."})
+@_reports_errors
+def ci(c, recipe=None, out="", envkit="", python="3.11", force=False):
+    """Write a GitHub Actions workflow for a repository of recipes: validate, resolve,
+    then build and verify each one."""
+    from . import workflows
+    from .render import atomic_write
+
+    root = Path(out or ".")
+    paths_ = workflows.recipe_paths(root, list(recipe or []))
+    text = workflows.user_workflow(paths_, envkit, python)
+    target = root / workflows.WORKFLOW
+    if target.exists() and target.read_text(errors="replace") != text and not force:
+        raise error(f"{target} is already there and differs", path="--out",
+                    hint="--force replaces it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text.encode(), 0o644)
+    print(f"envkit: wrote {target} ({len(paths_)} recipes: {', '.join(paths_)})")
+
+
 @task(name="list")
 @_reports_errors
 def list_(c):
@@ -588,7 +616,7 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
 
 
 ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor,
-                init)
+                init, ci)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})
