@@ -18,7 +18,7 @@ from envkit.render import FORMATS, render, write_outputs
 
 GOLDEN = Path(__file__).parent / "golden"
 CATALOG = ["python-venv", "paddle-cpu", "faiss-cpu", "pytorch-cpu"]
-SUFFIX = {"shell": "sh", "dockerfile": "Dockerfile"}
+SUFFIX = {"shell": "sh", "dockerfile": "Dockerfile", "apptainer": "def"}
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -59,14 +59,16 @@ def test_same_output_from_any_working_directory(tmp_path: Path) -> None:
 
 def test_rendered_catalog_passes_the_real_linters(tmp_path: Path) -> None:
     catalog = Catalog()
-    shells, dockers = [], []
+    files: dict[str, list[Path]] = {fmt: [] for fmt in FORMATS}
     for name in CATALOG:
         plan = make_plan(catalog.find(name), catalog)
         for fmt in FORMATS:
             path = tmp_path / f"{name}.{SUFFIX[fmt]}"
             path.write_text(render(plan, fmt))
-            (shells if fmt == "shell" else dockers).append(path)
-    assert lint.lint(shells, dockers) == []
+            files[fmt].append(path)
+    assert lint.lint(files["shell"], files["dockerfile"]) == []
+    (_, (apptainer_linter,)) = lint.LINTERS["apptainer"]
+    assert callable(apptainer_linter) and apptainer_linter(files["apptainer"]) == []
 
 
 def test_linters_do_find_problems(tmp_path: Path) -> None:
@@ -84,7 +86,7 @@ def test_every_template_expression_is_quoted() -> None:
     """Each {{ }} in templates/ ends in a quoting filter or calls a partial's macro."""
     allowed = {"sh", "sh_cmd", "sh_words", "sh_env", "df_str", "df_env", "df_json", "df_run",
                "df_mounts", "df_env_pairs", "df_port", "comment", "ident", "image", "int", "block",
-               "rendered"}
+               "rendered", "sh_posix", "sh_posix_words", "sh_posix_env"}
     bad = []
     for path in sorted((REPO / "templates").rglob("*.j2")):
         text = re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S)  # comments
@@ -171,7 +173,8 @@ def test_write_outputs_is_atomic_and_copies_files(write, tmp_path: Path) -> None
     """)
     out = tmp_path / "out"
     written = write_outputs(plan_of(path), list(FORMATS), out)
-    assert sorted(p.name for p in out.iterdir()) == ["Dockerfile", "files", "install.sh"]
+    assert sorted(p.name for p in out.iterdir()) == ["Dockerfile", "envkit.def", "files",
+                                                     "install.sh"]
     assert (out / "files" / "t" / "conf" / "app.ini").read_text() == "[x]\n"
     assert not [p for p in out.rglob(".*tmp")]
     assert out / "install.sh" in written
@@ -190,7 +193,7 @@ def test_write_outputs_is_atomic_and_copies_files(write, tmp_path: Path) -> None
 def test_every_format_has_its_template_and_linters_and_a_file_of_its_own() -> None:
     from envkit import paths
 
-    assert list(FORMATS) == ["shell", "dockerfile"]
+    assert list(FORMATS) == ["shell", "dockerfile", "apptainer"]
     for fmt in FORMATS.values():
         assert (paths.templates_dir() / fmt.template).is_file(), fmt.name
         assert fmt.lint_kind in lint.LINTERS, fmt.name
@@ -205,8 +208,8 @@ def test_a_format_is_registered_once() -> None:
 
 
 def test_lint_refuses_a_kind_it_has_no_linters_for() -> None:
-    with pytest.raises(ValueError, match="no linters for apptainer"):
-        lint.lint_texts([("apptainer", "Bootstrap: docker\n")], use_cache=False)
+    with pytest.raises(ValueError, match="no linters for nix"):
+        lint.lint_texts([("nix", "{ }\n")], use_cache=False)
 
 
 def test_a_new_format_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -228,8 +231,8 @@ def test_a_new_format_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.
     assert (out / "again.sh").stat().st_mode & 0o777 == 0o700
     assert (out / "files" / "again.txt").read_text() == "python-venv\n"
     with pytest.raises(Exception) as caught:
-        check_format("apptainer")
-    assert "shell or dockerfile or second-shell" in str(caught.value.diagnostics[0])
+        check_format("nix")
+    assert "shell or dockerfile or apptainer or second-shell" in str(caught.value.diagnostics[0])
     done = run_cli("invoke", "render", "--recipe", "python-venv", "--out", str(tmp_path / "all"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "all" / "again.sh").is_file()

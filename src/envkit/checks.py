@@ -34,6 +34,19 @@ _PROBE = (
     "    v = md.version(dists[0]) if dists else ''\n"
     "print('envkit-version:' + v, flush=True)\n"
 )
+# ... and compares it with a specifier (argv[2]) where envkit is not there to judge.
+_COMPARE = (
+    "if sys.argv[2:] and sys.argv[2]:\n"
+    "    try:\n"
+    "        from packaging.specifiers import SpecifierSet\n"
+    "    except ImportError:\n"
+    "        try:\n"
+    "            from pip._vendor.packaging.specifiers import SpecifierSet\n"
+    "        except ImportError:\n"
+    "            sys.exit('no packaging module to compare ' + v + ' with ' + sys.argv[2])\n"
+    "    if not SpecifierSet(sys.argv[2]).contains(v, prereleases=True):\n"
+    "        sys.exit(sys.argv[1] + ' ' + v + ', expected ' + sys.argv[2])\n"
+)
 # A module may warn on import (transformers without torch); in a container's log stderr and
 # stdout interleave in any order, so the version is found by its marker, not its position.
 _MARKER = "envkit-version:"
@@ -64,6 +77,11 @@ class Check(Unit):
 
     def label(self) -> str:
         return self.name or self.kind
+
+    def standalone(self) -> tuple[list[str], int, str]:
+        """The check as it runs where envkit is not (an Apptainer image's %test): an argv,
+        the exit status it must give and a regex its output must contain ('' for none)."""
+        return self.command(), 0, ""
 
     def run(self, runner: Runner) -> Result:
         try:
@@ -115,6 +133,9 @@ class Command(Check):
     def command(self) -> list[str]:
         return list(self.argv)
 
+    def standalone(self) -> tuple[list[str], int, str]:
+        return self.command(), self.exit_code, self.output
+
     def judge(self, code: int, output: str) -> tuple[bool, str]:
         if code != self.exit_code:
             return False, f"exit {code}, expected {self.exit_code}: {_tail(output)}"
@@ -158,6 +179,10 @@ class PythonImport(Check):
 
     def command(self) -> list[str]:
         return [self.python or "python3", "-c", _PROBE, self.module]
+
+    def standalone(self) -> tuple[list[str], int, str]:
+        """The probe, judging the version itself: with packaging, else pip's copy of it."""
+        return [self.python or "python3", "-c", _PROBE + _COMPARE, self.module, self.version], 0, ""
 
     def judge(self, code: int, output: str) -> tuple[bool, str]:
         if code != 0:

@@ -15,7 +15,9 @@ linter run by hand agrees with ``validate``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
 import itertools
 import json
 import os
@@ -119,11 +121,16 @@ CHUNK_STEPS = 200  # steps per piece of a long script
 SHELL, DOCKERFILE = "shell", "dockerfile"
 # Each kind of text an output format is linted as (render.OutputFormat.lint_kind): the file
 # suffix its linters expect, and the linters (functions of this module, by name, found when
-# linting), each run on batches of files.
-LINTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+# linting, or a format module's own functions), each run on batches of files.
+Linter = Callable[[list[Path]], list[Finding]]
+LINTERS: dict[str, tuple[str, tuple[str | Linter, ...]]] = {
     SHELL: (".sh", ("shellcheck", "bash_n")),
     DOCKERFILE: (".Dockerfile", ("hadolint",)),
 }
+# A kind's text as linted, where lines that differ between variants and that no linter can
+# fault are blanked (line numbers unchanged), so variants share their findings: for kinds
+# other than the two above, which pieces() cuts itself.
+NORMALIZERS: dict[str, Callable[[str], str]] = {}
 _STEP_MARK = re.compile(r"# \[(\d+)/\d+\] ")
 _STAMP = re.compile(r"^(if envkit_begin [0-9]+ )[0-9a-f]{64}(?= )", re.MULTILINE)
 # Header lines that differ between variants of a recipe but cannot change a verdict: envkit's
@@ -169,6 +176,8 @@ def pieces(kind: str, text: str, helpers: str = "") -> list[_Piece]:
     steps, ``CHUNK_STEPS`` at a time; a piece of a Dockerfile's steps is read after its
     FROM and SHELL lines. The pieces of two texts that differ only before their steps (a
     mirror profile's URLs) are the same, and linted once."""
+    if kind not in (SHELL, DOCKERFILE):
+        return [_Piece(kind, NORMALIZERS.get(kind, str)(text), 0)]
     block = helpers.rstrip("\n")
     if kind == SHELL and block and block in text:
         text = text.replace(block, "\n" * block.count("\n"), 1)
@@ -283,6 +292,8 @@ def _tools_key() -> str:
         if conf:
             parts.append(hashlib.sha256(config(conf).read_bytes()).hexdigest())
     parts.append(str(CHUNK_STEPS))
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        parts.append("spython " + importlib.metadata.version("spython"))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -337,10 +348,10 @@ def _run_linters(todo: list[_Piece], jobs: int) -> dict[str, list[_Row]]:
             path.write_text(p.text)
             by_file[path] = p.key
             files[p.kind].append((path, len(p.text)))
-        tasks: list[tuple[Callable[[list[Path]], list[Finding]], list[Path]]] = []
+        tasks: list[tuple[Linter, list[Path]]] = []
         for kind, (_, linters) in LINTERS.items():
             for name in linters:
-                run = globals()[name]
+                run = name if callable(name) else globals()[name]
                 tasks += [(run, batch) for batch in _batches(files[kind], jobs)]
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for findings in pool.map(lambda t: t[0](t[1]), tasks):

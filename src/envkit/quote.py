@@ -44,6 +44,22 @@ def sh(value: object) -> str:
     return "$'" + "".join(out) + "'"
 
 
+def sh_posix(value: object) -> str:
+    """One word for a POSIX shell (an Apptainer section's /bin/sh), which has no $'...':
+    text with a control character is refused."""
+    text = value if isinstance(value, str) else str(value)
+    if _CONTROL.search(text):
+        raise QuoteError(f"a /bin/sh word cannot hold control characters: {text!r}")
+    return sh(text)
+
+
+def sh_posix_env(value: str) -> str:
+    """sh_env for a POSIX shell (see sh_posix)."""
+    if _CONTROL.search(value):
+        raise QuoteError(f"a /bin/sh word cannot hold control characters: {value!r}")
+    return sh_env(value)
+
+
 def sh_cmd(value: object) -> str:
     """A word in command position: quoted if bash would read it as an assignment (X=1)."""
     text = sh(value)
@@ -173,6 +189,9 @@ FILTERS = {
     "sh": sh,
     "sh_words": sh_words,
     "sh_env": sh_env,
+    "sh_posix": sh_posix,
+    "sh_posix_words": lambda values: " ".join(sh_posix(v) for v in values),
+    "sh_posix_env": sh_posix_env,
     "df_str": df_str,
     "df_env": df_env,
     "df_json": df_json,

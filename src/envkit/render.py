@@ -35,7 +35,7 @@ class OutputFormat:
     """One output format: ``--format NAME`` renders ``template`` (under templates/), written
     as ``filename`` with ``mode``; validate lints it as ``lint_kind`` (a key of lint.LINTERS;
     render does not import lint). ``companions`` gives the other files a build of it reads
-    (name -> text)."""
+    (name -> text); ``context`` the variables its template needs beyond the shared ones."""
 
     name: str
     template: str
@@ -44,6 +44,7 @@ class OutputFormat:
     summary: str  # what it is, for help texts
     mode: int = 0o644
     companions: Callable[[Plan], dict[str, str]] | None = None
+    context: Callable[[Plan], dict[str, object]] | None = None
 
 
 FORMATS: dict[str, OutputFormat] = {}
@@ -178,7 +179,8 @@ output_format(OutputFormat("dockerfile", "Dockerfile.j2", "Dockerfile", "dockerf
 
 
 def render(plan: Plan, fmt: str) -> str:
-    template = environment().get_template(FORMATS[check_format(fmt)].template)
+    spec = FORMATS[check_format(fmt)]
+    template = environment().get_template(spec.template)
     params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
     state = lock_state(plan)
     try:
@@ -190,10 +192,15 @@ def render(plan: Plan, fmt: str) -> str:
                                locks_apt=any(ps.kind == "apt" and ps.step.locked is not None
                                              for ps in plan.steps),
                                pythons=pythons(plan),
-                               lock_label=state.get("digest", state["state"]))
+                               lock_label=state.get("digest", state["state"]),
+                               **(spec.context(plan) if spec.context else {}))
     except QuoteError as exc:  # validation should have stopped this value; never emit it
         raise error(f"cannot render {plan.name}: {exc}", file=plan.source, path=fmt) from None
     return text.lstrip("\n")
+
+
+# The formats of their own modules (each registers itself with output_format).
+from . import apptainer as _apptainer  # noqa: E402,F401
 
 
 def render_all(plan: Plan, formats: list[str]) -> dict[str, str]:
