@@ -17,6 +17,9 @@ from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
+# podman stands in for a missing Docker engine when it is installed: the tests of what
+# happens without an engine would get it. Its own tests ask for it (ENVKIT_PODMAN="").
+os.environ["ENVKIT_PODMAN"] = "off"
 ENVKIT = str(Path(sys.executable).parent / "envkit")  # the console script of this venv
 # The base `invoke base` makes by default, which a build of debian:bookworm-slim finds: the
 # catalog's shipped locks were made on it.

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from conftest import plan_of, script
-from envkit import baseimage, buildkit, ca, engine, host
+from envkit import backends, baseimage, buildkit, ca, dockerbackend, engine, host
 from envkit import build as buildmod
 from envkit.catalog import Catalog
 from envkit.checks import Runner
@@ -386,6 +386,13 @@ FAILURE = """\
 ------
 ERROR: failed to solve: process "/bin/bash -o pipefail -c apt-get update" did not complete successfully: exit code: 100
 """  # noqa: E501
+
+
+def docker_with(builder: buildkit.Builder) -> dockerbackend.Docker:
+    """The Docker backend building with ``builder`` (no engine asked)."""
+    backend = dockerbackend.Docker(object())
+    backend._builder = builder
+    return backend
 
 
 def fake_builder(tmp_path: Path, output: str, code: int) -> buildkit.Builder:
@@ -1154,7 +1161,7 @@ def test_build_refuses_an_unknown_target(recipe: MakeRecipe) -> None:
     path = recipe("steps:\n  - run: \"true\"\n")
     with pytest.raises(EnvkitError) as info:
         buildmod.build(buildmod.Options(recipe=str(path), target="nope"), io.StringIO())
-    assert "--target: unknown target 'nope' (docker or host)" in one_line(info.value)
+    assert "--target: unknown target 'nope' (docker or podman or host)" in one_line(info.value)
 
 
 @pytest.mark.usefixtures("no_connect")
@@ -1269,7 +1276,8 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
     opts = buildmod.Options(recipe="t", ca_bundle=Path("/x/ca.pem"))
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(builder, full_plan, render(full_plan, "dockerfile"), context,
+        buildmod._run_build(docker_with(builder), full_plan, render(full_plan, "dockerfile"),
+                            context,
                             ["envkit/t:1"], "abc", opts, buildmod.secretmod.Provided(), out)
     text = one_line(info.value)
     assert "build: t: the build failed at step 2/7 t: apt curl after " in text
@@ -1283,13 +1291,39 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
 def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
     builder = fake_builder(tmp_path, SUCCESS, 0)
     out = io.StringIO()
-    buildmod._run_build(builder, full_plan, render(full_plan, "dockerfile"), tmp_path,
+    buildmod._run_build(docker_with(builder), full_plan, render(full_plan, "dockerfile"),
+                        tmp_path,
                         ["envkit/t:1"], "abc", buildmod.Options(recipe="t"),
                         buildmod.secretmod.Provided(), out)
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
     assert out.getvalue().splitlines()[-1].endswith("s (1 steps cached, 4 run)")
 
+
+
+class FakeBackend:
+    """An image backend for the unit tests of build's own logic: no engine, no base to
+    settle, no image until a test makes one."""
+
+    name = "docker"
+
+    def about(self) -> str:
+        return "fake"
+
+    def ensure_base(self, ref: str, out: Any, registries: list[str]) -> str:
+        return ref
+
+    def image(self, ref: str) -> Any:
+        return None
+
+    def sweep(self) -> int:
+        return 0
+
+    def gpu(self) -> bool:
+        return False
+
+    def lock_client(self) -> Any:
+        return None
 
 
 def test_checks_run_under_the_lock_in_the_image_just_built(
@@ -1309,45 +1343,39 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
     built: dict[str, Any] = {}
     tagged: list[tuple[str, str]] = []
 
-    class Image:
-        id = "sha256:" + "b" * 64
-        labels: dict[str, str] = {}
-        attrs = {"Size": 1 << 20}
-
-        def tag(self, repo: str, tag: str) -> None:
-            assert_locked()
-            tagged.append((repo, tag))
+    image_id = "sha256:" + "b" * 64
 
     def assert_locked() -> None:
         with pytest.raises(EnvkitError, match="another envkit build"), \
                 buildmod._locked(context):
             pass
 
-    def runner(client: Any, ref: str, timeout: float = 0, name: str = "",
-               gpu: bool = False) -> Any:
-        def run(argv: list[str]) -> tuple[int, str]:
+    class Fake(FakeBackend):
+        def image(self, ref: str) -> Any:
+            return built.get(ref)
+
+        def tag(self, image: Any, repo: str, tag: str) -> None:
             assert_locked()
-            built.setdefault("runs", []).append((ref, name, argv))
-            return 0, "ok\n"
-        return run
+            tagged.append((repo, tag))
 
-    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
-    monkeypatch.setattr(buildmod.baseimage, "ensure", lambda client, ref, out, regs: ref)
-    monkeypatch.setattr(engine, "image", lambda client, ref: built.get(ref))
-    monkeypatch.setattr(engine, "container_runner", runner)
-    monkeypatch.setattr(engine, "sweep_checks", lambda client: 0)
+        def checks(self, image: Any, name: str, gpu: bool, out: Any) -> Any:
+            def run(argv: list[str]) -> tuple[int, str]:
+                assert_locked()
+                built.setdefault("runs", []).append((image.id, name, argv))
+                return 0, "ok\n"
+            return run
 
-    def fake_run_build(builder: Any, plan: Plan, dockerfile: str, context: Path,
+    def fake_run_build(backend: Any, plan: Plan, dockerfile: str, context: Path,
                        tags: list[str], *rest: Any) -> None:
         assert (context / "Dockerfile").read_text() == dockerfile  # what was written is built
-        built[tags[0]] = Image()
+        built[tags[0]] = backends.Image(image_id, {}, 1 << 20)
 
     monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
     opts = buildmod.Options(recipe=str(path), build_dir=tmp_path / "build")
     out = io.StringIO()
-    tag = buildmod.build_image(object(), opts, Catalog(), plan, out)
+    tag = buildmod.build_image(Fake(), opts, Catalog(), plan, out)
     assert tag.startswith("envkit/t:")
-    assert built["runs"] == [(Image.id, tag, ["echo", "ok"])]
+    assert built["runs"] == [(image_id, tag, ["echo", "ok"])]
     assert tagged == [("envkit/t", "latest")]
     assert "all 1 checks passed" in out.getvalue()
     with buildmod._locked(context):  # and let go afterwards
@@ -1563,16 +1591,21 @@ def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
                        tags: list[str], *rest: Any) -> None:
         assert "\nFROM envkit/base:bookworm\n" in dockerfile
         assert (context / "Dockerfile").read_text() == dockerfile
-        built[tags[0]] = SimpleNamespace(id="sha256:" + "c" * 64, labels={}, attrs={},
-                                         tag=lambda repo, tag: None)
+        built[tags[0]] = backends.Image("sha256:" + "c" * 64, {}, 0)
+
+    class Fake(FakeBackend):
+        def ensure_base(self, ref: str, out: Any, registries: list[str]) -> str:
+            return "envkit/base:bookworm"
+
+        def image(self, ref: str) -> Any:
+            return built.get(ref)
+
+        def tag(self, image: Any, repo: str, tag: str) -> None:
+            pass
 
     monkeypatch.setattr(buildmod, "make_plan", counted_plan)
     monkeypatch.setattr(rendermod, "render", counted_render)
-    monkeypatch.setattr(buildmod.engine, "connect", lambda: object())
-    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
-    monkeypatch.setattr(buildmod.baseimage, "ensure",
-                        lambda client, ref, out, regs: "envkit/base:bookworm")
-    monkeypatch.setattr(engine, "image", lambda client, ref: built.get(ref))
+    monkeypatch.setattr(buildmod, "connect", lambda target, cli, out: (Fake(), None))
     monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
     opts = buildmod.Options(recipe=str(path), build_dir=tmp_path / "build", verify=False)
     tag = buildmod.build(opts, io.StringIO())
@@ -1596,19 +1629,17 @@ def test_a_base_the_lock_pins_by_digest_is_built_from_that_digest(
     lockmod.apply(plan, plan.lock)
     asked: list[str] = []
 
-    def ensure(client: Any, ref: str, out: Any, regs: Any) -> str:
-        asked.append(ref)
-        return ref
+    class Fake(FakeBackend):
+        def ensure_base(self, ref: str, out: Any, registries: list[str]) -> str:
+            asked.append(ref)
+            return ref
 
     def stop(*args: Any) -> None:
         raise EnvkitError(error("stop here", path="test").diagnostics)
 
-    monkeypatch.setattr(buildkit, "choose", lambda docker="": SimpleNamespace(about="fake"))
-    monkeypatch.setattr(buildmod.baseimage, "ensure", ensure)
-    monkeypatch.setattr(engine, "image", lambda client, ref: None)
     monkeypatch.setattr(buildmod, "_run_build", stop)
     with pytest.raises(EnvkitError, match="stop here"):
-        buildmod.build_image(object(), buildmod.Options(recipe=str(path),
+        buildmod.build_image(Fake(), buildmod.Options(recipe=str(path),
                                                         build_dir=tmp_path / "b"),
                              Catalog(), plan, io.StringIO())
     assert asked == [digest]

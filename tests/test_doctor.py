@@ -91,7 +91,8 @@ def test_summary() -> None:
 
 
 def test_the_registry_in_order() -> None:
-    assert list(doctor.CHECKS) == ["engine", "builder", "disk", "ca", "gpu", "debootstrap"]
+    assert list(doctor.CHECKS) == ["engine", "builder", "disk", "ca", "gpu", "podman",
+                                   "debootstrap"]
 
 
 # --- the runner ---------------------------------------------------------------------------
@@ -590,7 +591,7 @@ def test_cli_host_target_needs_no_engine(tmp_path: Path, offline: dict[str, str]
 def test_cli_bad_options(tmp_path: Path, offline: dict[str, str]) -> None:
     done = envkit("doctor", "--target", "cloud", cwd=tmp_path, env=offline)
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == "envkit: --target: unknown target 'cloud' (docker or host)\n"
+    assert done.stderr == "envkit: --target: unknown target 'cloud' (docker, podman or host)\n"
     done = envkit("doctor", "--mirror", "tunaa", cwd=tmp_path, env=offline)
     assert done.returncode == 1 and "unknown mirror profile 'tunaa'" in done.stderr
 
@@ -603,3 +604,53 @@ def test_doctor_on_this_machine(tmp_path: Path) -> None:
     assert done.stdout.startswith("ok    engine: Docker ")
     assert "\nok    builder: BuildKit through " in done.stdout
     assert done.stdout.splitlines()[-1].startswith("doctor: ")
+
+
+# --- podman ---------------------------------------------------------------------------------
+
+
+def fake_podman(tmp_path: Path, run: str) -> Path:
+    """A podman that knows one image; ``run`` is what `podman run` does."""
+    from conftest import script
+
+    return script(tmp_path / "podman", f"""\
+        case $1 in
+          version) echo 4.3.1 ;;
+          images) echo 0123456789ab ;;
+          run) {run} ;;
+        esac
+        """)
+
+
+@pytest.mark.parametrize(("target", "status"), [("", "info"), ("podman", "fail")])
+def test_podman_not_there_matters_only_to_its_target(monkeypatch: pytest.MonkeyPatch,
+                                                     target: str, status: str) -> None:
+    monkeypatch.setenv("ENVKIT_PODMAN", "")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found = doctor.check_podman(Context(target=target))
+    assert (found.status, found.message) == (
+        status, "podman is not installed: --target podman builds with it")
+    assert found.fix == "apt-get install podman"
+
+
+def test_podman_that_cannot_start_a_container_says_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = fake_podman(tmp_path, "echo 'Error: runc: runc create failed: unable to start "
+                      "container process: error during container init: error setting rlimits "
+                      "for ready process: error setting rlimit type 7: operation not "
+                      "permitted: OCI permission denied' >&2; exit 126")
+    monkeypatch.setenv("ENVKIT_PODMAN", str(exe))
+    found = doctor.check_podman(Context(target="podman"))
+    assert found.status == "fail"
+    assert found.message.startswith("podman 4.3.1 cannot start a container: Error: runc")
+    assert "default_ulimits = []" in found.fix
+    assert doctor.check_podman(Context()).status == "warn"
+
+
+def test_podman_that_runs_containers_is_ok(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVKIT_PODMAN", str(fake_podman(tmp_path, "exit 0")))
+    found = doctor.check_podman(Context(target="podman"))
+    assert (found.status, found.message) == (
+        "ok", f"podman 4.3.1 ({tmp_path / 'podman'}), a container starts: --target podman "
+        "builds with it")

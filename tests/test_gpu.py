@@ -82,6 +82,7 @@ def test_which_plans_want_a_gpu(catalog: Catalog, recipe: str, settings: dict[st
 
 def test_the_checks_run_with_the_gpus_only_where_there_are(monkeypatch, catalog) -> None:
     from envkit import build
+    from envkit.dockerbackend import Docker
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(engine, "sweep_checks", lambda c: 0)
@@ -94,12 +95,12 @@ def test_the_checks_run_with_the_gpus_only_where_there_are(monkeypatch, catalog)
         import io
 
         out = io.StringIO()
-        build._checks_in(object(), image, "envkit/pytorch-gpu", out, plan)
+        build._checks_in(Docker(object()), image, "envkit/pytorch-gpu", out, plan)
         assert seen["gpu"] is expected
         assert ("the checks run with the GPUs (CUDA 12.4)" if expected else
                 "no GPU runtime on this engine: the checks run without a GPU") in out.getvalue()
     out = io.StringIO()
-    build._checks_in(object(), image, "envkit/paddle-cpu", out,
+    build._checks_in(Docker(object()), image, "envkit/paddle-cpu", out,
                      make_plan(catalog.find("paddle-cpu"), catalog))
     assert seen["gpu"] is False and out.getvalue() == ""
 

@@ -34,9 +34,10 @@ import requests
 
 from conftest import ENVKIT, script
 from envkit import build as buildmod
-from envkit import engine, logged, tasks
+from envkit import buildkit, engine, logged, tasks
 from envkit.diagnostics import EnvkitError
 from envkit.render import render
+from test_backends import docker_with
 
 BASE = "envkit/base:bookworm"
 INTERRUPTED = "[envkit] interrupted\n"
@@ -875,7 +876,7 @@ def test_sweeping_the_check_containers_a_stopped_envkit_left() -> None:
     here, me = engine._here(), os.getpid()
     assert "?" not in here and engine._started(me)
     containers = {
-        "a running verify's (this process)": Leftover(engine._owner()),
+        "a running verify's (this process)": Leftover(engine.owner()),
         "a stopped envkit's": Leftover(f"{here}:{dead.pid}:12345"),
         "a stopped envkit's, its pid reused (by this process)": Leftover(f"{here}:{me}:1"),
         "another host's": Leftover(f"elsewhere/{here.split('/', 1)[1]}:{dead.pid}:1"),
@@ -978,10 +979,10 @@ def test_a_build_whose_engine_went_away(output: str, where: str, recipe: Any, tm
     (context / "Dockerfile").write_text(dockerfile)
     (tmp_path / "out.txt").write_text(output)
     client = script(tmp_path / "docker", f"cat {str(tmp_path / 'out.txt')!r}; exit 1\n")
-    builder = buildmod.buildkit.Builder(str(client), ("build",), (), "fake")
+    builder = buildkit.Builder(str(client), ("build",), (), "fake")
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(builder, plan, dockerfile, context, ["x:1"], "abc",
+        buildmod._run_build(docker_with(builder), plan, dockerfile, context, ["x:1"], "abc",
                             buildmod.Options("t"), buildmod.secretmod.Provided(), out)
     assert re.fullmatch(
         rf"envkit: engine: t: the Docker engine went away during the build, {where}, after "

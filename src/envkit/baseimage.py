@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from . import engine, logged
 from .diagnostics import error
@@ -25,7 +25,7 @@ DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 STABLE = ("bullseye", "bookworm", "trixie")  # suites with -updates and -security
-_DEBIAN = re.compile(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)(?:-slim)?")
+DEBIAN = re.compile(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)(?:-slim)?")
 _PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -71,7 +71,7 @@ def ensure(client: Any, ref: str, out: TextIO, registries: list[str] | None = No
     if not why:
         print(f"envkit: pulled {ref}", file=out)
         return ref
-    m = _DEBIAN.fullmatch(ref)
+    m = DEBIAN.fullmatch(ref)
     if not m:
         raise error(f"base image {ref} is not on this engine and cannot be pulled: {why}",
                     path="base", hint="docker load it, or pass --base IMAGE "
@@ -122,7 +122,31 @@ def check_suite(suite: str) -> str:
 
 
 def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
-    """debootstrap --variant=minbase, tidy, import; returns the image id."""
+    """debootstrap --variant=minbase, tidy, ``docker import``; returns the image id."""
+    repo, version = engine.split_ref(tag)
+    result: list[Any] = []
+
+    def importer(tar: IO[bytes], changes: list[str]) -> None:
+        result.append(client.api.import_image(src=tar, repository=repo, tag=version,
+                                              changes=changes, stream_src=True))
+
+    def discard() -> None:
+        with contextlib.suppress(Exception):
+            client.images.remove(tag, force=True)
+
+    debootstrap(suite, mirror, out, importer, tag, discard)
+    image = engine.image(client, tag)
+    if image is None:
+        raise error(f"docker import of {tag} failed: {str(result)[:200]}", path="base")
+    return str(image.id)
+
+
+def debootstrap(suite: str, mirror: str, out: TextIO,
+                importer: Callable[[IO[bytes], list[str]], None], tag: str,
+                discard: Callable[[], None] | None = None) -> None:
+    """A minbase root of ``suite``, tidied, streamed as a tar to ``importer`` (with the
+    image settings to apply) as image ``tag``; a truncated tar never becomes a base
+    (``discard`` removes what the importer made of it)."""
     check_suite(suite)
     if os.geteuid() != 0:
         raise error("debootstrap needs root", path="base", hint="run as root (sudo invoke base)")
@@ -143,26 +167,19 @@ def make(client: Any, suite: str, tag: str, mirror: str, out: TextIO) -> str:
         tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "--one-file-system",
                                 "-c", "."],
                                stdout=subprocess.PIPE)
-        repo, version = engine.split_ref(tag)
         try:
-            result = client.api.import_image(
-                src=tar.stdout, repository=repo, tag=version,
-                changes=[f"ENV {_PATH}", 'CMD ["bash"]',
-                         f"LABEL io.envkit.base=debootstrap-{suite}"],
-                stream_src=True)
+            assert tar.stdout is not None
+            importer(tar.stdout, [f"ENV {_PATH}", 'CMD ["bash"]',
+                                  f"LABEL io.envkit.base=debootstrap-{suite}"])
         finally:
             if tar.stdout:
                 tar.stdout.close()
             code = tar.wait()
         if code != 0:  # a truncated root must not become a base
-            with contextlib.suppress(Exception):
-                client.images.remove(tag, force=True)
+            if discard is not None:
+                discard()
             raise error(f"tar of the debootstrap root failed (exit {code}); {tag} not made",
                         path="base")
-    image = engine.image(client, tag)
-    if image is None:
-        raise error(f"docker import of {tag} failed: {str(result)[:200]}", path="base")
-    return str(image.id)
 
 
 @contextlib.contextmanager

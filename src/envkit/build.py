@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import baseimage, buildkit, ca, engine, host, lockcheck, locking, mirrors, proxy
+from . import backends, ca, dockerbackend, engine, host, lockcheck, locking, mirrors, proxy
 from . import lock as lockmod
 from . import secrets as secretmod
 from .catalog import Catalog
@@ -29,7 +29,6 @@ from .plan import Plan, make_plan, param_text, resolve
 from .render import render_all, write_rendered
 from .verify import run_checks
 
-TARGETS = ("docker", "host")
 MADE_LOCK = "envkit.lock"  # a lock made for one build, beside its Dockerfile or script
 DOCKERIGNORE = "# Only files/ is context; the Dockerfile and logs are not.\n*\n!files/\n"
 
@@ -110,41 +109,68 @@ def _say_lock(plan: Plan, opts: Options, saved: Path, out: TextIO) -> None:
 def build(opts: Options, out: TextIO | None = None) -> str:
     """Build (or provision) and verify; returns the image tag or the environment path.
 
-    The target is settled first (an engine that answers, else this host), so the recipe is
-    planned once, for that target: a host plan installs into .envkit/envs/NAME."""
+    The target is settled first (the first backend whose engine is there, else this host),
+    so the recipe is planned once, for that target: a host plan installs into
+    .envkit/envs/NAME."""
     out = out or sys.stdout  # looked up per call (a caller may have redirected it)
-    if opts.target not in ("", *TARGETS):
-        raise error(f"unknown target '{opts.target}'", path="--target", hint="docker or host")
+    targets = backends.targets()
+    if opts.target not in ("", *targets):
+        raise error(f"unknown target '{opts.target}'", path="--target",
+                    hint=" or ".join(targets))
     catalog = Catalog()
     catalog.find(opts.recipe)  # an unknown recipe is said before the engine is asked
-    client, refused = None, None
-    if opts.target != "host":
-        try:
-            client = engine.connect()
-        except engine.NoEngine as exc:
-            if opts.target == "docker":
-                refused = exc
-            else:
-                print(f"envkit: {exc.diagnostics[0].message}; provisioning on this host "
-                      "instead (--target docker insists on an engine)", file=out, flush=True)
-                unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
-                                                   ("--no-cache", opts.no_cache)) if value]
-                if unused:
-                    print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
-                          file=out, flush=True)
-        except EnvkitError as exc:  # an engine that refuses this user
-            refused = exc
-    if client is None and refused is None:
+    if opts.target == "host":
+        return build_host(opts, catalog, out)
+    backend, refused = connect(opts.target, opts.docker, out)
+    if backend is None and refused is None:
+        unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
+                                           ("--no-cache", opts.no_cache)) if value]
+        if unused:
+            print(f"envkit: {', '.join(unused)} only apply to images; ignored here",
+                  file=out, flush=True)
         return build_host(opts, catalog, out)
     if refused is not None:
         _plan(opts, catalog)  # every recipe problem surfaces before the engine's
         raise refused
-    plan = _plan(opts, catalog, locker=_locker(opts, catalog, client, out))
+    assert backend is not None
+    plan = _plan(opts, catalog, locker=_locker(opts, catalog, backend.lock_client(), out))
     if opts.fresh or opts.from_step:
-        raise error("--fresh and --from-step are for host runs: a Docker build resumes "
+        raise error("--fresh and --from-step are for host runs: an image build resumes "
                     "from its layer cache", path="--from-step",
                     hint="--no-cache rebuilds every step; --target host runs here")
-    return build_image(client, opts, catalog, plan, out)
+    return build_image(backend, opts, catalog, plan, out)
+
+
+def connect(target: str, docker_cli: str, out: TextIO
+            ) -> tuple[backends.ImageBackend | None, EnvkitError | None]:
+    """The backend ``target`` names, or (no target) the first whose engine is there; (None,
+    None) when none is, said on ``out`` (the host stands in); (None, error) when the one
+    asked for is not there or refuses."""
+    available = backends.load()
+    absent: list[tuple[str, str]] = []
+    for name in [target] if target else list(available):
+        try:
+            backend = available[name]()
+        except backends.Disabled as exc:
+            if target:
+                return None, exc
+        except backends.NoBackend as exc:
+            if target:
+                return None, exc
+            absent.append((name, exc.diagnostics[0].message))
+        except EnvkitError as exc:  # an engine that is there but refuses this user
+            return None, exc
+        else:
+            if docker_cli and isinstance(backend, dockerbackend.Docker):
+                backend.client_cli = docker_cli
+            if absent:  # one stands in for another that is not there
+                print(f"envkit: {'; '.join(m for _, m in absent)}; building with {name}",
+                      file=out, flush=True)
+            return backend, None
+    names = " or ".join(f"--target {n}" for n, _ in absent)
+    print(f"envkit: {'; '.join(m for _, m in absent)}; provisioning on this host instead "
+          f"({names} insists on an engine)", file=out, flush=True)
+    return None, None
 
 
 # --- docker -------------------------------------------------------------------------------
@@ -171,26 +197,26 @@ def default_repo(name: str) -> str:
     return f"envkit/{name}"
 
 
-def build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan, out: TextIO) -> str:
+def build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog, plan: Plan,
+                out: TextIO) -> str:
     # every secret the steps use is found before any slow work; removed after the build
     with secretmod.provide(plan.secrets, opts.secrets) as given:
-        return _build_image(client, opts, catalog, plan, given, out)
+        return _build_image(backend, opts, catalog, plan, given, out)
 
 
-def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
+def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog, plan: Plan,
                  given: secretmod.Provided, out: TextIO) -> str:
-    builder = buildkit.choose(opts.docker)
-    print(f"envkit: builder {builder.about}", file=out, flush=True)
+    print(f"envkit: builder {backend.about()}", file=out, flush=True)
     repo = "" if opts.tag else default_repo(plan.name)  # before any slow work
     _say_lock(plan, opts, opts.build_dir / plan.name / MADE_LOCK, out)
     # the plan stays: only the image FROM names is settled here (by the lock, if it made one):
     # a registry base the lock pins by digest is built from that digest, not the moving tag
     entry = plan.lock.entry if plan.lock is not None else None
     pinned = entry.base_digest if entry is not None and plan.lock.state == "locked" else ""
-    base = plan.image or baseimage.ensure(client, pinned or plan.base, out,
-                                          plan.mirror.registries())
+    base = plan.image or backend.ensure_base(pinned or plan.base, out,
+                                             plan.mirror.registries())
     plan.image = base
-    base_image = engine.image(client, base)
+    base_image = backend.image(base)
     texts = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
     dockerfile = texts["Dockerfile"]
     bid = build_id(dockerfile, plan, base_image.id if base_image is not None else base,
@@ -203,36 +229,34 @@ def _build_image(client: Any, opts: Options, catalog: Catalog, plan: Plan,
         write_rendered(plan, texts, context)
         (context / ".dockerignore").write_text(DOCKERIGNORE)
         _save_made_lock(plan, context)
-        existing = engine.image(client, tags[0])
+        existing = backend.image(tags[0])
         if (existing is not None and not opts.no_cache
-                and (existing.labels or {}).get("io.envkit.build") == bid):
+                and existing.labels.get("io.envkit.build") == bid):
             print(f"envkit: {tags[0]} is already built from this recipe; skipping the build "
                   "(--no-cache rebuilds)", file=out, flush=True)
         else:
-            _run_build(builder, plan, dockerfile, context, tags, bid, opts, given, out)
-        image = engine.image(client, tags[0])
+            _run_build(backend, plan, dockerfile, context, tags, bid, opts, given, out)
+        image = backend.image(tags[0])
         if image is None:  # removed by someone else between the build and here
             raise error(f"{plan.name}: the image {tags[0]} is gone right after its build",
                         path="build", hint="rerun the build")
-        size = engine.size_text(image.attrs.get("Size", 0))
-        base_size = engine.size_text(base_image.attrs.get("Size", 0)) if base_image else "?"
+        size = engine.size_text(image.size)
+        base_size = engine.size_text(base_image.size) if base_image else "?"
         print(f"envkit: image {tags[0]}: {size} (base {base}: {base_size})", file=out,
               flush=True)
         if opts.verify:
-            _verify(plan, _checks_in(client, image, tags[0], out, plan), tags[0], out,
+            _verify(plan, _checks_in(backend, image, tags[0], out, plan), tags[0], out,
                     image=True)
         if repo:  # :latest only ever names a build that passed its checks
-            image.tag(repo, "latest")
+            backend.tag(image, repo, "latest")
             print(f"envkit: tagged {repo}:latest", file=out, flush=True)
     return tags[0]
 
 
-def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: Path,
+def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, context: Path,
                tags: list[str], bid: str, opts: Options, given: secretmod.Provided,
                out: TextIO) -> None:
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
-    progress = buildkit.Progress(titles, buildkit.instruction_steps(dockerfile), out,
-                                 opts.verbose)
     log = context / "build.log"
     secrets, args = dict(given.files), {}
     if opts.ca_bundle:
@@ -250,21 +274,24 @@ def _run_build(builder: buildkit.Builder, plan: Plan, dockerfile: str, context: 
     print(f"envkit: building {tags[0]} from {context / 'Dockerfile'} "
           f"({len(plan.steps)} steps; log: {log})", file=out, flush=True)
     if opts.ca_bundle:
-        print(f"envkit: the build trusts {opts.ca_bundle} (a BuildKit secret, in no layer; "
+        print(f"envkit: the build trusts {opts.ca_bundle} (a build secret, in no layer; "
               "--ca-bundle none to build without)", file=out, flush=True)
     if given.files:
         print(f"envkit: secrets {', '.join(given.files)} are mounted only on the steps that "
-              "use them (BuildKit secrets, in no layer)", file=out, flush=True)
-    outcome = buildkit.build(builder, context, tags, {"io.envkit.build": bid}, progress, log,
-                             secrets=secrets, build_args=args, env_args=proxies,
-                             no_cache=opts.no_cache, redact=redact)
+              "use them (build secrets, in no layer)", file=out, flush=True)
+    outcome = backend.build(backends.BuildRequest(
+        context, dockerfile, tags, {"io.envkit.build": bid}, titles, log, out,
+        secrets=secrets, build_args=args, env_args=proxies, no_cache=opts.no_cache,
+        redact=redact, verbose=opts.verbose))
+    progress = outcome.progress
     if not outcome.ok:
-        if why := engine.lost():  # the CLI only says "unexpected EOF" or the like
+        if why := backend.lost():  # the CLI only says "unexpected EOF" or the like
             running = [log for log in progress.logs.values() if log.state == "running"]
             at = (f"at step {running[-1].number}/{len(plan.steps)} {running[-1].title}"
                   if running and running[-1].number else "before any recipe step ran")
-            raise error(f"{plan.name}: the Docker engine went away during the build, {at}, "
-                        f"after {outcome.seconds:.1f}s: {why}", path="engine",
+            engine_name = "Docker" if backend.name == "docker" else backend.name
+            raise error(f"{plan.name}: the {engine_name} engine went away during the build, "
+                        f"{at}, after {outcome.seconds:.1f}s: {why}", path="engine",
                         hint=f"start it again and rerun; log: {log}")
         failed = progress.failed
         for line in outcome.tail:
@@ -369,12 +396,28 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
 
 
 def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
-    client = engine.connect()
-    image = engine.image(client, image_ref)
+    backend, refused = connect(opts.target, opts.docker, out) if opts.target else (None, None)
+    if not opts.target:  # the first engine that has the image
+        for connect_ in backends.load().values():
+            try:
+                candidate = connect_()
+            except backends.NoBackend:
+                continue
+            backend = backend or candidate
+            if candidate.image(image_ref) is not None:
+                backend = candidate
+                break
+        if backend is None:
+            raise error("no image engine answers here (neither Docker nor podman)",
+                        path="engine", hint="start one, or verify a host environment: --env")
+    if refused is not None:
+        raise refused
+    assert backend is not None
+    image = backend.image(image_ref)
     if image is None:
-        raise error(f"no image {image_ref} on this engine", path="--image",
+        raise error(f"no image {image_ref} on this engine ({backend.name})", path="--image",
                     hint="invoke build makes one")
-    labels = image.labels or {}
+    labels = image.labels
     catalog = Catalog()
     name = catalog.find(opts.recipe).name
     if labels.get("io.envkit.recipe") not in (None, name):
@@ -384,23 +427,24 @@ def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
     built_with = labels.get("io.envkit.lock", "")
     plan = _plan(opts, catalog, settings={**recorded, **opts.settings},
                  locker=_verify_locker(opts, catalog, built_with))
-    _verify(plan, _checks_in(client, image, image_ref, out, plan), image_ref, out, image=True,
+    _verify(plan, _checks_in(backend, image, image_ref, out, plan), image_ref, out, image=True,
             built_with=built_with)
 
 
-def _checks_in(client: Any, image: Any, name: str, out: TextIO, plan: Plan) -> Runner:
+def _checks_in(backend: backends.ImageBackend, image: backends.Image, name: str, out: TextIO,
+               plan: Plan) -> Runner:
     """A runner of checks in ``image`` by its id (``name`` in messages), after removing the
     check containers an earlier, killed envkit left; with the GPUs for a plan that needs
     one, when the engine can give them."""
-    if swept := engine.sweep_checks(client):
+    if swept := backend.sweep():
         print(f"envkit: removed {swept} check container{'s' * (swept != 1)} an earlier, "
               "stopped envkit left behind", file=out, flush=True)
-    gpu = plan.needs_gpu and engine.gpu_runtime(client)
+    gpu = plan.needs_gpu and backend.gpu()
     if plan.needs_gpu:
         print("envkit: the checks run with the GPUs (CUDA " + (plan.cuda or "packages") + ")"
               if gpu else "envkit: no GPU runtime on this engine: the checks run without a "
               "GPU (invoke doctor --gpu says what is missing)", file=out, flush=True)
-    return engine.container_runner(client, image.id, name=name, gpu=gpu)
+    return backend.checks(image, name, gpu, out)
 
 
 def verify_env(opts: Options, path: Path, out: TextIO) -> None:

@@ -94,8 +94,8 @@ _HEAD = re.compile(r"#(\d+) \[(?:([\w.-]+) +)? *(\d+)/(\d+)\] ")  # '[stage-0  2
 _STATUS = re.compile(r"#(\d+) (CACHED|DONE ([\d.]+)s|ERROR:? ?(.*)|CANCELED)$")
 _OUTPUT = re.compile(r"#(\d+) [\d.]+ (.*)$")
 _INSTRUCTION = re.compile(r"(FROM|RUN|COPY|ADD|WORKDIR)\s", re.IGNORECASE)
-_STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
-_ENVKIT_COMMENT = re.compile(r"# \[envkit\] ")
+STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
+ENVKIT_COMMENT = re.compile(r"# \[envkit\] ")
 
 
 _FROM_AS = re.compile(r"FROM\s.*\sAS\s+([\w.-]+)\s*$", re.IGNORECASE)
@@ -110,9 +110,9 @@ def instruction_steps(dockerfile: str) -> dict[str, list[int]]:
     steps: list[int] = []
     current = 0
     for line in dockerfile.splitlines():
-        if m := _STEP_COMMENT.match(line):
+        if m := STEP_COMMENT.match(line):
             current = int(m[1])
-        elif _ENVKIT_COMMENT.match(line):
+        elif ENVKIT_COMMENT.match(line):
             current = 0
         elif _INSTRUCTION.match(line):
             if line[:4].upper() == "FROM":

@@ -77,7 +77,7 @@ def _connect() -> Any:
 class Context:
     """What the checks look at: the options, and the engine asked once for all."""
 
-    target: str = ""  # "", docker or host
+    target: str = ""  # "", docker, podman or host
     gpu: bool = False
     ca_bundle: str = "auto"  # auto, none or a file
     indexes: tuple[str, ...] = (PYPI,)  # the mirror profile's pip indexes, in order
@@ -92,6 +92,11 @@ class Context:
     @property
     def host(self) -> bool:
         return self.target == "host"
+
+    @property
+    def no_docker(self) -> bool:
+        """The target builds without the Docker engine (on this host, or with podman)."""
+        return self.target in ("host", "podman")
 
     def needed(self, required: bool) -> str:
         """The status of a missing thing: fail when required, else warn."""
@@ -141,26 +146,26 @@ def check(name: str) -> Callable[[Check], Check]:
 @check("engine")
 def check_engine(ctx: Context) -> Finding:
     where = engine.where()
-    spare = "; --target host needs none" if ctx.host else ""
+    spare = f"; --target {ctx.target} needs none" if ctx.no_docker else ""
     try:
         client = ctx.client()
     except engine.NoEngine as exc:
         diag = exc.diagnostics[0]
-        return Finding("engine", ctx.needed(not ctx.host), diag.message + spare,
-                       HOST_ENGINE_FIX if ctx.host else ENGINE_FIX)
+        return Finding("engine", ctx.needed(not ctx.no_docker), diag.message + spare,
+                       HOST_ENGINE_FIX if ctx.no_docker else ENGINE_FIX)
     except EnvkitError as exc:  # connect's other error: the engine refuses this user
         diag = exc.diagnostics[0]
         if "refuses this user" in diag.message:
             message = diag.message.split(" (join")[0]
-            return Finding("engine", ctx.needed(not ctx.host), message + spare,
+            return Finding("engine", ctx.needed(not ctx.no_docker), message + spare,
                            "add this user to the docker group (usermod -aG docker USER, "
                            "then log in again) or run as root")
-        return Finding("engine", ctx.needed(not ctx.host), diag.message + spare,
+        return Finding("engine", ctx.needed(not ctx.no_docker), diag.message + spare,
                        diag.hint or ENGINE_FIX)
     try:
         version = client.version()
     except Exception as exc:  # it answered the ping, then went away or broke
-        return Finding("engine", ctx.needed(not ctx.host),
+        return Finding("engine", ctx.needed(not ctx.no_docker),
                        f"the engine at {where} answers a ping but not a version query: "
                        f"{getattr(exc, 'explanation', None) or exc}{spare}",
                        "restart dockerd (systemctl restart docker) and look at its log")
@@ -171,12 +176,13 @@ def check_engine(ctx: Context) -> Finding:
 
 @check("builder")
 def check_builder(ctx: Context) -> Finding:
-    spare = "; --target host needs none" if ctx.host else ""
+    spare = f"; --target {ctx.target} needs none" if ctx.no_docker else ""
     try:
         builder = buildkit.choose(ctx.docker)
     except EnvkitError as exc:
         diag = exc.diagnostics[0]
-        return Finding("builder", ctx.needed(not ctx.host), diag.message + spare, diag.hint)
+        return Finding("builder", ctx.needed(not ctx.no_docker), diag.message + spare,
+                       diag.hint)
     note = " (envkit.docker)" if ctx.docker else ""
     first = shutil.which("docker")
     if not ctx.docker and first and os.path.realpath(first) != os.path.realpath(builder.client):
@@ -370,6 +376,38 @@ def check_gpu(ctx: Context) -> Finding:
                        "; ".join(fixes))
     return Finding("gpu", INFO, "no NVIDIA GPU or container toolkit: CPU recipes only "
                    "(--gpu makes one required)")
+
+
+@check("podman")
+def check_podman(ctx: Context) -> Finding:
+    """podman for --target podman (and instead of a missing Docker engine): it runs, and a
+    container of an image it has starts (some machines cannot raise a container's rlimits,
+    which podman sets by default)."""
+    from . import podman
+
+    required = ctx.target == "podman"
+    use = "--target podman builds with it"
+    try:
+        backend = podman.connect()
+    except EnvkitError as exc:
+        diag = exc.diagnostics[0]
+        return Finding("podman", FAIL if required else INFO, f"{diag.message}: {use}",
+                       diag.hint)
+    code, text = _run([backend.exe, "images", "--quiet", "--noheading"])
+    images = text.split() if code == 0 else []
+    if not images:
+        return Finding("podman", OK, f"podman {backend.version} ({backend.exe}): {use}; no "
+                       "image yet to try a container with")
+    code, text = _run([backend.exe, "run", "--rm", "--network", "none", "--entrypoint",
+                       '["true"]', images[0]])
+    if code != 0:
+        return Finding("podman", FAIL if required else WARN,
+                       f"podman {backend.version} cannot start a container: "
+                       f"{text.strip().splitlines()[-1] if text.strip() else code}",
+                       podman.RLIMIT_FIX if podman._RLIMIT.search(text) else
+                       "podman info says more")
+    return Finding("podman", OK, f"podman {backend.version} ({backend.exe}), a container "
+                   f"starts: {use}")
 
 
 @check("debootstrap")

@@ -193,7 +193,7 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
             extra = {"device_requests": gpu_request()} if gpu else {}
             container = client.containers.create(ref, entrypoint=argv[:1], command=argv[1:],
                                                  network_disabled=True,
-                                                 labels={CHECK_LABEL: _owner()}, **extra)
+                                                 labels={CHECK_LABEL: owner()}, **extra)
         except docker.errors.APIError as exc:
             raise EnvkitError(error(f"cannot create a container of {name}: "
                                     f"{exc.explanation or exc}", path="verify").diagnostics
@@ -238,7 +238,7 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
     try:
         container = client.containers.create(ref, entrypoint=["/bin/bash", "-c"],
                                              command=[script], environment=env,
-                                             labels={CHECK_LABEL: _owner()})
+                                             labels={CHECK_LABEL: owner()})
     except docker.errors.APIError as exc:
         raise error(f"cannot create a container of {ref}: {exc.explanation or exc}",
                     path="engine") from None
@@ -298,8 +298,21 @@ def _started(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""  # field 22 of proc(5)
 
 
-def _owner() -> str:
+def owner() -> str:
+    """What a check container's label says of the envkit that made it: host, boot and PID
+    namespace, its pid and when that process started."""
     return f"{_here()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def orphaned(label: str) -> bool:
+    """Whether the envkit a check container's label names (owner()) is gone: one that ran
+    on this host, boot and PID namespace, whose process no longer runs (or is another)."""
+    here = _here()
+    where, _, rest = label.partition(":")
+    pid, _, started = rest.partition(":")
+    if "?" in here or where != here or not started or not (pid.isascii() and pid.isdigit()):
+        return False
+    return len(pid) <= 10 and _started(int(pid)) != started
 
 
 def sweep_checks(client: Any) -> int:
@@ -309,17 +322,13 @@ def sweep_checks(client: Any) -> int:
     import docker
     import requests
 
-    here = _here()
-    if "?" in here:
+    if "?" in _here():
         return 0
     removed = 0
     with contextlib.suppress(docker.errors.APIError, requests.RequestException):
         for container in client.containers.list(all=True, filters={"label": CHECK_LABEL},
                                                 ignore_removed=True):
-            where, _, rest = (container.labels or {}).get(CHECK_LABEL, "").partition(":")
-            pid, _, started = rest.partition(":")
-            if (where != here or not started or not (pid.isascii() and pid.isdigit())
-                    or len(pid) > 10 or _started(int(pid)) == started):
+            if not orphaned((container.labels or {}).get(CHECK_LABEL, "")):
                 continue
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)

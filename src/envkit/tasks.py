@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import re
@@ -421,7 +422,8 @@ _COMMON = {
     help={**_COMMON,
           "base": "Base image instead of the recipe's.",
           "tag": "Image tag (default: envkit/NAME:<build hash>, and envkit/NAME:latest).",
-          "target": "docker or host (default: docker when an engine answers, else host).",
+          "target": "docker, podman or host (default: the first of docker and podman whose "
+                    "engine is there, else host).",
           "no_verify": "Skip the recipe's checks after the build.",
           "no_cache": "Build even if the image exists, without the layer cache."},
 )
@@ -429,7 +431,7 @@ _COMMON = {
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
           no_verify=False, no_cache=False, allow_system=False, verbose=False, secret=None,
           fresh=False, from_step="", no_lock=False):  # in this order: -e, -f, -p
-    """Build a recipe into a Docker image (or on this host) and verify it."""
+    """Build a recipe into an image (Docker or podman; or on this host) and verify it."""
     from .build import build as run_build
 
     if tag:
@@ -457,17 +459,19 @@ def run_(c, recipe="", set_=None, mirror="", ca_bundle="", allow_system=False, v
 
 @task(iterable=["set_"],
       help={"recipe": _COMMON["recipe"], "set_": _COMMON["set_"],
-            "image": "Verify this Docker image (its labels give the params it was built with).",
-            "env": "Verify this host environment (a folder invoke build --target host made)."})
+            "image": "Verify this image (its labels give the params it was built with).",
+            "env": "Verify this host environment (a folder invoke build --target host made).",
+            "target": "docker or podman: the engine that has the image (default: the first "
+                      "that has it)."})
 @_reports_errors
-def verify(c, recipe="", image="", env="", set_=None):
+def verify(c, recipe="", image="", env="", set_=None, target=""):
     """Run a recipe's checks in an image or a host environment."""
     from .build import verify_env, verify_image
 
     if bool(image) == bool(env):
         raise error("verify what? pass --image TAG or --env PATH (one of them)",
                     path="--image")
-    opts = _options(c, recipe, set_, "")
+    opts = _options(c, recipe, set_, "", target=target)
     if image:
         verify_image(opts, image, sys.stdout)
     else:
@@ -568,36 +572,47 @@ def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=N
 
 @task(help={"suite": "Debian suite (default bookworm).",
             "tag": "Image tag (default envkit/base:SUITE).",
-            "mirror_url": "Debian mirror debootstrap downloads from."})
+            "mirror_url": "Debian mirror debootstrap downloads from.",
+            "target": "docker or podman: the engine whose store gets it (default: the first "
+                      "that is there)."})
 @_reports_errors
-def base(c, suite="", tag="", mirror_url=""):
+def base(c, suite="", tag="", mirror_url="", target=""):
     """Make a minimal Debian base image with debootstrap; no registry involved."""
     from . import baseimage, engine
+    from .build import connect
 
     suite = baseimage.check_suite(suite or baseimage.DEFAULT_SUITE)
     tag = _check_tag(tag or baseimage.default_tag(suite))
-    client = engine.connect()
+    if target == "host":
+        raise error("a base image is for an engine", path="--target", hint="docker or podman")
+    backend, refused = connect(target, "", io.StringIO())
+    if backend is None:
+        raise refused or error("no image engine answers here (neither Docker nor podman)",
+                               path="engine", hint="start dockerd, or install podman")
     started = time.perf_counter()
-    print(f"envkit: debootstrap {suite} (minbase); about a minute", flush=True)
-    image_id = baseimage.make(client, suite, tag, mirror_url or baseimage.DEFAULT_MIRROR,
-                              sys.stdout)
-    size = engine.size_text(engine.image(client, tag).attrs.get("Size", 0))
+    print(f"envkit: debootstrap {suite} (minbase) for {backend.name}; about a minute",
+          flush=True)
+    image_id = backend.make_base(suite, tag, mirror_url or baseimage.DEFAULT_MIRROR,
+                                 sys.stdout)
+    made = backend.image(tag)
+    size = engine.size_text(made.size if made else 0)
     print(f"envkit: {tag} ({image_id[:19]}, {size}) in {time.perf_counter() - started:.0f}s")
 
 
-@task(help={"target": "docker (default) or host: with host the engine and BuildKit are "
-                      "optional.",
+@task(help={"target": "docker (default), podman or host: with podman or host the Docker "
+                      "engine and BuildKit are optional.",
             "gpu": "Require a GPU runtime (the NVIDIA driver and Container Toolkit).",
             "ca_bundle": "The CA bundle to check: auto (default), none, or a file. Or "
                          "envkit.ca_bundle.",
             "mirror": _COMMON["mirror"] + " Its pip index is the HTTPS check's target."})
 @_reports_errors
 def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
-    """Check this machine: engine, BuildKit, disk, CA bundle, GPU runtime, debootstrap."""
+    """Check this machine: engine, BuildKit, podman, disk, CA bundle, GPU, debootstrap."""
     from . import doctor as doc
 
-    if target not in ("", "docker", "host"):
-        raise error(f"unknown target '{target}'", path="--target", hint="docker or host")
+    if target not in ("", "docker", "podman", "host"):
+        raise error(f"unknown target '{target}'", path="--target",
+                    hint="docker, podman or host")
     profile = mirrors.get(mirror or _config(c, "mirror"))
     indexes = tuple(doc.PYPI if url == mirrors.UPSTREAM else url
                     for url in profile.candidates("pip"))
