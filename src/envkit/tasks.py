@@ -240,6 +240,40 @@ def ci(c, recipe=None, out="", envkit="", python="3.11", force=False):
     print(f"envkit: wrote {target} ({len(paths_)} recipes: {', '.join(paths_)})")
 
 
+@task(iterable=["recipe", "platform", "secret"],
+      help={"recipe": "A recipe to bake (repeat it; default: the whole catalog).",
+            "out": "The folder of docker-bake.json and the contexts (default: bake).",
+            "registry": "Tag images under this registry (REGISTRY/envkit/NAME:TARGET) and "
+                        "keep the build cache there.",
+            "push_base": "Push the bases to this registry, which the builders reach, and "
+                         "build FROM them there.",
+            "platform": "A platform to build for (repeat it; default linux/amd64).",
+            "ca_bundle": "A CA bundle the builds trust, as a build secret (a file).",
+            "secret": "id=ID,src=FILE: a recipe secret the client sends to the builders."})
+@_reports_errors
+def bake(c, recipe=None, out="", registry="", push_base="", platform=None, ca_bundle="",
+         secret=None):
+    """Write docker-bake.json: a target per recipe and param variant, for buildx bake."""
+    from . import bake as bakemod
+
+    given = secretmod.parse(secret or [])
+    files = {}
+    for sid, g in given.items():
+        if not g.src:
+            raise error(f"secret {sid}: bake sends files to the builders", path="--secret",
+                        hint=f"id={sid},src=FILE")
+        files[sid] = Path(g.src).expanduser().resolve()
+    opts = bakemod.Options(recipes=list(recipe or []), out=Path(out or "bake"),
+                           registry=registry.rstrip("/"), push_base=push_base.rstrip("/"),
+                           platforms=list(platform or []) or ["linux/amd64"],
+                           ca_bundle=ca.bundle(ca_bundle) if ca_bundle else None,
+                           secrets=files)
+    push = bakemod.pusher(opts.push_base, sys.stdout) if opts.push_base else None
+    path = bakemod.bake(opts, sys.stdout, push)
+    print(f"envkit: cd {path.parent} && docker buildx bake --builder NAME "
+          f"[--push | --load] [TARGET|GROUP ...]")
+
+
 @task(name="list")
 @_reports_errors
 def list_(c):
@@ -631,7 +665,7 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
 
 
 ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor,
-                init, ci)
+                init, ci, bake)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})
