@@ -17,7 +17,7 @@ from conftest import envkit, script, show
 from envkit import backends, engine, podman
 from envkit import build as buildmod
 from envkit.catalog import Catalog
-from envkit.diagnostics import EnvkitError
+from envkit.diagnostics import EnvkitError, error
 from envkit.plan import make_plan
 from envkit.render import render
 
@@ -346,3 +346,32 @@ def test_python_venv_builds_and_verifies_with_podman(podman_base: str, tmp_path:
         subprocess.run(["podman", "rmi", "--force", "envkit/python-venv:latest",
                         *re.findall(r"envkit/python-venv:[0-9a-f]{12}", done.stdout)],
                        capture_output=True)
+
+
+def test_verify_finds_the_engine_that_has_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    class Has:
+        def __init__(self, name: str, images: set[str]):
+            self.name, self.images = name, images
+
+        def image(self, ref: str) -> backends.Image | None:
+            seen.append(self.name)
+            return backends.Image("sha256:1", {"io.envkit.recipe": "other"}, 0) \
+                if ref in self.images else None
+
+    def absent() -> object:
+        raise backends.NoBackend(error("no Docker engine answers", path="engine").diagnostics)
+
+    monkeypatch.setattr(backends, "load", lambda: {"docker": lambda: Has("docker", set()),
+                                                   "podman": lambda: Has("podman", {"t:1"})})
+    opts = buildmod.Options(recipe="python-venv")
+    with pytest.raises(EnvkitError, match="was built from recipe 'other'"):
+        buildmod.verify_image(opts, "t:1", io.StringIO())  # found in podman's store
+    assert seen == ["docker", "podman", "podman"]
+    monkeypatch.setattr(backends, "load", lambda: {"docker": absent, "podman": absent})
+    with pytest.raises(EnvkitError, match="engine: no Docker engine answers; no Docker"):
+        buildmod.verify_image(opts, "t:1", io.StringIO())
+    with pytest.raises(EnvkitError, match="unknown target 'host'"):
+        buildmod.verify_image(buildmod.Options(recipe="python-venv", target="host"), "t:1",
+                              io.StringIO())

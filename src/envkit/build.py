@@ -396,23 +396,27 @@ def build_host(opts: Options, catalog: Catalog, out: TextIO, verify: bool | None
 
 
 def verify_image(opts: Options, image_ref: str, out: TextIO) -> None:
-    backend, refused = connect(opts.target, opts.docker, out) if opts.target else (None, None)
-    if not opts.target:  # the first engine that has the image
-        for connect_ in backends.load().values():
-            try:
-                candidate = connect_()
-            except backends.NoBackend:
-                continue
-            backend = backend or candidate
-            if candidate.image(image_ref) is not None:
-                backend = candidate
-                break
-        if backend is None:
-            raise error("no image engine answers here (neither Docker nor podman)",
-                        path="engine", hint="start one, or verify a host environment: --env")
-    if refused is not None:
-        raise refused
-    assert backend is not None
+    if opts.target not in ("", *backends.load()):
+        raise error(f"unknown target '{opts.target}'", path="--target",
+                    hint=" or ".join(backends.load()))
+    backend: backends.ImageBackend | None = None
+    absent: list[str] = []
+    for name in [opts.target] if opts.target else list(backends.load()):
+        try:
+            candidate = backends.load()[name]()
+        except backends.NoBackend as exc:
+            if opts.target:
+                raise
+            if not isinstance(exc, backends.Disabled):
+                absent.append(exc.diagnostics[0].message)
+            continue
+        backend = backend or candidate  # the first that answers, unless another has it
+        if candidate.image(image_ref) is not None:
+            backend = candidate
+            break
+    if backend is None:
+        raise error("; ".join(absent) or "no image engine here", path="engine",
+                    hint="start one, or verify a host environment with --env")
     image = backend.image(image_ref)
     if image is None:
         raise error(f"no image {image_ref} on this engine ({backend.name})", path="--image",
