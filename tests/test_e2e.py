@@ -570,15 +570,19 @@ def test_a_source_build_ships_its_runtime_stage_without_the_toolchain(base: str,
                             "|cmake|make|libc6-dev|libgfortran5)$'; true"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.split() == ["libgfortran5"], probe.stdout  # no compiler, no headers
-    # the build stage: the same Dockerfile, build args and secret, all from the layer cache
+    # the build stage: envkit's own command again (the same Dockerfile, build args and
+    # secret: every layer from the cache), stopped at the build stage and tagged apart
     context = tmp_path / "build" / "lapack-src"
-    argv = ["/usr/bin/docker", "build", "--target", "build", "-t", "envkit/lapack-src:build",
-            "--secret", f"id={ca.SECRET_ID},src={HOST_CA}"]
-    for key, value in ca.env(ca.TARGET).items():
-        argv += ["--build-arg", f"{key}={value}"]
-    stage = subprocess.run([*argv, str(context)], capture_output=True, text=True,
+    argv = (context / "build.log").read_text().splitlines()[0].removeprefix("$ ").split(" ")
+    assert f"id={ca.SECRET_ID},src={HOST_CA}" in argv
+    at = argv.index("-t")
+    argv[at:at + 2] = ["-t", "envkit/lapack-src:build", "--target", "build"]
+    stage = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path,
                            env={**os.environ, "DOCKER_BUILDKIT": "1"}, timeout=1800)
     assert stage.returncode == 0, stage.stderr[-3000:]
+    runs = set(re.findall(r"^#(\d+) \[build +\d+/\d+\] RUN ", stage.stderr, re.M))
+    cached = set(re.findall(r"^#(\d+) CACHED$", stage.stderr, re.M))
+    assert runs and runs <= cached, stage.stderr[-3000:]  # nothing compiled again
     sizes = {}
     for tag in ("latest", "build"):
         got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}",
