@@ -375,3 +375,19 @@ def test_verify_finds_the_engine_that_has_the_image(monkeypatch: pytest.MonkeyPa
     with pytest.raises(EnvkitError, match="unknown target 'host'"):
         buildmod.verify_image(buildmod.Options(recipe="python-venv", target="host"), "t:1",
                               io.StringIO())
+
+
+def test_sweep_removes_only_the_check_containers_of_an_envkit_that_is_gone(
+        tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here = engine.owner().rsplit(":", 2)[0]
+    gone, alive = f"{here}:{dead.pid}:1", engine.owner()
+    exe = fake(tmp_path)
+    text = exe.read_text().replace(
+        "  version) echo 4.3.1 ;;",
+        f"  version) echo 4.3.1 ;;\n  ps) echo 'aaa map[io.envkit.verify:{gone}]'; "
+        f"echo 'bbb map[io.envkit.verify:{alive} other:x]' ;;")
+    exe.write_text(text)
+    assert podman.Podman(str(exe), "4.3.1").sweep() == 1
+    assert [c[:3] for c in calls(tmp_path) if c[0] == "rm"] == [["rm", "--force", "aaa"]]

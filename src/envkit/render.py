@@ -33,9 +33,10 @@ from .quote import FILTERS, QuoteError
 @dataclass(frozen=True)
 class OutputFormat:
     """One output format: ``--format NAME`` renders ``template`` (under templates/), written
-    as ``filename`` with ``mode``; validate lints it as ``lint_kind`` (a key of lint.LINTERS;
-    render does not import lint). ``companions`` gives the other files a build of it reads
-    (name -> text); ``context`` the variables its template needs beyond the shared ones."""
+    as ``filename`` with ``mode``; validate lints it as ``lint_kind`` (a key of lint.LINTERS,
+    where a format module may register its own linter). ``companions`` gives the other
+    files a build of it reads (name -> text); ``context`` the variables its template needs
+    beyond the shared ones."""
 
     name: str
     template: str
