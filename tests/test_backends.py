@@ -1410,6 +1410,14 @@ def envkit(*args: str, cwd: Path, where: str) -> subprocess.CompletedProcess[str
      "envkit: --tag: a tag names an image; "),
     (["base", "--suite", "Bookworm!"],
      "envkit: --suite: 'Bookworm!' is not a Debian suite name"),
+    (["base", "--target", "host"],
+     "envkit: --target: a base image is for an engine, not 'host' (docker or podman)"),
+    (["base", "--target", "podman"],  # conftest turns podman off
+     "envkit: engine: podman is off (ENVKIT_PODMAN=off) (unset ENVKIT_PODMAN)"),
+    (["base"], "envkit: engine: no Docker engine or podman here to import the base into"),
+    (["bake", "--recipe", "nope"], "envkit: --recipe: unknown recipe 'nope' (see: "),
+    (["verify", "--recipe", "python-venv", "--image", "x:1", "--target", "host"],
+     "envkit: --target: unknown target 'host' (docker or podman)"),
 ])
 def test_tasks_refuse_bad_options(tmp_path: Path, no_engine: str, args: list[str],
                                   expected: str) -> None:

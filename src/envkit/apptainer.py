@@ -19,8 +19,6 @@ body must not start with ``%``, where Apptainer would open a section.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -130,11 +128,15 @@ def _parse(f: Path, text: str) -> list[lint.Finding]:
     want = text.splitlines()[head - 1].split(":", 1)[1].strip() if head else ""
     if not head:
         return [finding(1, "no From: header")]
+    from spython.logger import bot
+    from spython.logger.message import QUIET
     from spython.main.parse.parsers import SingularityParser
 
+    # spython's logger writes its warnings to the terminal itself: quiet, and no history
+    # kept (never sys.stdout swapped: the linters run in threads, and validate prints)
+    bot.level, bot.history = QUIET, []
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            recipe = SingularityParser(str(f)).recipe
+        recipe = SingularityParser(str(f)).recipe
     except (Exception, SystemExit) as exc:  # spython exits on what it cannot read
         return [finding(0, f"spython cannot read it: {exc}")]
     found = [layer.fromHeader for layer in recipe.values()]

@@ -243,7 +243,7 @@ def ci(c, recipe=None, out="", envkit="", python="3.11", force=False):
 @task(iterable=["recipe", "platform", "secret"],
       help={"recipe": "A recipe to bake (repeat it; default: the whole catalog).",
             "out": "The folder of docker-bake.json and the contexts (default: bake).",
-            "registry": "Tag images under this registry (REGISTRY/envkit/NAME:TARGET) and "
+            "registry": "Tag images under this registry (REGISTRY/envkit/NAME:VARIANT) and "
                         "keep the build cache there.",
             "push_base": "Push the bases to this registry, which the builders reach, and "
                          "build FROM them there.",
@@ -617,11 +617,14 @@ def base(c, suite="", tag="", mirror_url="", target=""):
 
     suite = baseimage.check_suite(suite or baseimage.DEFAULT_SUITE)
     tag = _check_tag(tag or baseimage.default_tag(suite))
-    if target == "host":
-        raise error("a base image is for an engine", path="--target", hint="docker or podman")
+    from .backends import load
+
+    if target not in ("", *load()):
+        raise error(f"a base image is for an engine, not '{target}'", path="--target",
+                    hint=" or ".join(load()))
     backend, refused = connect(target, "", io.StringIO())
     if backend is None:
-        raise refused or error("no image engine answers here (neither Docker nor podman)",
+        raise refused or error("no Docker engine or podman here to import the base into",
                                path="engine", hint="start dockerd, or install podman")
     started = time.perf_counter()
     print(f"envkit: debootstrap {suite} (minbase) for {backend.name}; about a minute",
