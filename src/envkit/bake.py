@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import ca, grammar
+from . import ca, grammar, mirrors
+from .build import DOCKERIGNORE
 from .catalog import Catalog
 from .diagnostics import error
 from .locking import Locker
@@ -32,7 +33,6 @@ from .render import atomic_write, render_all, write_rendered
 from .validate import variants
 
 FILE = "docker-bake.json"
-DOCKERIGNORE = "# Only files/ is context; the Dockerfile is not.\n*\n!files/\n"
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -66,7 +66,7 @@ def plans(opts: Options, catalog: Catalog) -> list[tuple[Recipe, str, Plan, str]
     for ref in refs:
         recipe = catalog.find(ref) if isinstance(ref, str) else catalog.load(ref)
         for variant in variants(recipe, catalog):
-            if variant.mirror != "default":
+            if variant.mirror != mirrors.DEFAULT:
                 continue
             # the recipe's lock where it has one for the variant, as a build installs it
             plan = make_plan(recipe, catalog, variant.settings,
@@ -103,7 +103,7 @@ def bake(opts: Options, out: TextIO, push: Any = None) -> Path:
         texts = render_all(plan, ["dockerfile"])
         context = opts.out / "contexts" / name
         write_rendered(plan, texts, context)
-        atomic_write(context / ".dockerignore", DOCKERIGNORE.encode(), 0o644)
+        atomic_write(context / ".dockerignore", DOCKERIGNORE.encode(), 0o644)  # as build's
         targets[name] = _target(opts, recipe, name, plan, tag)
         groups.setdefault(f"{recipe.name}-variants", []).append(name)
     data = {"group": {"default": {"targets": list(targets)},
