@@ -8,8 +8,8 @@ in; an engine that is there but refuses is any other error.
 
 What a backend does (``ImageBackend``): say what builds, find an image, settle the base
 image (pull it, or make it without a registry), build a rendered context, tag, run checks
-in a fresh container, sweep the check containers a killed envkit left, and say whether
-its engine went away after a failure.
+in a fresh container, save an image to an archive and load one, sweep the check
+containers a killed envkit left, and say whether its engine went away after a failure.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class BuildRequest:
     no_cache: bool = False
     redact: list[str] = field(default_factory=list)
     verbose: bool = False
+    network: str = ""  # the RUNs' network: "none" for an offline build; "" the default
 
 
 class ImageBackend(Protocol):
@@ -76,6 +77,10 @@ class ImageBackend(Protocol):
     def build(self, request: BuildRequest) -> Any: ...  # buildkit.Outcome
 
     def checks(self, image: Image, name: str, gpu: bool, out: TextIO) -> Runner: ...
+
+    def save(self, ref: str, path: Path) -> None: ...  # an image archive (docker save)
+
+    def load(self, path: Path) -> None: ...  # ... and back into the engine's store
 
     def gpu(self) -> bool: ...  # whether checks can have the GPUs
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Options:
     fresh: bool = False  # host: forget finished steps, run all
     from_step: int = 0  # host: run from this step on (earlier ones must have finished)
     no_lock: bool = False  # build from the recipe alone, not the lock
+    offline: Path | None = None  # build with no network from this invoke export folder
 
 
 class VerifyFailed(EnvkitError):
@@ -70,6 +72,8 @@ def _locker(opts: Options, catalog: Catalog, client: Any, out: TextIO) -> lockin
     recipe = catalog.find(opts.recipe)
     if opts.no_lock:
         return locking.Locker(catalog, recipe, off=True)
+    if opts.offline is not None:  # the export's lock, never one made now (no network)
+        return locking.Locker(catalog, recipe)
     maker = locking.Maker(locking.Settings(ca_bundle=opts.ca_bundle, given=opts.secrets),
                           client, out, host=client is None)
     file = lockmod.path_for(recipe.path)
@@ -119,9 +123,18 @@ def build(opts: Options, out: TextIO | None = None) -> str:
                     hint=" or ".join(targets))
     catalog = Catalog()
     catalog.find(opts.recipe)  # an unknown recipe is said before the engine is asked
+    if opts.offline is not None:
+        from .export import offline_error
+
+        if opts.target == "host":
+            raise offline_error("--target host provisions this host")
+        if opts.no_lock:
+            raise offline_error("it installs exactly the export's lock, not --no-lock")
     if opts.target == "host":
         return build_host(opts, catalog, out)
     backend, refused = connect(opts.target, opts.docker, out)
+    if backend is None and refused is None and opts.offline is not None:
+        raise offline_error("no engine is there")
     if backend is None and refused is None:
         unused = [flag for flag, value in (("--tag", opts.tag), ("--base", opts.base),
                                            ("--no-cache", opts.no_cache)) if value]
@@ -213,6 +226,15 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
     # a registry base the lock pins by digest is built from that digest, not the moving tag
     entry = plan.lock.entry if plan.lock is not None else None
     pinned = entry.base_digest if entry is not None and plan.lock.state == "locked" else ""
+    offline = None
+    if opts.offline is not None:  # the export's lock and files, checked; its base
+        from .export import TARGET, Offline
+
+        offline = Offline.open(opts.offline)
+        offline.check(plan, opts.recipe)
+        plan.image, plan.offline = offline.ensure_base(backend, out), TARGET
+        print(f"envkit: building offline from {opts.offline} (no network: the export's "
+              "wheels and .debs)", file=out, flush=True)
     base = plan.image or backend.ensure_base(pinned or plan.base, out,
                                              plan.mirror.registries())
     plan.image = base
@@ -234,6 +256,13 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
                 and existing.labels.get("io.envkit.build") == bid):
             print(f"envkit: {tags[0]} is already built from this recipe; skipping the build "
                   "(--no-cache rebuilds)", file=out, flush=True)
+        elif offline is not None:
+            staged = offline.stage(context)
+            try:
+                _run_build(backend, plan, dockerfile, context, tags, bid, opts, given, out,
+                           network="none")
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
         else:
             _run_build(backend, plan, dockerfile, context, tags, bid, opts, given, out)
         image = backend.image(tags[0])
@@ -255,7 +284,7 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
 
 def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, context: Path,
                tags: list[str], bid: str, opts: Options, given: secretmod.Provided,
-               out: TextIO) -> None:
+               out: TextIO, network: str = "") -> None:
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
     log = context / "build.log"
     secrets, args = dict(given.files), {}
@@ -282,7 +311,7 @@ def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, cont
     outcome = backend.build(backends.BuildRequest(
         context, dockerfile, tags, {"io.envkit.build": bid}, titles, log, out,
         secrets=secrets, build_args=args, env_args=proxies, no_cache=opts.no_cache,
-        redact=redact, verbose=opts.verbose))
+        redact=redact, verbose=opts.verbose, network=network))
     progress = outcome.progress
     if not outcome.ok:
         if why := backend.lost():  # the CLI only says "unexpected EOF" or the like

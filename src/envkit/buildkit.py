@@ -240,7 +240,8 @@ class Outcome:
 def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, str],
           progress: Progress, log_path: Path, *, secrets: dict[str, Path] | None = None,
           build_args: dict[str, str] | None = None, env_args: list[str] | None = None,
-          no_cache: bool = False, redact: list[str] | None = None) -> Outcome:
+          no_cache: bool = False, redact: list[str] | None = None,
+          network: str = "") -> Outcome:
     """``env_args`` are build arguments the client reads from its environment (``--build-arg
     NAME``): their values, a proxy's login say, are never on a command line."""
     argv = [builder.client, *builder.args, "--progress=plain",
@@ -257,6 +258,8 @@ def build(builder: Builder, context: Path, tags: list[str], labels: dict[str, st
         argv += ["--build-arg", key]
     if no_cache:
         argv.append("--no-cache")
+    if network:
+        argv += ["--network", network]
     argv.append(str(context))
     env = {**os.environ, **dict(builder.env)}
     started = time.monotonic()

@@ -3,6 +3,7 @@ through its SDK (images, check containers, bases imported without a registry).""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import baseimage, buildkit, engine
@@ -49,7 +50,14 @@ class Docker:
         return buildkit.build(self.builder(), request.context, request.tags, request.labels,
                               progress, request.log, secrets=request.secrets,
                               build_args=request.build_args, env_args=request.env_args,
-                              no_cache=request.no_cache, redact=request.redact)
+                              no_cache=request.no_cache, redact=request.redact,
+                              network=request.network)
+
+    def save(self, ref: str, path: Path) -> None:
+        engine.save(self.client, ref, path)
+
+    def load(self, path: Path) -> None:
+        engine.load(self.client, path)
 
     def checks(self, image: Image, name: str, gpu: bool, out: TextIO) -> Runner:
         return engine.container_runner(self.client, image.id, name=name, gpu=gpu)

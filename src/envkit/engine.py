@@ -225,10 +225,13 @@ def container_runner(client: Any, ref: str, timeout: float = CHECK_TIMEOUT,
 
 
 def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
-               env: dict[str, str], timeout: float = CHECK_TIMEOUT) -> tuple[int, str, str]:
+               env: dict[str, str], timeout: float = CHECK_TIMEOUT,
+               collect: tuple[str, Path] | None = None) -> tuple[int, str, str]:
     """Run a bash script in a fresh container of ``ref`` with the default network, the
     ``files`` (absolute path -> content) put in first; (exit code, stdout, stderr). The
-    container is labelled as a check's, so a killed envkit's is swept away later."""
+    container is labelled as a check's, so a killed envkit's is swept away later.
+    ``collect`` = (folder in the container, tar file here): after a script that succeeded,
+    that folder is copied out as a tar archive."""
     import io
     import tarfile
 
@@ -270,10 +273,43 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
         except docker.errors.APIError as exc:
             raise error(f"cannot read a script's output in {ref}: {exc.explanation or exc}",
                         path="engine") from None
+        if collect is not None and code == 0:
+            folder, tar_path = collect
+            try:
+                stream, _ = container.get_archive(folder)
+                with open(tar_path, "wb") as fh:
+                    for chunk in stream:
+                        fh.write(chunk)
+            except docker.errors.APIError as exc:
+                raise error(f"cannot copy {folder} out of a container of {ref}: "
+                            f"{exc.explanation or exc}", path="engine") from None
         return int(code), out, err
     finally:
         with contextlib.suppress(docker.errors.APIError, requests.RequestException):
             container.remove(force=True)
+
+
+def save(client: Any, ref: str, path: Path) -> None:
+    """``ref`` as an image archive (``docker save``: what docker and podman load), streamed."""
+    import docker
+
+    try:
+        with open(path, "wb") as fh:
+            for chunk in client.images.get(ref).save(named=True):
+                fh.write(chunk)
+    except docker.errors.APIError as exc:
+        raise error(f"cannot save {ref}: {exc.explanation or exc}", path="engine") from None
+
+
+def load(client: Any, path: Path) -> None:
+    """An image archive into the engine's store (``docker load``), streamed."""
+    import docker
+
+    try:
+        with open(path, "rb") as fh:
+            client.images.load(fh)
+    except docker.errors.APIError as exc:
+        raise error(f"cannot load {path}: {exc.explanation or exc}", path="engine") from None
 
 
 def _here() -> str:

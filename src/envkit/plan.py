@@ -95,6 +95,10 @@ class Plan:
     # the plan hash (the build hash covers the exact base image instead).
     image: str = ""
     lock: Any = None  # the lock.Match a locker found (or made) for this plan; None: no lock
+    # An offline build's folder in the build (invoke build --offline): its RUNs install from
+    # the exported wheels and .debs mounted there; '' builds online. Not in the plan hash:
+    # the Dockerfile (in the build hash) says it.
+    offline: str = ""
     generated: dict[str, str] = field(default_factory=dict)  # context path -> text to write
     # A two-stage plan (the requiring recipe has `runtime:`): the paths its runtime stage
     # copies from the build stage; None: one stage, the toolchain stays in the image.

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import baseimage, buildkit, engine, logged
@@ -79,6 +80,18 @@ class Podman:
         if done.returncode != 0:
             raise error(f"podman cannot tag {image.id[:12]} as {repo}:{tag}: "
                         f"{_first(done.stderr)}", path="engine")
+
+    def save(self, ref: str, path: Path) -> None:
+        # docker-archive: what `docker load` reads too
+        done = self._run("save", "--format", "docker-archive", "-o", str(path), ref,
+                         timeout=3600)
+        if done.returncode != 0:
+            raise error(f"podman cannot save {ref}: {_first(done.stderr)}", path="engine")
+
+    def load(self, path: Path) -> None:
+        done = self._run("load", "--input", str(path), timeout=3600)
+        if done.returncode != 0:
+            raise error(f"podman cannot load {path}: {_first(done.stderr)}", path="engine")
 
     def remove(self, ref: str) -> None:
         self._run("rmi", "--force", ref)
@@ -177,6 +190,8 @@ class Podman:
             argv += ["--build-arg", key]
         if request.no_cache:
             argv.append("--no-cache")
+        if request.network:
+            argv += ["--network", request.network]
         argv.append(str(request.context))
         started = time.monotonic()
         code, recent = logged.run(argv, request.log, progress.feed, env=os.environ,

@@ -135,6 +135,7 @@ def check_format(fmt: str) -> str:
 UV_ENV = (("UV_LINK_MODE", "copy"), ("UV_COMPILE_BYTECODE", "1"),
           ("UV_PYTHON_DOWNLOADS", "never"))
 MANIFEST = "files/envkit/manifest.json"  # in the build context; the image keeps it
+OFFLINE_CONTEXT = "files/offline"  # an offline build's wheels/ and apt/ (invoke export)
 
 
 def pythons(plan: Plan) -> list[str]:
@@ -193,6 +194,8 @@ def render(plan: Plan, fmt: str) -> str:
                                locks_apt=any(ps.kind == "apt" and ps.step.locked is not None
                                              for ps in plan.steps),
                                pythons=pythons(plan),
+                               offline_binds=([(OFFLINE_CONTEXT, plan.offline)]
+                                              if plan.offline else []),
                                lock_label=state.get("digest", state["state"]),
                                **(spec.context(plan) if spec.context else {}))
     except QuoteError as exc:  # validation should have stopped this value; never emit it

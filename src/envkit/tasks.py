@@ -459,12 +459,14 @@ _COMMON = {
           "target": "docker, podman or host (default: the first of docker and podman whose "
                     "engine is there, else host).",
           "no_verify": "Skip the recipe's checks after the build.",
-          "no_cache": "Build even if the image exists, without the layer cache."},
+          "no_cache": "Build even if the image exists, without the layer cache.",
+          "offline": "Build with no network from this folder (invoke export wrote it): "
+                     "its base, wheels and .debs, checked against the lock."},
 )
 @_reports_errors
 def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", target="",
           no_verify=False, no_cache=False, allow_system=False, verbose=False, secret=None,
-          fresh=False, from_step="", no_lock=False):  # in this order: -e, -f, -p
+          fresh=False, from_step="", no_lock=False, offline=""):  # in this order: -e, -f, -p
     """Build a recipe into an image (Docker or podman; or on this host) and verify it."""
     from .build import build as run_build
 
@@ -473,8 +475,27 @@ def build(c, recipe="", set_=None, mirror="", base="", tag="", ca_bundle="", tar
     opts = _options(c, recipe, set_, mirror, base, ca_bundle, tag=tag, target=target,
                     verify=not no_verify, no_cache=no_cache, allow_system=allow_system,
                     verbose=verbose, fresh=fresh, from_step=_step_number(from_step),
-                    secrets=secretmod.parse(secret or []), no_lock=no_lock)
+                    secrets=secretmod.parse(secret or []), no_lock=no_lock,
+                    offline=Path(offline) if offline else None)
     run_build(opts)
+
+
+@task(iterable=["set_", "secret"],
+      help={**{k: v for k, v in _COMMON.items()
+               if k in ("recipe", "set_", "mirror", "ca_bundle", "secret", "verbose")},
+            "out": "The folder to write (default: export/NAME); an earlier export there is "
+                   "replaced once this one is complete.",
+            "target": "docker or podman (default: the first whose engine is there)."})
+@_reports_errors
+def export(c, recipe="", set_=None, mirror="", ca_bundle="", target="", out="", secret=None,
+           verbose=False):
+    """Build a recipe at its lock, then write an air-gapped hand-over: the image, its base,
+    the locked wheels and .debs (invoke build --offline DIR builds from it with no network)."""
+    from .export import export as run_export
+
+    opts = _options(c, recipe, set_, mirror, "", ca_bundle, target=target, verbose=verbose,
+                    secrets=secretmod.parse(secret or []))
+    run_export(opts, Path(out) if out else Path("export") / recipe, sys.stdout)
 
 
 @task(name="run", iterable=["set_", "secret"], help=_COMMON)
@@ -668,7 +689,7 @@ def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
 
 
 ns = Collection(list_, render_, validate, schema_, lock_, build, run_, verify, base, doctor,
-                init, ci, bake)
+                init, ci, bake, export)
 # Settings users may put in invoke.yaml (or INVOKE_ENVKIT_MIRROR=...): envkit.mirror,
 # envkit.ca_bundle (a PEM file), envkit.docker (the docker CLI to build with).
 ns.configure({"envkit": {"mirror": "", "ca_bundle": "", "docker": ""}})

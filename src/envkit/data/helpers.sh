@@ -45,6 +45,13 @@ envkit_mirror_pick() {
 
 envkit_mirrors() {
   local pick
+  if [ -n "${ENVKIT_OFFLINE:-}" ]; then
+    # an offline build (invoke build --offline DIR): pip and uv install from the exported
+    # wheels alone, apt from the exported repository (envkit_apt_sources); nothing is probed
+    export PIP_NO_INDEX=1 PIP_FIND_LINKS="$ENVKIT_OFFLINE/wheels" ENVKIT_APT_MIRROR=- \
+      ENVKIT_CONDA_MIRROR=- ENVKIT_MIRRORS_PICKED=1
+    return 0
+  fi
   # shellcheck disable=SC2086  # the lists are space-separated URLs
   pick=$(envkit_mirror_pick pip ${ENVKIT_MIRROR_PIP:--})
   if [ "$pick" != - ]; then
@@ -82,6 +89,14 @@ envkit_apt_sources() {
   # a list in apt's own state folder (a cache mount in Docker builds, so in no layer).
   ENVKIT_APT_LIST=''
   local snapshot=${ENVKIT_APT_SNAPSHOT:-}
+  if [ -n "${ENVKIT_OFFLINE:-}" ]; then
+    # the exported flat repository of the lock's .debs (their SHA256 in its Packages)
+    mkdir -p "${ENVKIT_APT_STATE:-/var/lib/apt/envkit}/parts"
+    printf 'deb [trusted=yes] file:%s ./\n' "$ENVKIT_OFFLINE/apt" > "${ENVKIT_APT_STATE:-/var/lib/apt/envkit}/sources.list"
+    ENVKIT_APT_LIST=${ENVKIT_APT_STATE:-/var/lib/apt/envkit}/sources.list
+    ENVKIT_APT_PARTS=${ENVKIT_APT_STATE:-/var/lib/apt/envkit}/parts
+    return 0
+  fi
   [ "${ENVKIT_APT_MIRROR:--}" = - ] && [ -z "$snapshot" ] && return 0
   local id codename dir=${ENVKIT_APT_STATE:-/var/lib/apt/envkit} osr=${ENVKIT_OS_RELEASE:-/etc/os-release}
   local root=${ENVKIT_APT_MIRROR:--} opt=''
@@ -257,6 +272,9 @@ envkit_uv_pip() {
   local py=$1 sub=$2 uv
   shift 2
   uv=$(envkit_uv_bin "$py") || return 1
+  if [ -n "${ENVKIT_OFFLINE:-}" ] && [ "$sub" = install ]; then
+    set -- --no-index --find-links "$ENVKIT_OFFLINE/wheels" "$@"
+  fi
   "$uv" pip "$sub" --no-config --python "$py" "$@"
 }
 
