@@ -90,8 +90,7 @@ def test_a_wheel_fits_the_locks_platform_by_its_tags(filename: str, fits: bool) 
 
 def test_steps_that_fetch_what_no_lock_pins_are_refused_by_name() -> None:
     assert any("clones a repository" in p for p in export.refusals(locked_plan("puck-src")))
-    assert export.refusals(locked_plan("gtest-src")) == [
-        "step 4 (gtest-src: googletest release-1.12.1 source) downloads a file"]
+    assert export.refusals(locked_plan("gtest-src")) == []  # a download: pinned by sha256
     assert any("downloads a CPython build" in p
                for p in export.refusals(locked_plan("python-venv", {"python": "3.12"})))
     assert export.refusals(locked_plan("faiss-cpu")) == []
@@ -178,6 +177,40 @@ def test_an_index_that_does_not_answer_is_said_with_the_url_masked(tmp_path: Pat
         fetcher.project("http://user:s3cret@127.0.0.1:9/simple", "top")
     assert "cannot fetch http://***@127.0.0.1:9/simple/top/" in message(exc)
     assert "s3cret" not in message(exc)
+
+
+def test_a_download_comes_from_the_first_url_that_gives_its_sha256(index: Any, tmp_path: Path
+                                                                   ) -> None:
+    _, server, url = index
+    (server.root / "tool.tar.gz").write_bytes(b"the tool")
+    (server.root / "other.tar.gz").write_bytes(b"another file")
+    sha = hashlib.sha256(b"the tool").hexdigest()
+    recipe = tmp_path / "dl.yaml"
+    recipe.write_text(textwrap.dedent(f"""\
+        name: dl
+        description: d
+        version: 1.0.0
+        base: debian:bookworm-slim
+        steps:
+          - name: the tool
+            download:
+              url: {url}/gone.tar.gz
+              mirrors: [{url}/other.tar.gz, {url}/tool.tar.gz]
+              sha256: {sha}
+              dest: /opt/tool.tar.gz
+        """))
+    catalog = Catalog()
+    plan = make_plan(catalog.find(str(recipe)), catalog)
+    names = export.fetch_downloads(export.Fetcher(None, tries=1), plan, tmp_path / "files",
+                                   io.StringIO())
+    assert names == [sha] and (tmp_path / "files" / sha).read_bytes() == b"the tool"
+    (server.root / "tool.tar.gz").write_bytes(b"changed")
+    with pytest.raises(EnvkitError) as exc:
+        export.fetch_downloads(export.Fetcher(None, tries=1), plan, tmp_path / "again",
+                               io.StringIO())
+    text = message(exc)
+    assert "step 1 (dl: the tool): no URL gave the file" in text and "HTTP 404" in text
+    assert text.count(f"not {sha} as locked") == 2 and list((tmp_path / "again").iterdir()) == []
 
 
 # --- the folder, written whole -----------------------------------------------------------
@@ -324,6 +357,13 @@ def test_offline_helpers_point_apt_pip_and_uv_at_the_folder_alone(tmp_path: Path
                            "--no-index", "--find-links", "/run/envkit/offline/wheels"]
     assert lines[-4:] == ["freeze", "--no-config", "--python", "python3"]  # no index flags
     assert "does not answer" not in done.stderr  # no mirror is probed
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / ("ab" * 32)).write_text("tool")
+    done = helpers(f'envkit_offline_file {"ab" * 32} out && cat out; '
+                   f'envkit_offline_file {"cd" * 32} out2',
+                   {"ENVKIT_OFFLINE": str(tmp_path)})
+    assert done.stdout == "tool" and done.returncode == 1
+    assert f"the export has no file with sha256 {'cd' * 32}: export again" in done.stderr
 
 
 # --- the tasks ----------------------------------------------------------------------------
@@ -361,6 +401,8 @@ def test_an_export_builds_again_with_the_network_cut(base: str, tmp_path: Path) 
     local = LocalIndex(root / "pypi")
     local.publish("leaf", "1.0")
     local.publish("top", "1.0", "leaf>=1.0")
+    (root / "tool.txt").write_text("a tool the recipe downloads\n")
+    tool_sha = hashlib.sha256(b"a tool the recipe downloads\n").hexdigest()
     subprocess.run(["docker", "tag", base, OFFLINE_BASE], check=True)
     (tmp_path / "handover.yaml").write_text(textwrap.dedent(f"""\
         name: handover
@@ -371,6 +413,10 @@ def test_an_export_builds_again_with_the_network_cut(base: str, tmp_path: Path) 
         steps:
           - name: a Python package with a dependency
             pip: {{packages: ["top==1.0"], index: "{url}/pypi/simple"}}
+          - name: curl for the download
+            apt: [curl]
+          - name: a tool
+            download: {{url: "{url}/tool.txt", sha256: {tool_sha}, dest: /opt/tool.txt}}
         verify:
           - python_import: {{module: top, version: "==1.0"}}
         """))
@@ -414,6 +460,10 @@ def test_an_export_builds_again_with_the_network_cut(base: str, tmp_path: Path) 
     rebuilt = next(line.split()[2].rstrip(":") for line in done.stdout.splitlines()
                    if line.startswith("envkit: image "))
     assert rebuilt != tag and installed(rebuilt) == exported  # the same installed set
+    tool = subprocess.run(["docker", "run", "--rm", "--network", "none", rebuilt, "cat",
+                           "/opt/tool.txt"], capture_output=True, text=True, check=True)
+    assert tool.stdout == "a tool the recipe downloads\n"
+    assert (out / "files" / tool_sha).is_file()
     assert not (tmp_path / "build" / "handover" / "files" / "offline").exists()
 
     # a damaged copy is refused before anything runs

@@ -8,13 +8,15 @@ The folder (``export.json`` says what it holds and each file's sha256)::
     wheels/     every file the lock names for the pip steps, and the pinned uv's wheel:
                 hash-checked, a --find-links folder
     apt/        every .deb the lock names, and their Packages index: a flat apt repository
+    files/      each download step's file, named by the sha256 the recipe gives it
     README.txt  the commands on the other side
 
 An offline build checks the folder against the recipe's lock (the same entry, every file's
 sha256), loads the base when the engine lacks it, and builds with no network at all: the
 folder is a bind mount of the build context on each RUN (in no layer), and the helpers point
-pip, uv and apt at it alone. What the lock cannot pin is refused before anything is fetched:
-git clones, downloads, a uv-managed Python, a project built from its folder.
+pip, uv and apt at it alone (and download steps, by sha256). What neither a lock nor a
+recipe pins is refused before anything is fetched: git clones, a uv-managed Python, a
+project built from its folder.
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ from .plan import Plan
 FORMAT = 1
 MANIFEST = "export.json"
 TARGET = "/run/envkit/offline"  # where an offline build's RUNs see the folder
-ONLINE_KINDS = {"git": "clones a repository", "download": "downloads a file",
-                "uv_python": "downloads a CPython build"}
+ONLINE_KINDS = {"git": "clones a repository", "uv_python": "downloads a CPython build"}
 TIMEOUT = 120
 _DEB = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~%_-]*\.deb")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.(?:whl|tar\.gz|zip|tar\.bz2)")
@@ -68,6 +69,13 @@ def refusals(plan: Plan) -> list[str]:
         if what:
             out.append(f"step {ps.number} ({ps.recipe}: {ps.title}) {what}")
     return out
+
+
+def refuse(plan: Plan) -> None:
+    if problems := refusals(plan):
+        raise error(f"{plan.name} cannot be built offline: " + "; ".join(problems),
+                    path="--recipe", hint="apt and pip steps install from a lock, download "
+                    "steps by their sha256; nothing else is fetched offline")
 
 
 def locked_entry(plan: Plan, recipe: str) -> lockmod.Entry:
@@ -332,6 +340,35 @@ def build_backends(fetcher: Fetcher, names: list[str], index: str, folder: Path,
     return added
 
 
+def fetch_downloads(fetcher: Fetcher, plan: Plan, folder: Path, out: TextIO) -> list[str]:
+    """Each download step's file (from the first of its URLs that gives the recipe's sha256)
+    into ``folder``, named by that sha256; returns the names."""
+    names: list[str] = []
+    for ps in plan.steps:
+        if ps.kind != "download":
+            continue
+        step: Any = ps.step
+        sha, urls = step.sha256, list(step.urls)
+        target = folder / sha
+        folder.mkdir(parents=True, exist_ok=True)
+        why = []
+        for url in urls:
+            if target.exists():
+                break
+            try:
+                fetcher.download(url, sha, target)
+            except EnvkitError as exc:
+                why.append(exc.diagnostics[0].message)
+        if not target.exists():
+            raise error(f"step {ps.number} ({ps.recipe}: {ps.title}): no URL gave the "
+                        f"file: {'; '.join(why)}", path="export")
+        names.append(sha)
+    if names:
+        print(f"envkit: export: {len(names)} downloaded files, each sha256 checked", file=out,
+              flush=True)
+    return names
+
+
 # --- .debs -----------------------------------------------------------------------------
 
 APT_SCRIPT = r"""
@@ -475,9 +512,7 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
           ca_bundle: Path | None, out: TextIO) -> Path:
     """The hand-over of a built ``tag`` of ``plan`` into ``out_dir``."""
     entry = locked_entry(plan, recipe)
-    if problems := refusals(plan):
-        raise error(f"{plan.name} cannot be built offline: " + "; ".join(problems),
-                    path="--recipe", hint="only apt and pip steps install from a lock")
+    refuse(plan)
     default_index = next((u for u in plan.mirror.candidates("pip") if u != "-"),
                          "https://pypi.org/simple")
     fetcher = Fetcher(ca_bundle)
@@ -488,6 +523,7 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
         wheels = fetch_wheels(fetcher, wheels_wanted(plan, entry, default_index),
                               entry.platform, tmp / "wheels", out)
         extra = build_backends(fetcher, wheels, default_index, tmp / "wheels", out)
+        downloads = fetch_downloads(fetcher, plan, tmp / "files", out)
         debs = fetch_debs(backend.lock_client(), plan.from_image, plan, entry, tmp / "apt",
                           ca_bundle, out)
         print(f"envkit: export: saving {tag} and its base {plan.from_image}", file=out,
@@ -496,7 +532,8 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
         backend.save(plan.from_image, tmp / "base.tar")
         files = {rel: sha256_file(tmp / rel) for rel in
                  ["image.tar", "base.tar", "apt/Packages",
-                  *(f"apt/{n}" for n in debs), *(f"wheels/{n}" for n in sorted({*wheels, *extra}))]}
+                  *(f"apt/{n}" for n in debs), *(f"files/{n}" for n in downloads),
+                  *(f"wheels/{n}" for n in sorted({*wheels, *extra}))]}
         data = {"envkit-export": FORMAT, "envkit": __version__, "recipe": plan.name,
                 "params": plan.params, "lock": entry.content_digest(),
                 "python": entry.python, "platform": entry.platform, "suite": entry.suite,
@@ -509,9 +546,10 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
             recipe=plan.name, params=", ".join(f"{k}={v}" for k, v in plan.params.items()),
             version=__version__, tag=tag, sets=sets))
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
+    more = f", {len(downloads)} downloads" if downloads else ""
     print(f"envkit: exported {plan.name} to {out_dir} ({engine.size_text(size)}: the image, "
-          f"its base, {len(wheels) + len(extra)} Python files, {len(debs)} .debs)", file=out,
-          flush=True)
+          f"its base, {len(wheels) + len(extra)} Python files, {len(debs)} .debs{more})",
+          file=out, flush=True)
     return out_dir
 
 
@@ -553,9 +591,7 @@ class Offline:
                         f"({d.get('lock')}); the lock here is {entry.content_digest()}",
                         path="--offline", hint="export again from this lock, or build with "
                         "the lock the export was made from")
-        if problems := refusals(plan):
-            raise error(f"{plan.name} cannot be built offline: " + "; ".join(problems),
-                        path="--recipe")
+        refuse(plan)
         for rel, sha in sorted(d.get("files", {}).items()):
             if rel == "image.tar":
                 continue  # not read by a build
@@ -590,10 +626,10 @@ class Offline:
         file system allows): files/offline, which each RUN mounts."""
         target = context / "files" / "offline"
         shutil.rmtree(target, ignore_errors=True)
-        for sub in ("wheels", "apt"):
+        for sub in ("wheels", "apt", "files"):
             (target / sub).mkdir(parents=True, exist_ok=True)
         for rel in self.data.get("files", {}):
-            if rel.startswith(("wheels/", "apt/")):
+            if rel.startswith(("wheels/", "apt/", "files/")):
                 source, dest = self.folder / rel, target / rel
                 try:
                     os.link(source, dest)
@@ -621,9 +657,7 @@ def export(opts: Any, out_dir: Path, out: TextIO) -> Path:
     backend, refused = build.connect(opts.target, opts.docker, out)
     plan = build._plan(opts, catalog, locker=locking.Locker(catalog, recipe))
     locked_entry(plan, opts.recipe)
-    if problems := refusals(plan):
-        raise error(f"{plan.name} cannot be built offline: " + "; ".join(problems),
-                    path="--recipe", hint="only apt and pip steps install from a lock")
+    refuse(plan)
     if refused is not None:
         raise refused
     if backend is None:

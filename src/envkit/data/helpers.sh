@@ -393,6 +393,15 @@ envkit_download() {
   return 1
 }
 
+envkit_offline_file() {
+  # SHA256 OUT: an offline build's download, from the export's files/ (by its sha256)
+  if [ ! -f "$ENVKIT_OFFLINE/files/$1" ]; then
+    printf '[envkit] the export has no file with sha256 %s: export again from this recipe\n' "$1" >&2
+    return 1
+  fi
+  cp -- "$ENVKIT_OFFLINE/files/$1" "$2"
+}
+
 envkit_clone() {
   # URL DEST COMMIT [git clone options]: clone into DEST.part with retries, then rename it to
   # DEST. A DEST that is already a clone of URL at COMMIT (an earlier run) is kept.
