@@ -1,5 +1,5 @@
 """invoke entry point: the tasks live in the envkit package (src/envkit/tasks.py)."""
 
-from envkit.tasks import ns
+from envkit.cli.tasks import ns
 
 __all__ = ["ns"]

@@ -151,9 +151,9 @@ def bench_uv_against_pip() -> None:
     """paddle-full's pip steps into fresh venvs with empty caches: pip resolving, uv
     resolving, uv installing the locked set as builds do."""
     sys.path.insert(0, str(REPO / "src"))
-    from envkit import locking, resolve
-    from envkit.catalog import Catalog
-    from envkit.plan import make_plan
+    from envkit.load.catalog import Catalog
+    from envkit.plan import locking, make_plan
+    from envkit.plan import resolver as resolve
 
     catalog = Catalog()
     recipe = catalog.find("paddle-full")

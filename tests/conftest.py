@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
+from envkit.load.catalog import Catalog
 from envkit.plan import Plan, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,7 +260,7 @@ def client() -> Iterator[object]:
     a base it made again replaces the old one (bases stay; ENVKIT_KEEP_IMAGES=1 keeps all).
     Catalog builds are gigabytes each and tagged by their hash: without this, every CI run
     would leave its own set behind."""
-    from envkit import engine
+    from envkit.backends import engine
 
     docker = engine.connect()  # under -m docker a missing engine is a failure, not a skip
     def is_base(tags: list[str]) -> bool:
@@ -418,7 +418,7 @@ def simple_index(root: Path, name: str, version: str) -> None:
 def uv_bin() -> str:
     """envkit's own uv, which a host run hands the script (ENVKIT_UV): tests that run a
     rendered script by hand do the same, so nothing downloads uv."""
-    from envkit import resolve
+    from envkit.plan import resolver as resolve
 
     return resolve.uv_bin()
 

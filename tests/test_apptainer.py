@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of, run_cli
-from envkit import apptainer, lint
-from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
-from envkit.render import render
+from envkit.render import apptainer, lint, render
 
 
 def body(text: str, name: str) -> str:

@@ -21,11 +21,13 @@ import pytest
 import requests
 
 from conftest import plan_of, script
-from envkit import backends, baseimage, buildkit, ca, dockerbackend, engine, host
-from envkit import build as buildmod
-from envkit.catalog import Catalog
+from envkit import backends, ca
+from envkit.backends import baseimage, buildkit, engine, host
+from envkit.backends import docker as dockerbackend
 from envkit.checks import Runner
+from envkit.cli import build as buildmod
 from envkit.diagnostics import EnvkitError, error
+from envkit.load.catalog import Catalog
 from envkit.plan import Plan
 from envkit.render import render
 from envkit.verify import run_checks
@@ -1250,8 +1252,8 @@ def test_locked_refuses_a_second_build(tmp_path: Path) -> None:
 
 def test_locked_across_processes(tmp_path: Path) -> None:
     folder = tmp_path / "t"
-    code = (f"import sys, time; sys.path.insert(0, {str(Path(buildmod.__file__).parents[1])!r})\n"
-            "from envkit.build import _locked\n"
+    code = (f"import sys, time; sys.path.insert(0, {str(Path(buildmod.__file__).parents[2])!r})\n"
+            "from envkit.cli.build import _locked\n"
             f"with _locked(__import__('pathlib').Path({str(folder)!r})):\n"
             "    print('locked', flush=True); sys.stdin.readline()\n")
     other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
@@ -1524,7 +1526,7 @@ def test_ca_hint_with_and_without_a_bundle() -> None:
     (ValueError("boom\nmore"), "internal error: ValueError: boom more (please report", True),
 ])
 def test_unexpected_failures_are_one_line(exc: Exception, text: str, bug: bool) -> None:
-    from envkit import tasks
+    from envkit.cli import tasks
 
     assert tasks._one_line(exc).startswith(text)
     assert "\n" not in tasks._one_line(exc)
@@ -1623,7 +1625,7 @@ def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
 
 def test_a_base_the_lock_pins_by_digest_is_built_from_that_digest(
         recipe: MakeRecipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from envkit import lock as lockmod
+    from envkit.plan import lock as lockmod
 
     path = recipe("steps:\n  - venv: {path: /opt/v}\n  - pip: [six]\n")
     plan = plan_of(path)
@@ -1682,7 +1684,7 @@ def test_held_lines_come_out_when_the_build_stops(full_plan: Plan) -> None:
 
 
 def test_debootstrap_progress_is_one_line_a_phase() -> None:
-    from envkit import baseimage
+    from envkit.backends import baseimage
 
     out = io.StringIO()
     phases = baseimage.Phases(out)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import envkit, run_cli, show
-from envkit import bake
-from envkit.catalog import Catalog
-from envkit.validate import variants
+from envkit.cli import bake
+from envkit.cli.validate import variants
+from envkit.load.catalog import Catalog
 
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 

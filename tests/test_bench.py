@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ENVKIT, REPO
-from envkit.catalog import Catalog
+from envkit.cli.validate import validate
 from envkit.diagnostics import EnvkitError
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 from envkit.render import FORMATS, render
-from envkit.validate import validate
 from test_hostile import make_corpus
 
 pytestmark = pytest.mark.bench
@@ -115,7 +115,8 @@ def test_bench_uv_against_pip(name: str, tmp_path: Path,
     The ratios go into README.md; the machine is shared, so they are one run's."""
     import os
 
-    from envkit import locking, resolve
+    from envkit.plan import locking
+    from envkit.plan import resolver as resolve
 
     catalog = Catalog()
     recipe = catalog.find(name)

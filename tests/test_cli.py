@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO, run_cli
-from envkit.catalog import Catalog
+from envkit.load.catalog import Catalog
 
 
 def invoke(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -92,7 +92,7 @@ def test_absurd_names_are_one_line_errors() -> None:
 
 def test_every_option_of_every_task_has_a_real_short_flag_or_none() -> None:
     """invoke would give --from-step the short flag '-' (it shows as '--=STRING')."""
-    from envkit.tasks import ns
+    from envkit.cli.tasks import ns
 
     for name in ns.task_names:
         for arg in ns[name].get_arguments():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of, problems
-from envkit import compat
-from envkit.catalog import Catalog
 from envkit.diagnostics import Diagnostic, EnvkitError
+from envkit.load import compat
+from envkit.load.catalog import Catalog
 from envkit.plan import Plan, make_plan, merge_shared
 from envkit.steps import REGISTRY
 

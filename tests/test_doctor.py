@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from conftest import ENVKIT, script
-from envkit import buildkit, doctor, engine
+from envkit.backends import buildkit, engine
 from envkit.diagnostics import error
-from envkit.doctor import FAIL, INFO, OK, WARN, Context, Finding
+from envkit.verify import doctor
+from envkit.verify.doctor import FAIL, INFO, OK, WARN, Context, Finding
 
 OLD = "Docker version 20.10.24+dfsg1, build 297e128"
 NEW = "Docker version 28.2.2, build e6534b4"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import FlakyServer, LocalIndex, bridge_gateway, envkit, show
-from envkit import lock as lockmod
+from envkit.plan import lock as lockmod
 from test_e2e import HOST_CA
 
 pytestmark = pytest.mark.docker

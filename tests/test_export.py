@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from conftest import FlakyServer, LocalIndex, bridge_gateway, envkit, run_cli, show
-from envkit import export, locking
-from envkit.catalog import Catalog
+from envkit.cli import export
 from envkit.diagnostics import EnvkitError
-from envkit.plan import make_plan
+from envkit.load.catalog import Catalog
+from envkit.plan import locking, make_plan
 from envkit.render import render
 
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -319,7 +319,7 @@ def test_the_offline_context_links_the_wheels_and_the_repository(tmp_path: Path)
 
 def test_an_offline_dockerfile_mounts_the_export_on_every_run_and_passes_hadolint(
         tmp_path: Path) -> None:
-    from envkit import lint
+    from envkit.render import lint
 
     plan = locked_plan("faiss-cpu")
     online = render(plan, "dockerfile")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from conftest import plan_of, problems
-from envkit import engine
-from envkit.catalog import Catalog
+from envkit.backends import engine
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 
 
@@ -81,8 +81,8 @@ def test_which_plans_want_a_gpu(catalog: Catalog, recipe: str, settings: dict[st
 
 
 def test_the_checks_run_with_the_gpus_only_where_there_are(monkeypatch, catalog) -> None:
-    from envkit import build
-    from envkit.dockerbackend import Docker
+    from envkit.backends.docker import Docker
+    from envkit.cli import build
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(engine, "sweep_checks", lambda c: 0)

@@ -28,14 +28,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, problems, run_cli
-from envkit.catalog import Catalog
 from envkit.checks import CHECKS
+from envkit.cli.tasks import MAX_PROBLEMS
 from envkit.diagnostics import EnvkitError
+from envkit.load.catalog import Catalog
+from envkit.load.yamlsrc import MAX_BYTES, MAX_NODES, MAX_SCALAR
 from envkit.plan import Plan, make_plan
 from envkit.render import FORMATS, render
 from envkit.steps import REGISTRY
-from envkit.tasks import MAX_PROBLEMS
-from envkit.yamlsrc import MAX_BYTES, MAX_NODES, MAX_SCALAR
 
 MAX_LINES = MAX_PROBLEMS + 1  # the CLI prints the first problems, then how many more
 HEADER = "name: {name}\ndescription: hostile\nversion: 1.0.0\nbase: debian:bookworm-slim\n"

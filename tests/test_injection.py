@@ -24,15 +24,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import HEADER, plan_of, problems
-from envkit import ca, mirrors, paths, quote
-from envkit import lock as lockmod
+from envkit import ca, paths
 from envkit import render as render_mod
 from envkit.chars import format_char
 from envkit.checks import local_runner
 from envkit.grammar import credential
-from envkit.model import PLACEHOLDER, _half_placeholder
-from envkit.plan import INERT
-from envkit.render import render, write_outputs
+from envkit.load.model import PLACEHOLDER, _half_placeholder
+from envkit.plan import INERT, mirrors
+from envkit.plan import lock as lockmod
+from envkit.render import quote, render, write_outputs
 from test_quote import (
     CONTROL,
     ENV_VALUE,

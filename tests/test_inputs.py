@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from conftest import FlakyServer, LocalIndex, plan_of, problems
-from envkit import lock as lockmod
-from envkit import lockcheck
-from envkit import resolve as resolver
+from envkit.cli.validate import validate
+from envkit.plan import lock as lockmod
+from envkit.plan import resolver
 from envkit.render import render, write_outputs
-from envkit.validate import validate
+from envkit.verify import lockcheck
 
 STEPS = "steps:\n  - venv: {path: /opt/v}\n"
 
@@ -189,8 +189,8 @@ def test_a_locked_project_is_installed_without_its_dependencies_and_verify_expec
     env = resolver.uv_env(None)
     [step] = resolver.resolve_plan(plan_of(path), env)
     assert [p.pin for p in step.pip] == ["leaf==1.0", "speedy==2.0"]  # not the project
-    from envkit import locking
-    from envkit.catalog import Catalog
+    from envkit.load.catalog import Catalog
+    from envkit.plan import locking
 
     catalog = Catalog()
     settings = locking.Settings()

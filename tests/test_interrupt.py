@@ -33,8 +33,9 @@ import pytest
 import requests
 
 from conftest import ENVKIT, script
-from envkit import build as buildmod
-from envkit import buildkit, engine, logged, tasks
+from envkit.backends import buildkit, engine, logged
+from envkit.cli import build as buildmod
+from envkit.cli import tasks
 from envkit.diagnostics import EnvkitError
 from envkit.render import render
 from test_backends import docker_with
@@ -768,7 +769,7 @@ def test_a_second_signal_does_not_cut_the_stopping_short() -> None:
 
 TASK = """\
 import os, signal, sys, time
-from envkit.tasks import _reports_errors
+from envkit.cli.tasks import _reports_errors
 {before}
 @_reports_errors
 def task():

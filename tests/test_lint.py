@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from envkit import lint
-from envkit.catalog import Catalog
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
-from envkit.render import render
+from envkit.render import lint, render
 
 HELPERS = lint.helpers_text()
 

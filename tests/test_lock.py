@@ -20,14 +20,16 @@ from typing import Any
 import pytest
 
 from conftest import ENVKIT, FlakyServer, LocalIndex, plan_of
-from envkit import aptlock, lockcheck, locking, resolve
-from envkit import build as buildmod
-from envkit import lock as lockmod
-from envkit.catalog import Catalog
+from envkit import paths
+from envkit.cli import build as buildmod
 from envkit.diagnostics import EnvkitError
-from envkit.lock import AptPackage, Dist, Entry, LockFile, PipPackage, StepLock
-from envkit.plan import make_plan
+from envkit.load.catalog import Catalog
+from envkit.plan import aptlock, locking, make_plan
+from envkit.plan import lock as lockmod
+from envkit.plan import resolver as resolve
+from envkit.plan.lock import AptPackage, Dist, Entry, LockFile, PipPackage, StepLock
 from envkit.render import render, write_outputs
+from envkit.verify import lockcheck
 
 SHA = "a" * 64
 
@@ -482,8 +484,7 @@ def test_verify_runs_the_listing_on_the_host(recipe, tmp_path: Path) -> None:
     venv = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     check = lockcheck.LockCheck(pip={str(venv / "bin" / "python"): {}}, apt=None,
-                                helpers=str(Path(lockcheck.__file__).parent / "data" /
-                                            "helpers.sh"))
+                                helpers=str(paths.data_dir() / "helpers.sh"))
     from envkit.checks import local_runner
 
     result = check.run(local_runner(env={"PATH": os.environ["PATH"]}))
@@ -545,7 +546,7 @@ def test_every_catalog_lock_is_current_or_recorded_as_unlockable(catalog) -> Non
     entry, or one saying why it cannot be locked here; the uv pin is the one envkit uses."""
     from importlib.metadata import version
 
-    from envkit.validate import variants
+    from envkit.cli.validate import variants
 
     assert version("uv") == lockmod.uv_version()
     states: dict[str, int] = {}
@@ -567,10 +568,10 @@ def test_every_catalog_lock_is_current_or_recorded_as_unlockable(catalog) -> Non
 def test_validate_fails_on_a_stale_or_missing_lock_of_a_catalog_recipe(tmp_path: Path) -> None:
     """A copy of the catalog where one recipe's default changed without locking again, and
     one recipe's lock is gone."""
-    from envkit.validate import validate
+    from envkit.cli.validate import validate
 
     root = tmp_path / "recipes"
-    shutil.copytree(Path(lockmod.__file__).parents[2] / "recipes", root)
+    shutil.copytree(paths.catalog_dir(), root)
     faiss = root / "faiss-cpu.yaml"
     faiss.write_text(faiss.read_text().replace('default: "1.15.1"', 'default: "1.14.3"')
                      .replace("numpy==2.4.6", "numpy==2.4.5"))
@@ -635,7 +636,7 @@ def test_a_host_build_without_an_engine_locks_its_pip_steps(recipe, index: Local
 
 def test_a_lock_failure_for_a_certificate_says_pass_ca_bundle() -> None:
     maker = locking.Maker(locking.Settings())
-    plan = plan_of(Path(lockmod.__file__).parents[2] / "recipes" / "faiss-cpu.yaml")
+    plan = plan_of(paths.catalog_dir() / "faiss-cpu.yaml")
     inputs = lockmod.inputs_of(plan, "c")
     err = maker._failed(plan, inputs, "Request failed: invalid peer certificate: UnknownIssuer")
     assert "pass --ca-bundle" in str(err)
@@ -763,7 +764,7 @@ def test_the_helpers_install_uv_once_and_replace_a_broken_install(tmp_path: Path
         done
         """))
     (bin_dir / "python3").chmod(0o755)
-    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    helpers = paths.data_dir() / "helpers.sh"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "ENVKIT_MIRRORS_PICKED": "1", "ENVKIT_UV_REQ": "/req.txt",
            "ENVKIT_UV_DIR": str(tmp_path / "cache" / "uv-0.13.9")}
@@ -815,7 +816,7 @@ def test_a_python_without_pip_installs_uv_through_a_throwaway_venv(tmp_path: Pat
         fi
         """))
     (bin_dir / "python3").chmod(0o755)
-    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    helpers = paths.data_dir() / "helpers.sh"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "ENVKIT_MIRRORS_PICKED": "1", "ENVKIT_UV_REQ": "/req.txt",
            "ENVKIT_UV_DIR": str(tmp_path / "cache" / "uv-0.13.9")}
@@ -842,7 +843,7 @@ def test_a_newer_debian_package_in_the_base_is_said_not_downgraded(tmp_path: Pat
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    helpers = Path(lockmod.__file__).parent / "data" / "helpers.sh"
+    helpers = paths.data_dir() / "helpers.sh"
     done = subprocess.run(
         ["bash", "-c", '. "$0"; envkit_apt_locked t libx=2.0-1', str(helpers)],
         env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),

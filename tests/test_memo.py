@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from envkit import memo, schema, yamlsrc
-from envkit.catalog import Catalog
+from envkit import memo
 from envkit.diagnostics import EnvkitError
+from envkit.load import schema, yamlsrc
+from envkit.load.catalog import Catalog
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from conftest import REPO, FlakyServer, git, make_repo
-from envkit import mirrors
 from envkit.diagnostics import EnvkitError
+from envkit.plan import mirrors
 
 HELPER = REPO / "src" / "envkit" / "data" / "helpers.sh"
 DEAD = "http://127.0.0.1:1/simple"  # nothing listens on port 1: the connect is refused at once

@@ -295,7 +295,7 @@ def test_the_outputs_give_pip_and_uv_retries_and_timeouts(recipe) -> None:
 def test_your_pip_and_uv_network_settings_reach_a_docker_build() -> None:
     """As in a host script: PIP_RETRIES and the like from the environment win over the
     Dockerfile's defaults (build arguments); a value that is not a number stays out."""
-    from envkit.build import network_args
+    from envkit.cli.build import network_args
 
     assert network_args({"PIP_RETRIES": "0", "UV_HTTP_TIMEOUT": "120", "HOME": "/root",
                          "PIP_DEFAULT_TIMEOUT": "60; rm -rf /", "UV_HTTP_RETRIES": ""}) == {

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of, problems
-from envkit import mirrors
-from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
-from envkit.plan import make_plan
+from envkit.load.catalog import Catalog
+from envkit.plan import make_plan, mirrors
 from envkit.render import render
 
 
@@ -257,7 +256,7 @@ def test_copy_refuses_links_out_of_the_folder_and_loops(write, tmp_path) -> None
 
 
 def test_validate_warns_when_slow_steps_follow_a_copy(recipe, tmp_path) -> None:
-    from envkit.validate import cache_order
+    from envkit.cli.validate import cache_order
 
     (tmp_path / "app.py").write_text("print('hi')\n")
     early = recipe("""\

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import envkit, script, show
-from envkit import backends, engine, podman
-from envkit import build as buildmod
-from envkit.catalog import Catalog
+from envkit import backends
+from envkit.backends import engine, podman
+from envkit.cli import build as buildmod
 from envkit.diagnostics import EnvkitError, error
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 from envkit.render import render
 

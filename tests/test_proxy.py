@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import plan_of, script
-from envkit import buildkit, host, paths, proxy
-from envkit.catalog import Catalog
+from envkit import paths, proxy
+from envkit.backends import buildkit, host
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 from envkit.render import FORMATS, render
 from test_backends import SUCCESS, MakeRecipe, full_plan, progress_of  # noqa: F401
@@ -105,7 +106,8 @@ def test_a_host_run_has_the_proxies_and_its_log_masks_their_login(
 
 
 def test_apt_simulation_gets_the_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envkit import aptlock, engine
+    from envkit.backends import engine
+    from envkit.plan import aptlock
 
     seen: dict[str, str] = {}
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of, problems
-from envkit.catalog import Catalog
-from envkit.lock import GLIBC, Target, target_of
+from envkit.cli.validate import variants
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan, resolve
+from envkit.plan.lock import GLIBC, Target, target_of
 from envkit.render import render
-from envkit.validate import variants
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"
 
@@ -274,7 +274,7 @@ def test_a_two_stage_plan_keeps_a_uv_managed_python(write) -> None:
 def test_a_recipe_that_says_nothing_of_python_is_covered_for_the_default_only(write) -> None:
     """Its own base may lack Debian's other Pythons: validate and the lock cover 3.11 until
     the recipe says which it takes; --set python still picks another."""
-    from envkit.catalog import Catalog
+    from envkit.load.catalog import Catalog
 
     mine = write("""
         name: mine

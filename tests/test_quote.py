@@ -1,4 +1,4 @@
-"""envkit.quote: each filter checked against the language that reads its output.
+"""envkit.render.quote: each filter checked against the language that reads its output.
 
 Shell words are run through real bash; Dockerfile words are decoded with Docker's
 double-quote rules (only ``\\"``, ``\\\\`` and ``\\$`` are escapes, an unescaped
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from envkit import quote
-from envkit.quote import QuoteError
+from envkit.render import quote
+from envkit.render.quote import QuoteError
 
 # --- models of the readers ----------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import plan_of, problems
-from envkit.catalog import Catalog
 from envkit.diagnostics import EnvkitError
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 from envkit.render import render
 

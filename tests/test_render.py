@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of
-from envkit import lint
-from envkit.catalog import Catalog
+from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
-from envkit.render import FORMATS, render, write_outputs
+from envkit.render import FORMATS, lint, render, write_outputs
 
 GOLDEN = Path(__file__).parent / "golden"
 CATALOG = ["python-venv", "paddle-cpu", "faiss-cpu", "pytorch-cpu"]

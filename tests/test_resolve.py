@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, FlakyServer, LocalIndex, plan_of, problems
-from envkit import lock as lockmod
-from envkit import resolve
-from envkit.catalog import Catalog
+from envkit.load.catalog import Catalog
+from envkit.plan import lock as lockmod
 from envkit.plan import make_plan
+from envkit.plan import resolver as resolve
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 

@@ -117,7 +117,7 @@ def test_invoke_list_shows_how_an_image_runs() -> None:
 
 @pytest.mark.parametrize("value", ["80", "80/tcp;x", "80/tcp\nRUN id", "/tcp", "123456/tcp"])
 def test_the_port_filter_lets_only_a_port_through(value: str) -> None:
-    from envkit.quote import QuoteError, df_port
+    from envkit.render.quote import QuoteError, df_port
 
     with pytest.raises(QuoteError):
         df_port(value)

@@ -8,9 +8,9 @@ import jsonschema
 import yaml
 
 from conftest import REPO
-from envkit import schema
-from envkit.catalog import Catalog
 from envkit.checks import CHECKS
+from envkit.load import schema
+from envkit.load.catalog import Catalog
 from envkit.steps import REGISTRY
 
 

@@ -362,7 +362,7 @@ def test_a_secret_from_an_environment_variable(private_index: FlakyServer,
 def test_a_recipe_with_secrets_and_a_user_lints_clean(recipe, tmp_path: Path) -> None:
     """The new parts of both outputs (secret mounts and handoff, the secrets' private
     folder, the user block) pass bash -n, shellcheck and hadolint like the catalog does."""
-    from envkit import lint
+    from envkit.render import lint
 
     path = recipe(RECIPE + "user: {name: ml, uid: 1234}\n")
     plan = plan_of(path)

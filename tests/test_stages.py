@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import problems
-from envkit import aptlock, lockcheck
-from envkit.catalog import Catalog
-from envkit.locking import Locker
-from envkit.plan import RUNTIME, make_plan
+from envkit.load.catalog import Catalog
+from envkit.plan import RUNTIME, aptlock, make_plan
+from envkit.plan.locking import Locker
 from envkit.render import render
+from envkit.verify import lockcheck
 
 TWO_STAGES = ["lapack-src", "openblas-src", "faiss-src", "paddle-src"]
 
@@ -136,7 +136,7 @@ def test_build_progress_follows_each_stage() -> None:
     stage's first ones are the build's own (one vertex). Each maps to its recipe step."""
     import io
 
-    from envkit import buildkit
+    from envkit.backends import buildkit
 
     catalog = Catalog()
     plan = make_plan(catalog.find("lapack-src"), catalog)
@@ -182,7 +182,7 @@ def test_a_kept_venv_must_be_a_path_copy_can_take(recipe: Callable[..., Path]) -
 def test_the_lock_tells_a_runtime_apt_step_from_a_build_one(recipe: Callable[..., Path]) -> None:
     """The same packages locked on the bare base (runtime) or after the build's steps are
     not the same lock: moving them between the two makes the lock stale."""
-    from envkit import lock as lockmod
+    from envkit.plan import lock as lockmod
 
     catalog = Catalog()
     as_step = recipe("runtime: {keep: [/opt/x]}\nsteps: [{apt: [libgomp1]}]\n", "a")
@@ -198,7 +198,7 @@ def test_a_host_runs_the_toolchain_checks_the_image_leaves_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from envkit import build
+    from envkit.cli import build
 
     catalog = Catalog()
     plan = make_plan(catalog.find("lapack-src"), catalog)

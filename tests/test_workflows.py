@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import REPO, run_cli
-from envkit import workflows
 from envkit.diagnostics import EnvkitError
+from envkit.render import workflows
 
 RECIPE = """\
 name: {name}

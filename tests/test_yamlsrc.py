@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envkit.diagnostics import EnvkitError
-from envkit.yamlsrc import MAX_BYTES, load_file, load_text
+from envkit.load.yamlsrc import MAX_BYTES, load_file, load_text
 
 
 def one_error(text: str) -> str:

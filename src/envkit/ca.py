@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .diagnostics import error
+from envkit.diagnostics import error
 
 SECRET_ID = "envkit-ca"
 TARGET = "/run/secrets/envkit-ca"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import grammar
-from .diagnostics import Path_
-from .unit import Unit
+from envkit import grammar
+from envkit.diagnostics import Path_
+from envkit.unit import Unit
 
 Runner = Callable[[list[str]], tuple[int, str]]
 Problem = tuple[Path_, str]

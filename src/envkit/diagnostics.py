@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .chars import BREAKS, FORMAT
+from envkit.chars import BREAKS, FORMAT
 
 Path_ = tuple[str | int, ...]
 _BREAKS = re.compile(f"{BREAKS.pattern}|{FORMAT.pattern}")  # shown escaped

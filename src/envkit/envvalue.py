@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import grammar
+from envkit import grammar
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PART = re.compile(r"\$\$|\$\{(" + NAME + r")\}|\$(" + NAME + r")")

@@ -5,7 +5,7 @@ input bytes and the same code that made it, so a stale entry is never found, onl
 - ``schema``: the contents that passed the recipe schema, so a later run skips jsonschema;
 - ``jinja``: compiled templates (jinja2's own bytecode cache, checked against the source
   and the Python; marshalled code, so only a folder no one else can write is used);
-- ``lint``: linter findings per rendered piece (see :mod:`envkit.lint`).
+- ``lint``: linter findings per rendered piece (see :mod:`envkit.render.lint`).
 
 The folder is ENVKIT_CACHE (a folder, or ``off``), else $XDG_CACHE_HOME/envkit. It is used
 only when it (and the folder it is in, where it exists) belongs to this user and no one else

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import envvalue
-from .diagnostics import EnvkitError, did_you_mean, error
+from envkit import envvalue
+from envkit.diagnostics import EnvkitError, did_you_mean, error
 
 ID = r"[a-z0-9][a-z0-9_.-]{0,63}"
 MODES = ("file", "value")

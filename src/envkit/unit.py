@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .diagnostics import Path_
+from envkit.diagnostics import Path_
 
 
 class Unit:

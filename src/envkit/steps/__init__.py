@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..diagnostics import Path_
-from ..secrets import Secret
-from ..unit import Unit
+from envkit.diagnostics import Path_
+from envkit.secrets import Secret
+from envkit.unit import Unit
 
 Problem = tuple[Path_, str]  # (path inside the step's fields, message)
 LOCKS_DIR = "files/envkit/lock"  # locked pip steps' requirements files, in the build context

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import grammar
-from . import Problem, Step, each, kind, strings
+from envkit import grammar
+from envkit.steps import Problem, Step, each, kind, strings
 
 
 @kind

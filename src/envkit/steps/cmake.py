@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import grammar
-from . import Problem, Step, checked, kind
+from envkit import grammar
+from envkit.steps import Problem, Step, checked, kind
 
 _OPTION = r"^[A-Za-z_][A-Za-z0-9_]*(:(BOOL|STRING|PATH|FILEPATH|INTERNAL))?$"
 

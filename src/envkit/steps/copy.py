@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import grammar
-from . import Problem, State, Step, kind
+from envkit import grammar
+from envkit.steps import Problem, State, Step, kind
 
 # COPY expands $VARS and globs in its sources, so such paths are refused outright.
 _SPECIAL = re.compile(r"[$*?\[\]\\]")

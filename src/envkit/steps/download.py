@@ -6,8 +6,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from .. import grammar
-from . import Problem, Step, checked, each, kind
+from envkit import grammar
+from envkit.steps import Problem, Step, checked, each, kind
 
 
 @kind

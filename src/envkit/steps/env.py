@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import envvalue
-from ..diagnostics import Path_
-from . import Problem, Step, kind
+from envkit import envvalue
+from envkit.diagnostics import Path_
+from envkit.steps import Problem, Step, kind
 
 
 @kind

@@ -13,9 +13,9 @@ from typing import Any
 import tomllib
 from packaging.utils import canonicalize_name
 
-from .. import grammar
-from ..diagnostics import Diagnostic
-from . import LOCKS_DIR, Problem, State, Step, checked, each, kind, strings
+from envkit import grammar
+from envkit.diagnostics import Diagnostic
+from envkit.steps import LOCKS_DIR, Problem, State, Step, checked, each, kind, strings
 
 INPUTS_DIR = "/run/envkit/input"  # where a Docker build mounts a step's files (read-only)
 # a file a step reads: relative to the recipe's folder, characters a bind mount takes as is

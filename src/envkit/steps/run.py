@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
-from .. import grammar
-from . import Problem, State, Step, checked, kind, strings
+from envkit import grammar
+from envkit.steps import Problem, State, Step, checked, kind, strings
 
 _DIST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import grammar
-from . import Problem, Step, checked, kind
+from envkit import grammar
+from envkit.steps import Problem, Step, checked, kind
 
 _VERSION = re.compile(r"3\.\d{1,2}(\.\d{1,3})?")
 

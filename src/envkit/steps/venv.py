@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import grammar
-from . import Problem, State, Step, checked, kind
+from envkit import grammar
+from envkit.steps import Problem, State, Step, checked, kind
 
 
 @kind

@@ -1,0 +1,117 @@
+"""Image backends: the engines a Dockerfile is built and checked on, behind one interface.
+
+A backend is one module that registers a ``connect()`` with :func:`backend`; build,
+verify and ``--target`` route through :data:`BACKENDS` (in the order they are tried when
+no target is given; the host, which builds no image, is the last resort). ``connect``
+raises :class:`NoBackend` when its engine is not there at all, so the next one can stand
+in; an engine that is there but refuses is any other error.
+
+What a backend does (``ImageBackend``): say what builds, find an image, settle the base
+image (pull it, or make it without a registry), build a rendered context, tag, run checks
+in a fresh container, save an image to an archive and load one, sweep the check
+containers a killed envkit left, and say whether its engine went away after a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from envkit.checks import Runner
+from envkit.diagnostics import EnvkitError
+
+
+class NoBackend(EnvkitError):
+    """The engine is not there at all (not installed, nothing listens): another can stand in."""
+
+
+class Disabled(NoBackend):
+    """Turned off on purpose (never tried without --target, and not said)."""
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    labels: dict[str, str]
+    size: int  # bytes
+
+
+@dataclass
+class BuildRequest:
+    """One build: a rendered context (its Dockerfile as rendered), tags and labels, the
+    titles of the recipe's steps (for progress), the log, secrets (id -> file), build
+    args, the names of build args the builder reads from its environment (proxies: never
+    on a command line), redactions for the log."""
+
+    context: Path
+    dockerfile: str
+    tags: list[str]
+    labels: dict[str, str]
+    titles: dict[int, str]
+    log: Path
+    out: TextIO
+    secrets: dict[str, Path] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)
+    env_args: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    redact: list[str] = field(default_factory=list)
+    verbose: bool = False
+    network: str = ""  # the RUNs' network: "none" for an offline build; "" the default
+
+
+class ImageBackend(Protocol):
+    name: str
+
+    def about(self) -> str: ...
+
+    def image(self, ref: str) -> Image | None: ...
+
+    def tag(self, image: Image, repo: str, tag: str) -> None: ...
+
+    def ensure_base(self, ref: str, out: TextIO, registries: list[str]) -> str: ...
+
+    def make_base(self, suite: str, tag: str, mirror: str, out: TextIO) -> str: ...
+
+    def build(self, request: BuildRequest) -> Any: ...  # buildkit.Outcome
+
+    def checks(self, image: Image, name: str, gpu: bool, out: TextIO) -> Runner: ...
+
+    def save(self, ref: str, path: Path) -> None: ...  # an image archive (docker save)
+
+    def load(self, path: Path) -> None: ...  # ... and back into the engine's store
+
+    def gpu(self) -> bool: ...  # whether checks can have the GPUs
+
+    def sweep(self) -> int: ...
+
+    def lost(self) -> str: ...
+
+    def lock_client(self) -> Any: ...  # a Docker client for locking, or None (the host)
+
+
+BACKENDS: dict[str, tuple[int, Callable[[], ImageBackend]]] = {}
+
+
+def backend(name: str, order: int
+            ) -> Callable[[Callable[[], ImageBackend]], Callable[[], ImageBackend]]:
+    """Register a backend's ``connect``; without ``--target``, lower ``order`` is tried first."""
+    def register(connect: Callable[[], ImageBackend]) -> Callable[[], ImageBackend]:
+        if name in BACKENDS:
+            raise ValueError(f"backend {name!r} is registered twice")
+        BACKENDS[name] = (order, connect)
+        return connect
+
+    return register
+
+
+def load() -> dict[str, Callable[[], ImageBackend]]:
+    """Every backend's connect, in the order they are tried (each module registers itself)."""
+    from envkit.backends import docker, podman  # noqa: F401
+
+    return {name: c for name, (_, c) in sorted(BACKENDS.items(), key=lambda kv: kv[1][0])}
+
+
+def targets() -> tuple[str, ...]:
+    return (*load(), "host")

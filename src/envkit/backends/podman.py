@@ -1,0 +1,387 @@
+"""The podman backend (``--target podman``): the same Dockerfile, built by ``podman build``.
+
+For machines with no Docker daemon, or that must run rootless. podman (buildah inside)
+builds the rendered Dockerfile as it is: cache mounts, secret mounts (the CA bundle and
+the recipe's secrets, in no layer), build args, labels. ``--format docker`` keeps the
+Dockerfile's ``SHELL``, which the OCI image format has no field for. Checks run with
+``podman run`` in a fresh container of the image, without network, removed afterwards.
+
+A base podman does not have is taken from the Docker engine's store when one answers
+(``docker-daemon:``), else pulled, else, for ``debian:<suite>``, the base ``invoke base
+--target podman`` makes with debootstrap and ``podman import``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from envkit.backends import (
+    BuildRequest,
+    Disabled,
+    Image,
+    NoBackend,
+    backend,
+    baseimage,
+    buildkit,
+    engine,
+    logged,
+)
+from envkit.checks import Runner
+from envkit.diagnostics import EnvkitError, error
+
+NAME = "podman"
+# The one error this sandbox (and some CI runners) give on `podman run`: the container's
+# rlimits cannot be raised, and podman sets some by default.
+_RLIMIT = re.compile(r"error setting rlimit|setrlimit", re.IGNORECASE)
+RLIMIT_FIX = ("give podman no default ulimits: a file /etc/containers/containers.conf.d/"
+              "ulimits.conf (or ~/.config/containers/containers.conf) with [containers] and "
+              "default_ulimits = []")
+
+
+def _exe() -> str | None:
+    """ENVKIT_PODMAN: the podman to use, or ``off`` for none; else podman on PATH."""
+    given = os.environ.get("ENVKIT_PODMAN", "")
+    if given == "off":
+        return None
+    return given or shutil.which("podman")
+
+
+class Podman:
+    """The podman CLI as an image backend."""
+
+    name = NAME
+
+    def __init__(self, exe: str, version: str):
+        self.exe, self.version = exe, version
+
+    def about(self) -> str:
+        return f"{self.exe} {self.version} (podman build --format docker)"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.exe, *args], capture_output=True, text=True,
+                              errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+
+    # --- images ------------------------------------------------------------------------
+
+    def image(self, ref: str) -> Image | None:
+        done = self._run("image", "inspect", "--format", "json", ref)
+        if done.returncode != 0:
+            if "image not known" in done.stderr or "no such image" in done.stderr.lower():
+                return None
+            raise error(f"podman cannot inspect {ref}: {_first(done.stderr)}", path="engine")
+        data = json.loads(done.stdout or "[]")
+        if not data:
+            return None
+        item = data[0]
+        labels = item.get("Labels") or (item.get("Config") or {}).get("Labels") or {}
+        return Image(str(item["Id"]), dict(labels), int(item.get("Size") or 0))
+
+    def tag(self, image: Image, repo: str, tag: str) -> None:
+        done = self._run("tag", image.id, f"{repo}:{tag}")
+        if done.returncode != 0:
+            raise error(f"podman cannot tag {image.id[:12]} as {repo}:{tag}: "
+                        f"{_first(done.stderr)}", path="engine")
+
+    def save(self, ref: str, path: Path) -> None:
+        # docker-archive: what `docker load` reads too
+        done = self._run("save", "--format", "docker-archive", "-o", str(path), ref,
+                         timeout=3600)
+        if done.returncode != 0:
+            raise error(f"podman cannot save {ref}: {_first(done.stderr)}", path="engine")
+
+    def load(self, path: Path) -> None:
+        done = self._run("load", "--input", str(path), timeout=3600)
+        if done.returncode != 0:
+            raise error(f"podman cannot load {path}: {_first(done.stderr)}", path="engine")
+
+    def remove(self, ref: str) -> None:
+        self._run("rmi", "--force", ref)
+
+    def pull(self, ref: str) -> str:
+        """'' when ``ref`` (a registry ref or ``docker-daemon:...``) is now here, else why not."""
+        done = self._run("pull", "--quiet", ref, timeout=1800)
+        return "" if done.returncode == 0 else _first(done.stderr)
+
+    def ensure_base(self, ref: str, out: TextIO, registries: list[str]) -> str:
+        """``ref`` when podman has it or gets it (from the Docker engine's store, a
+        registry mirror, the registry), else the envkit base of its Debian suite: podman's
+        own, the Docker engine's, or made here with debootstrap."""
+        if self.image(ref) is not None:
+            return ref
+        if self._from_docker(ref, out):
+            return ref
+        for registry in registries if (path := baseimage.hub_path(ref)) else []:
+            if not self.pull(f"{registry}/{path}"):
+                self._run("tag", f"{registry}/{path}", ref)
+                print(f"envkit: pulled {ref} through {registry}", file=out)
+                return ref
+        why = self.pull(ref)
+        if not why:
+            print(f"envkit: pulled {ref}", file=out)
+            return ref
+        m = baseimage.DEBIAN.fullmatch(ref)
+        if not m:
+            raise error(f"base image {ref} is not in podman's store and cannot be pulled: "
+                        f"{why}", path="base", hint="podman load it, or pass --base IMAGE")
+        suite, local = m[1], baseimage.default_tag(m[1])
+        if self.image(local) is not None or self._from_docker(local, out):
+            print(f"envkit: {ref} cannot be pulled; using {local} (made by invoke base)",
+                  file=out)
+            return local
+        if os.geteuid() != 0 or not shutil.which("debootstrap"):
+            raise error(f"base image {ref} is not in podman's store and cannot be pulled: "
+                        f"{why}", path="base", hint=f"invoke base --target podman --suite "
+                        f"{suite} (needs root and debootstrap), or pass --base IMAGE")
+        print(f"envkit: {ref} cannot be pulled; making {local} with debootstrap "
+              "(invoke base --target podman; about a minute)", file=out, flush=True)
+        self.make_base(suite, local, baseimage.DEFAULT_MIRROR, out)
+        return local
+
+    def _from_docker(self, ref: str, out: TextIO) -> bool:
+        """Copy ``ref`` from the Docker engine's store, when one answers and has it."""
+        try:
+            client = engine.connect(timeout=60)
+        except EnvkitError:
+            return False
+        try:
+            if engine.image(client, ref) is None:
+                return False
+        finally:
+            client.close()
+        why = self.pull(f"docker-daemon:{ref}")
+        if why:
+            print(f"envkit: cannot copy {ref} from the Docker engine: {why}", file=out)
+            return False
+        print(f"envkit: copied {ref} from the Docker engine's store", file=out, flush=True)
+        return True
+
+    def make_base(self, suite: str, tag: str, mirror: str, out: TextIO) -> str:
+        def importer(tar: Any, changes: list[str]) -> None:
+            argv = [self.exe, "import"]
+            for change in changes:
+                argv += ["--change", change]
+            done = subprocess.run([*argv, "-", tag], stdin=tar, capture_output=True,
+                                  text=True, errors="replace")
+            if done.returncode != 0:
+                raise error(f"podman import of {tag} failed: {_first(done.stderr)}",
+                            path="base")
+
+        baseimage.debootstrap(suite, mirror, out, importer, tag, lambda: self.remove(tag))
+        made = self.image(tag)
+        if made is None:
+            raise error(f"podman import of {tag} left no image", path="base")
+        return made.id
+
+    # --- build ---------------------------------------------------------------------------
+
+    def build(self, request: BuildRequest) -> buildkit.Outcome:
+        progress = Progress(request.titles, stages(request.dockerfile), request.out,
+                            request.verbose)
+        argv = [self.exe, "build", "--format", "docker", "--layers",
+                "-f", str(request.context / "Dockerfile")]
+        for tag in request.tags:
+            argv += ["-t", tag]
+        for key, value in sorted(request.labels.items()):
+            argv += ["--label", f"{key}={value}"]
+        for sid, src in sorted(request.secrets.items()):
+            argv += ["--secret", f"id={sid},src={src}"]
+        for key, value in sorted(request.build_args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        for key in sorted(request.env_args):  # podman reads a bare NAME from its environment
+            argv += ["--build-arg", key]
+        if request.no_cache:
+            argv.append("--no-cache")
+        if request.network:
+            argv += ["--network", request.network]
+        argv.append(str(request.context))
+        started = time.monotonic()
+        code, recent = logged.run(argv, request.log, progress.feed, env=os.environ,
+                                  redact=request.redact)
+        progress.flush()
+        seconds = time.monotonic() - started
+        if code == 0:
+            return buildkit.Outcome(True, seconds, progress, [])
+        tail = progress.failed.lines[-20:] if progress.failed else recent[-20:]
+        return buildkit.Outcome(False, seconds, progress, tail)
+
+    # --- checks --------------------------------------------------------------------------
+
+    def checks(self, image: Image, name: str, gpu: bool, out: TextIO,
+               timeout: float = engine.CHECK_TIMEOUT) -> Runner:
+        if gpu:
+            print("envkit: the podman backend runs checks without a GPU (CDI devices are "
+                  "not requested)", file=out, flush=True)
+
+        def run(argv: list[str]) -> tuple[int, str]:
+            box = f"envkit-check-{uuid.uuid4().hex[:12]}"
+            cmd = [self.exe, "run", "--rm", "--name", box, "--network", "none",
+                   "--label", f"{engine.CHECK_LABEL}={engine.owner()}",
+                   "--entrypoint", json.dumps(argv[:1]), image.id, *argv[1:]]
+            try:
+                done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._run("rm", "--force", box)
+                return 124, f"timed out after {timeout:.0f}s"
+            text = done.stdout.decode("utf-8", "replace")
+            if done.returncode in (125, 126) and _RLIMIT.search(text):
+                raise error(f"podman cannot start a container of {name} here: "
+                            f"{_first(text)}", path="engine", hint=RLIMIT_FIX)
+            return done.returncode, text
+
+        return run
+
+    def sweep(self) -> int:
+        """Check containers a killed envkit on this host left (its process is gone)."""
+        done = self._run("ps", "--all", "--filter", f"label={engine.CHECK_LABEL}",
+                         "--format", "{{.ID}} {{.Labels}}")
+        removed = 0
+        for line in done.stdout.splitlines() if done.returncode == 0 else []:
+            box, _, labels = line.partition(" ")
+            m = re.search(re.escape(engine.CHECK_LABEL) + r":(\S+?)[ \]]", labels + " ")
+            if m and engine.orphaned(m[1]):
+                self._run("rm", "--force", box)
+                removed += 1
+        return removed
+
+    def gpu(self) -> bool:
+        return False
+
+    def lost(self) -> str:
+        done = self._run("version", "--format", "{{.Client.Version}}", timeout=30)
+        return "" if done.returncode == 0 else f"podman does not answer: {_first(done.stderr)}"
+
+    def lock_client(self) -> Any:
+        return None  # a lock is made with the Docker engine, else on this host
+
+
+def _first(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "no output")[:300]
+
+
+@backend(NAME, order=20)
+def connect() -> Podman:
+    exe = _exe()
+    if exe is None:
+        if os.environ.get("ENVKIT_PODMAN") == "off":
+            raise Disabled(error("podman is off (ENVKIT_PODMAN=off)", path="engine",
+                                 hint="unset ENVKIT_PODMAN").diagnostics)
+        raise NoBackend(error("podman is not installed", path="engine",
+                              hint="apt-get install podman").diagnostics)
+    try:
+        done = subprocess.run([exe, "version", "--format", "{{.Client.Version}}"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NoBackend(error(f"podman does not run: {exc}", path="engine").diagnostics
+                        ) from None
+    if done.returncode != 0:
+        raise NoBackend(error(f"podman does not run: {_first(done.stderr)}",
+                              path="engine").diagnostics)
+    return Podman(exe, done.stdout.strip())
+
+
+# --- progress -----------------------------------------------------------------------------
+
+_STEP = re.compile(r"(?:\[(\d+)/\d+\] )?STEP (\d+)/(\d+): ")
+_CACHED = re.compile(r"--> Using cache ")
+_END = re.compile(r"--> [0-9a-f]{6,}\s*$")
+_ERROR = re.compile(r"Error: building at STEP ")
+_KEYWORD = re.compile(r"([A-Za-z]+)(\s|$)")
+
+
+def stages(dockerfile: str) -> list[list[int]]:
+    """For each stage and each of its instructions (every one: buildah counts ARG, ENV and
+    LABEL too), the recipe step it belongs to, by the template's ``# [n/N]`` and
+    ``# [envkit]`` comments (0: FROM and envkit's own)."""
+    out: list[list[int]] = []
+    current, continued = 0, False
+    for line in dockerfile.splitlines():
+        text = line.strip()
+        if continued:
+            continued = text.endswith("\\")
+            continue
+        if m := buildkit.STEP_COMMENT.match(text):
+            current = int(m[1])
+        elif buildkit.ENVKIT_COMMENT.match(text):
+            current = 0
+        elif text and not text.startswith("#") and _KEYWORD.match(text):
+            if text[:5].upper() == "FROM ":
+                out.append([])
+            if out:
+                out[-1].append(current)
+            continued = text.endswith("\\")
+    return out
+
+
+class Progress(buildkit.Progress):
+    """buildah's output (``STEP k/M: INSTRUCTION``, ``--> Using cache``, ``--> ID``) as one
+    line per recipe step, as BuildKit's is."""
+
+    def __init__(self, titles: dict[int, str], stages_: list[list[int]], out: TextIO,
+                 verbose: bool = False):
+        super().__init__(titles, {str(i): s for i, s in enumerate(stages_)}, out, verbose)
+        self.stages_ = stages_
+        self.current: buildkit.StepLog | None = None
+        self.started = 0.0
+
+    def feed(self, line: str) -> None:
+        if self.verbose:
+            print(line, file=self.out, flush=True)
+        if m := _STEP.match(line):
+            self._close("done")
+            stage = int(m[1] or 1) - 1
+            k = int(m[2])
+            steps = self.stages_[stage] if stage < len(self.stages_) else []
+            number = steps[k - 1] if 0 < k <= len(steps) else 0
+            self.current = None
+            if number in self.titles:
+                self.current = self.logs.setdefault(number, buildkit.StepLog(
+                    number, self.titles[number]))
+                self.started = time.monotonic()
+            return
+        log = self.current
+        if log is None:
+            return
+        if _CACHED.match(line):
+            if not log.state:
+                log.state = "cached"
+                self._say(log, "cached")
+            self.current = None
+        elif _END.match(line):
+            self._close("done")
+        elif _ERROR.match(line):
+            log.state = "failed"
+            log.lines.append(line)
+            self.failed = self.failed or log
+            self.current = None
+        else:
+            log.lines = [*log.lines[-199:], line]
+            if not log.state:
+                log.state = "running"
+                self._say(log, "running")
+
+    def _close(self, state: str) -> None:
+        """The instruction that was running finished (its image id, or the next STEP)."""
+        log = self.current
+        if log is None:
+            return
+        log.seconds += time.monotonic() - self.started
+        if log.state in ("", "running"):
+            log.state = state
+            self._say(log, f"done in {log.seconds:.1f}s")
+        self.current = None
+
+    def flush(self) -> None:
+        if self.current is not None and self.current.state == "running":
+            self.failed = self.failed or self.current  # the build stopped inside it
+            self.current.state = "failed"
+        super().flush()
