@@ -439,3 +439,46 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ENVKIT_CACHE"] = str(folder / "memo")
     os.environ.setdefault("ENVKIT_RETRY_DELAY", TEST_RETRY_DELAY)
     config.add_cleanup(lambda: __import__("shutil").rmtree(folder, ignore_errors=True))
+
+
+# --- shared by the backend and build tests ---------------------------------------------------
+
+
+@pytest.fixture
+def fresh_choice() -> Iterator[None]:
+    """The docker client envkit picks is forgotten before and after the test."""
+    from envkit.backends import buildkit
+
+    buildkit.choose.cache_clear()
+    yield
+    buildkit.choose.cache_clear()
+
+
+@pytest.fixture
+def no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """DOCKER_HOST at a socket that does not exist; returns that DOCKER_HOST."""
+    where = f"unix://{tmp_path / 'nowhere' / 'docker.sock'}"
+    monkeypatch.setenv("DOCKER_HOST", where)
+    for var in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(var, raising=False)
+    return where
+
+
+FULL = """\
+    env:
+      TOP: "1"
+    steps:
+      - apt: [curl]
+      - env: {A: "x", B: "${A}y"}
+      - venv: {path: "{{ prefix }}/venv"}
+      - pip: [numpy]
+      - copy: {src: data.txt, dest: /opt/data.txt}
+      - run: echo hi
+    """
+
+
+@pytest.fixture
+def full_plan(recipe: Callable[..., Path], tmp_path: Path) -> Plan:
+    """A plan with one step of most kinds (env, apt, venv, pip, copy, run)."""
+    (tmp_path / "data.txt").write_text("data\n")
+    return plan_of(recipe(FULL))

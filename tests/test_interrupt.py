@@ -32,13 +32,13 @@ from typing import Any
 import pytest
 import requests
 
+from backend_fakes import docker_with
 from conftest import ENVKIT, script
 from envkit.backends import buildkit, engine, logged
 from envkit.cli import build as buildmod
 from envkit.cli import tasks
 from envkit.diagnostics import EnvkitError
 from envkit.render import render
-from test_backends import docker_with
 
 BASE = "envkit/base:bookworm"
 INTERRUPTED = "[envkit] interrupted\n"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from backend_fakes import SUCCESS, MakeRecipe, progress_of
 from conftest import plan_of, script
 from envkit import paths, proxy
 from envkit.backends import buildkit, host
 from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
 from envkit.render import FORMATS, render
-from test_backends import SUCCESS, MakeRecipe, full_plan, progress_of  # noqa: F401
 
 LOGIN = "http://build-bot:s3cr%40t-pw@proxy.corp:3128"
 
@@ -59,7 +59,7 @@ def test_rendered_files_hold_no_proxy_setting(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_build_reads_proxies_from_its_environment_never_its_command_line(
-        tmp_path: Path, full_plan: object) -> None:  # noqa: F811
+        tmp_path: Path, full_plan: object) -> None:
     (tmp_path / "canned.txt").write_text(SUCCESS + f"#9 0.1 via {LOGIN}\n")
     client = script(tmp_path / "fake-docker", f"""\
         printf '%s\\n' "$@" > {str(tmp_path / 'argv.txt')!r}
