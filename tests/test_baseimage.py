@@ -305,3 +305,24 @@ def test_debootstrap_progress_is_one_line_a_phase() -> None:
         "Extracting libc6...", "Base system installed successfully."]
     assert "(2 packages)" in lines[3] and "(3 packages)" in lines[4]
     assert all(line.startswith("envkit: debootstrap ") for line in lines)
+
+
+def test_a_ref_of_another_registry_is_pulled_from_it_not_a_mirror() -> None:
+    pulled: list[str] = []
+    store = baseimage.Store("on this engine", lambda ref: False,
+                            lambda ref: pulled.append(ref) or "", lambda a, b: None,
+                            lambda suite, tag: None)
+    out = io.StringIO()
+    assert baseimage.settle(store, "nvcr.io/nvidia/pytorch:24.01", out,
+                            ["docker.m.daocloud.io"]) == "nvcr.io/nvidia/pytorch:24.01"
+    assert pulled == ["nvcr.io/nvidia/pytorch:24.01"]
+
+
+def test_a_base_another_store_has_is_copied_before_any_pull() -> None:
+    """podman's case: the Docker engine's store is asked before a registry."""
+    copied: list[str] = []
+    store = baseimage.Store("in podman's store", lambda ref: False,
+                            lambda ref: pytest.fail(f"pulled {ref}"), lambda a, b: None,
+                            lambda suite, tag: None, copy=lambda ref: copied.append(ref) or True)
+    assert baseimage.settle(store, "debian:bookworm-slim", io.StringIO()) == "debian:bookworm-slim"
+    assert copied == ["debian:bookworm-slim"]

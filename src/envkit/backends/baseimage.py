@@ -1,8 +1,8 @@
 """Base images without a registry: debootstrap a Debian root, ``docker import`` it.
 
 For air-gapped machines, networks where Docker Hub is blocked, and for our
-own tests. ``ensure`` finds a recipe's base: on the engine, else pulled, else
-(for ``debian:<suite>[-slim]``) the base ``invoke base`` makes.
+own tests. ``settle`` finds a recipe's base in an engine's store (``ensure``: Docker's): there,
+else pulled, else (for ``debian:<suite>[-slim]``) the base ``invoke base`` makes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -43,52 +44,70 @@ def hub_path(ref: str) -> str:
     return ref if "/" in ref else f"library/{ref}"
 
 
-def _through_mirrors(client: Any, ref: str, registries: list[str], out: TextIO) -> bool:
-    """Pull a Docker Hub ref through the mirror profile's registries, tagged as ``ref``."""
+@dataclass
+class Store:
+    """What settling a base asks of an engine's image store (Docker's, podman's)."""
+
+    where: str  # 'on this engine', "in podman's store"
+    has: Callable[[str], bool]
+    pull: Callable[[str], str]  # '' once pulled, else why not
+    tag: Callable[[str, str], None]  # (an image here, the ref to give it)
+    make: Callable[[str, str], None]  # (suite, tag): debootstrap and import
+    copy: Callable[[str], bool] = lambda ref: False  # from another store on this machine
+    load: str = "docker load it"
+    target: str = ""  # ' --target podman': how invoke base makes one for this store
+
+
+def settle(store: Store, ref: str, out: TextIO, registries: list[str] | None = None) -> str:
+    """The base to build on: ``ref`` itself when the store has it (or copies it from
+    another store here) or can pull it (through the mirror profile's registries first),
+    else the envkit base of the same Debian suite (made here if missing and possible)."""
+    if store.has(ref) or store.copy(ref):
+        return ref
     path = hub_path(ref)
-    for registry in registries if path else []:
+    for registry in (registries or []) if path else []:
         mirrored = f"{registry}/{path}"
-        why = engine.pull(client, mirrored)
+        why = store.pull(mirrored)
         if why:
             print(f"envkit: registry mirror {registry} cannot give {ref} ({why})", file=out)
             continue
-        repo, tag = engine.split_ref(ref)
-        client.images.get(mirrored).tag(repo, tag)
+        store.tag(mirrored, ref)
         print(f"envkit: pulled {ref} through {registry}", file=out)
-        return True
-    return False
-
-
-def ensure(client: Any, ref: str, out: TextIO, registries: list[str] | None = None) -> str:
-    """The base to build on: ``ref`` itself when the engine has it or can pull it (through
-    the mirror profile's registries first), else the envkit base of the same Debian suite
-    (made here if missing and possible)."""
-    if engine.image(client, ref) is not None:
         return ref
-    if _through_mirrors(client, ref, registries or [], out):
-        return ref
-    why = engine.pull(client, ref)
+    why = store.pull(ref)
     if not why:
         print(f"envkit: pulled {ref}", file=out)
         return ref
     m = DEBIAN.fullmatch(ref)
     if not m:
-        raise error(f"base image {ref} is not on this engine and cannot be pulled: {why}",
-                    path="base", hint="docker load it, or pass --base IMAGE "
-                    "(invoke base makes a Debian base without a registry)")
+        raise error(f"base image {ref} is not {store.where} and cannot be pulled: {why}",
+                    path="base", hint=f"{store.load}, or pass --base IMAGE (invoke base"
+                    f"{store.target} makes a Debian base without a registry)")
     suite, local = m[1], default_tag(m[1])
-    if engine.image(client, local) is not None:
+    if store.has(local) or store.copy(local):
         print(f"envkit: {ref} cannot be pulled ({why}); using {local} (made by invoke base)",
               file=out)
         return local
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
-        raise error(f"base image {ref} is not on this engine and cannot be pulled: {why}",
-                    path="base", hint=f"make one without a registry: invoke base --suite {suite} "
-                    "(needs root and debootstrap), or pass --base IMAGE")
+        raise error(f"base image {ref} is not {store.where} and cannot be pulled: {why}",
+                    path="base", hint=f"make one without a registry: invoke base{store.target} "
+                    f"--suite {suite} (needs root and debootstrap), or pass --base IMAGE")
     print(f"envkit: {ref} cannot be pulled ({why}); making {local} with debootstrap "
-          "(invoke base; about a minute)", file=out, flush=True)
-    make(client, suite, local, DEFAULT_MIRROR, out)
+          f"(invoke base{store.target}; about a minute)", file=out, flush=True)
+    store.make(suite, local)
     return local
+
+
+def ensure(client: Any, ref: str, out: TextIO, registries: list[str] | None = None) -> str:
+    """:func:`settle` on the Docker engine's store."""
+    def tag(image: str, to: str) -> None:
+        repo, name = engine.split_ref(to)
+        client.images.get(image).tag(repo, name)
+
+    return settle(Store("on this engine", lambda r: engine.image(client, r) is not None,
+                        lambda r: engine.pull(client, r), tag,
+                        lambda suite, local: make(client, suite, local, DEFAULT_MIRROR, out)),
+                  ref, out, registries)
 
 
 class Phases:

@@ -114,36 +114,14 @@ class Podman:
         """``ref`` when podman has it or gets it (from the Docker engine's store, a
         registry mirror, the registry), else the envkit base of its Debian suite: podman's
         own, the Docker engine's, or made here with debootstrap."""
-        if self.image(ref) is not None:
-            return ref
-        if self._from_docker(ref, out):
-            return ref
-        for registry in registries if (path := baseimage.hub_path(ref)) else []:
-            if not self.pull(f"{registry}/{path}"):
-                self._run("tag", f"{registry}/{path}", ref)
-                print(f"envkit: pulled {ref} through {registry}", file=out)
-                return ref
-        why = self.pull(ref)
-        if not why:
-            print(f"envkit: pulled {ref}", file=out)
-            return ref
-        m = baseimage.DEBIAN.fullmatch(ref)
-        if not m:
-            raise error(f"base image {ref} is not in podman's store and cannot be pulled: "
-                        f"{why}", path="base", hint="podman load it, or pass --base IMAGE")
-        suite, local = m[1], baseimage.default_tag(m[1])
-        if self.image(local) is not None or self._from_docker(local, out):
-            print(f"envkit: {ref} cannot be pulled; using {local} (made by invoke base)",
-                  file=out)
-            return local
-        if os.geteuid() != 0 or not shutil.which("debootstrap"):
-            raise error(f"base image {ref} is not in podman's store and cannot be pulled: "
-                        f"{why}", path="base", hint=f"invoke base --target podman --suite "
-                        f"{suite} (needs root and debootstrap), or pass --base IMAGE")
-        print(f"envkit: {ref} cannot be pulled; making {local} with debootstrap "
-              "(invoke base --target podman; about a minute)", file=out, flush=True)
-        self.make_base(suite, local, baseimage.DEFAULT_MIRROR, out)
-        return local
+        def tag(image: str, to: str) -> None:
+            self._run("tag", image, to)
+
+        return baseimage.settle(baseimage.Store(
+            "in podman's store", lambda r: self.image(r) is not None, self.pull, tag,
+            lambda suite, local: self.make_base(suite, local, baseimage.DEFAULT_MIRROR, out),
+            copy=lambda r: self._from_docker(r, out), load="podman load it",
+            target=" --target podman"), ref, out, registries)
 
     def _from_docker(self, ref: str, out: TextIO) -> bool:
         """Copy ``ref`` from the Docker engine's store, when one answers and has it."""
