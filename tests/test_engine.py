@@ -121,3 +121,18 @@ def test_a_refused_user_is_not_a_missing_engine(tmp_path: Path,
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/x.sock")
     with pytest.raises(engine.NoEngine):
         engine.connect()
+
+
+def test_an_image_is_saved_under_the_name_asked_for(tmp_path: Path) -> None:
+    """docker save by name: the archive tags the image as asked, whatever tag it lists first
+    (an export's base has several here: envkit/base:bookworm, a test's own, a registry's)."""
+    asked: list[str] = []
+
+    def get_image(ref: str) -> list[bytes]:
+        asked.append(ref)
+        return [b"tar ", b"bytes"]
+
+    client = SimpleNamespace(api=SimpleNamespace(get_image=get_image))
+    engine.save(client, "envkit-test/offline-base:1", tmp_path / "base.tar")
+    assert asked == ["envkit-test/offline-base:1"]
+    assert (tmp_path / "base.tar").read_bytes() == b"tar bytes"

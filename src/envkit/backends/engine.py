@@ -290,12 +290,14 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
 
 
 def save(client: Any, ref: str, path: Path) -> None:
-    """``ref`` as an image archive (``docker save``: what docker and podman load), streamed."""
+    """``ref`` as an image archive (``docker save REF``: what docker and podman load),
+    streamed. By the name given, so the archive tags the image as ``ref`` (the SDK's
+    ``Image.save(named=True)`` takes whichever tag the image lists first)."""
     import docker
 
     try:
         with open(path, "wb") as fh:
-            for chunk in client.images.get(ref).save(named=True):
+            for chunk in client.api.get_image(ref):
                 fh.write(chunk)
     except docker.errors.APIError as exc:
         raise error(f"cannot save {ref}: {exc.explanation or exc}", path="engine") from None
