@@ -1,4 +1,4 @@
-"""invoke entry point: the tasks live in the envkit package (src/envkit/tasks.py)."""
+"""invoke entry point: the tasks live in the envkit package (src/envkit/cli/tasks.py)."""
 
 from envkit.cli.tasks import ns
 

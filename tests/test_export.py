@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -286,6 +287,134 @@ def test_an_offline_folder_is_checked_against_the_recipe_its_lock_and_its_files(
     assert "a.whl is missing from the export" in message(exc)
 
 
+@pytest.mark.parametrize("name", ["files/../../envkit/helpers.sh", "wheels/../../x.whl",
+                                  "apt/sub/x.deb", "/etc/passwd", "files/" + "A" * 64])
+def test_an_export_json_naming_a_file_no_export_writes_is_refused(tmp_path: Path,
+                                                                  name: str) -> None:
+    plan = locked_plan("faiss-cpu")
+    folder = fake_export(tmp_path / "exp", plan)
+    data = json.loads((folder / export.MANIFEST).read_text())
+    data["files"][name] = "0" * 64
+    (folder / export.MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(EnvkitError) as exc:
+        export.Offline.open(folder)
+    assert "names a file no export writes" in message(exc)
+
+
+def test_an_export_json_of_the_wrong_shape_is_one_clear_error(tmp_path: Path) -> None:
+    for broken in ({"envkit-export": 1, "files": []}, {"envkit-export": 1, "files": {},
+                                                       "base": "x"}):
+        (tmp_path / export.MANIFEST).write_text(json.dumps(broken))
+        with pytest.raises(EnvkitError) as exc:
+            export.Offline.open(tmp_path)
+        assert "lacks its base (ref, id) or its files" in message(exc)
+
+
+def test_a_linked_file_is_refused(tmp_path: Path) -> None:
+    plan = locked_plan("faiss-cpu")
+    folder = fake_export(tmp_path / "exp", plan)
+    (tmp_path / "elsewhere.whl").write_bytes(b"wheel")
+    (folder / "wheels" / "a.whl").unlink()
+    (folder / "wheels" / "a.whl").symlink_to(tmp_path / "elsewhere.whl")
+    with pytest.raises(EnvkitError) as exc:
+        export.Offline.open(folder).check(plan, "faiss-cpu")
+    assert "a.whl is a symbolic link" in message(exc)
+
+
+def test_a_base_is_the_same_image_whether_docker_or_podman_names_its_id(tmp_path: Path
+                                                                        ) -> None:
+    plan = locked_plan("faiss-cpu")
+    offline = export.Offline.open(fake_export(tmp_path / "exp", plan))
+    podman_like = SimpleNamespace(image=lambda ref: SimpleNamespace(id="a" * 64))
+    assert offline.ensure_base(podman_like, io.StringIO()) == "envkit/base:bookworm"
+    other = SimpleNamespace(image=lambda ref: SimpleNamespace(id="sha256:" + "b" * 64))
+    with pytest.raises(EnvkitError) as exc:
+        offline.ensure_base(other, io.StringIO())
+    assert "is bbbbbbbbbbbb, not the export's base aaaaaaaaaaaa" in message(exc)
+
+
+def test_a_connection_reset_mid_download_is_retried(tmp_path: Path) -> None:
+    class Response(io.BytesIO):
+        def __init__(self, fail: bool):
+            super().__init__(b"the file")
+            self.fail = fail
+
+        def read(self, n: int = -1) -> bytes:
+            if self.fail:
+                raise ConnectionResetError("connection reset by peer")
+            return super().read(n)
+
+    answers = [Response(True), Response(False)]
+    fetcher = export.Fetcher(None)
+    fetcher.opener = SimpleNamespace(open=lambda request, timeout: answers.pop(0))
+    sha = hashlib.sha256(b"the file").hexdigest()
+    fetcher.download("https://files.example/f.whl", sha, tmp_path / "f.whl")
+    assert (tmp_path / "f.whl").read_bytes() == b"the file" and answers == []
+    fetcher.opener = SimpleNamespace(open=lambda request, timeout: Response(True))
+    with pytest.raises(EnvkitError) as exc:
+        fetcher.download("https://files.example/g.whl", sha, tmp_path / "g.whl")
+    assert "cannot fetch https://files.example/g.whl: connection reset by peer" in message(exc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.whl"]
+
+
+def test_sdists_bring_the_newest_final_setuptools_and_wheel(tmp_path: Path) -> None:
+    def files(project: str, *versions: str) -> dict[str, export.IndexFile]:
+        return {f"{project}-{v}-py3-none-any.whl": export.IndexFile(
+            f"{project}-{v}-py3-none-any.whl", f"https://x/{project}-{v}", v) for v in versions}
+
+    fetched: list[str] = []
+    fake = SimpleNamespace(
+        project=lambda index, name: files(name, "80.1", "81.0b1", "79.0") if name ==
+        "setuptools" else files(name, "0.45.1", "0.46.0rc1"),
+        download=lambda url, sha, target: fetched.append(target.name))
+    added = export.build_backends(fake, ["crcmod-1.7.tar.gz", "six-1.17.0-py3-none-any.whl"],
+                                  "https://x", tmp_path, io.StringIO())  # type: ignore[arg-type]
+    assert added == fetched == ["setuptools-80.1-py3-none-any.whl",
+                                "wheel-0.45.1-py3-none-any.whl"]
+    assert export.build_backends(fake, ["six-1.17.0-py3-none-any.whl"], "https://x",
+                                 tmp_path, io.StringIO()) == []  # type: ignore[arg-type]
+
+
+def test_export_with_podman_and_apt_steps_says_so_before_building(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit.cli import build
+
+    built: list[str] = []
+    fake = SimpleNamespace(name="podman", lock_client=lambda: None,
+                           image=lambda ref: built.append(ref))
+    monkeypatch.setattr(build, "connect", lambda target, cli, out: (fake, None))
+    monkeypatch.setattr(build, "build_image", lambda *a: built.append("built"))
+    opts = build.Options(recipe="faiss-cpu", target="podman")
+    with pytest.raises(EnvkitError) as exc:
+        export.export(opts, None, io.StringIO())
+    assert "through the Docker engine; podman builds here without one" in message(exc)
+    assert built == []
+
+
+def test_export_says_before_anything_that_it_cannot_log_in_to_a_private_index(
+        tmp_path: Path) -> None:
+    recipe = tmp_path / "private.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        name: private
+        description: d
+        version: 1.0.0
+        base: debian:bookworm-slim
+        requires: [python-venv]
+        secrets:
+          netrc: {env: NETRC}
+        steps:
+          - name: from the company index
+            secrets: [netrc]
+            pip: {packages: [six==1.17.0], index: "https://pypi.corp.example/simple"}
+        """))
+    done = run_cli("invoke", "export", "--recipe", str(recipe), "--target", "docker",
+                   "--out", str(tmp_path / "exp"))
+    assert done.returncode == 1, done.stdout
+    assert ("export fetches the locked wheels without the recipe's secrets: step 3 (private: "
+            "from the company index) uses netrc") in done.stderr
+    assert not (tmp_path / "exp").exists()
+
+
 def test_a_folder_that_is_not_an_export_says_what_writes_one(tmp_path: Path) -> None:
     with pytest.raises(EnvkitError) as exc:
         export.Offline.open(tmp_path)
@@ -447,12 +576,14 @@ def test_an_export_builds_again_with_the_network_cut(base: str, tmp_path: Path) 
     exported = installed(tag)
 
     # the other machine: no index, no base, no cache mounts
-    subprocess.run(["docker", "rmi", OFFLINE_BASE], check=True, capture_output=True)
+    saved_as = data["base"]["ref"]
+    assert saved_as.startswith("envkit-export/base:") and data["base"]["from"] == OFFLINE_BASE
+    subprocess.run(["docker", "rmi", OFFLINE_BASE, saved_as], check=True, capture_output=True)
     subprocess.run(["docker", "builder", "prune", "-f", "--filter", "type=exec.cachemount"],
                    check=True, capture_output=True)
     done = envkit("build", "--recipe", "./handover.yaml", "--offline", str(out), cwd=tmp_path)
     assert done.returncode == 0, show(done)
-    assert f"loading the base {OFFLINE_BASE} from {out / 'base.tar'}" in done.stdout
+    assert f"loading the base {saved_as} from {out / 'base.tar'}" in done.stdout
     assert "building offline from" in done.stdout and "all 4 checks passed" in done.stdout
     log = (tmp_path / "build" / "handover" / "build.log").read_text()
     assert "--network none" in log.splitlines()[0]
@@ -472,4 +603,4 @@ def test_an_export_builds_again_with_the_network_cut(base: str, tmp_path: Path) 
     done = envkit("build", "--recipe", "./handover.yaml", "--offline", str(out), cwd=tmp_path)
     assert done.returncode == 1
     assert "top-1.0-py3-none-any.whl has another sha256 than the export recorded" in done.stderr
-    subprocess.run(["docker", "rmi", "-f", OFFLINE_BASE], capture_output=True)
+    subprocess.run(["docker", "rmi", "-f", OFFLINE_BASE, saved_as], capture_output=True)

@@ -310,6 +310,9 @@ def load(client: Any, path: Path) -> None:
     try:
         with open(path, "rb") as fh:
             client.images.load(fh)
+    except docker.errors.ImageLoadError as exc:
+        raise error(f"cannot load {path}: {exc}", path="engine",
+                    hint="the archive is damaged: copy it again") from None
     except docker.errors.APIError as exc:
         raise error(f"cannot load {path}: {exc.explanation or exc}", path="engine") from None
 

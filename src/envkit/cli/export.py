@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html.parser
+import http.client
 import json
 import os
 import re
@@ -53,8 +54,14 @@ MANIFEST = "export.json"
 TARGET = "/run/envkit/offline"  # where an offline build's RUNs see the folder
 ONLINE_KINDS = {"git": "clones a repository", "uv_python": "downloads a CPython build"}
 TIMEOUT = 120
+BASE_REPO = "envkit-export/base"  # the base's name in base.tar (and in the engine)
 _DEB = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~%_-]*\.deb")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.(?:whl|tar\.gz|zip|tar\.bz2)")
+
+
+# every file an export writes, by the name it gives it (export.json names no other)
+_EXPORTED = re.compile(r"image\.tar|base\.tar|apt/Packages|apt/" + _DEB.pattern
+                       + r"|wheels/" + _FILE.pattern + r"|files/[0-9a-f]{64}")
 
 
 # --- what can be exported --------------------------------------------------------------
@@ -93,6 +100,11 @@ def locked_entry(plan: Plan, recipe: str) -> lockmod.Entry:
                     hint=f"invoke lock --recipe {recipe}"
                     + "".join(f" --set {k}={v}" for k, v in sorted(plan.params.items())))
     return match.entry
+
+
+def image_id(value: str) -> str:
+    """An image id as docker ('sha256:HEX') and podman ('HEX') give it, compared as HEX."""
+    return value.removeprefix("sha256:")
 
 
 def _mask(url: str) -> str:
@@ -165,22 +177,22 @@ class Fetcher:
         self.tries = tries
         self.pages: dict[str, dict[str, IndexFile]] = {}
 
-    @contextlib.contextmanager
-    def _open(self, url: str, accept: str = "*/*") -> Iterator[Any]:
+    def _fetch(self, url: str, accept: str, read: Any) -> Any:
+        """``read(response)`` of ``url``, the whole exchange retried on a network error
+        (a reset mid-body too); an answer that will not change (403, 404, 410) is not."""
         request = urllib.request.Request(url, headers={"Accept": accept,
                                                        "User-Agent": f"envkit/{__version__}"})
         last = ""
         for _ in range(self.tries):
             try:
                 with self.opener.open(request, timeout=TIMEOUT) as response:
-                    yield response
-                    return
+                    return read(response)
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 if exc.code in (403, 404, 410):
                     break
-            except (urllib.error.URLError, OSError) as exc:
-                last = str(getattr(exc, "reason", exc))
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                last = str(getattr(exc, "reason", exc)) or type(exc).__name__
         raise error(f"cannot fetch {_mask(url)}: {last}", path="export",
                     hint="is the index reachable (and trusted: --ca-bundle FILE)?")
 
@@ -188,25 +200,28 @@ class Fetcher:
         url = f"{index.rstrip('/')}/{name}/"
         if url not in self.pages:
             accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
-            with self._open(url, accept) as response:
-                self.pages[url] = parse_index(response.geturl(), response.read(),
-                                              response.headers.get("Content-Type", ""))
+            self.pages[url] = self._fetch(url, accept, lambda response: parse_index(
+                response.geturl(), response.read(), response.headers.get("Content-Type", "")))
         return self.pages[url]
 
     def download(self, url: str, sha256: str, target: Path) -> None:
         """``url`` at ``target`` when its sha256 is ``sha256`` (else an error, nothing kept)."""
         part = target.with_name(target.name + ".part")
-        digest = hashlib.sha256()
-        try:
-            with self._open(url) as response, open(part, "wb") as fh:
+
+        def read(response: Any) -> str:
+            digest = hashlib.sha256()
+            with open(part, "wb") as fh:
                 while chunk := response.read(1 << 20):
                     digest.update(chunk)
                     fh.write(chunk)
-            if digest.hexdigest() != sha256:
-                raise error(f"{target.name} from {_mask(url)} has sha256 "
-                            f"{digest.hexdigest()}, not {sha256} as locked", path="export",
-                            hint="the index serves another file under this name: lock "
-                            "again only if you trust the change")
+            return digest.hexdigest()
+
+        try:
+            got = self._fetch(url, "*/*", read)
+            if got != sha256:
+                raise error(f"{target.name} from {_mask(url)} has sha256 {got}, not {sha256} "
+                            "as locked", path="export", hint="the index serves another file "
+                            "under this name: lock again only if you trust the change")
             os.replace(part, target)
         finally:
             part.unlink(missing_ok=True)
@@ -324,13 +339,19 @@ def build_backends(fetcher: Fetcher, names: list[str], index: str, folder: Path,
     sdists = [n for n in names if not n.endswith(".whl")]
     if not sdists:
         return []
-    from packaging.version import Version
-
     added = []
     for project in ("setuptools", "wheel"):
-        files = [f for f in fetcher.project(index, project).values()
-                 if f.name.endswith("-py3-none-any.whl") and f.sha256]
-        best = max(files, key=lambda f: Version(parse_wheel_filename(f.name)[1]), default=None)
+        releases = []
+        for f in fetcher.project(index, project).values():
+            if not (f.name.endswith("-py3-none-any.whl") and f.sha256):
+                continue
+            try:
+                version = parse_wheel_filename(f.name)[1]
+            except InvalidWheelFilename:
+                continue
+            if not version.is_prerelease:
+                releases.append((version, f))
+        best = max(releases, key=lambda vf: vf[0], default=(None, None))[1]
         if best is None:
             raise error(f"the index {index} has no wheel of {project}", path="export")
         fetcher.download(best.url, best.sha256, folder / best.name)
@@ -527,10 +548,14 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
         downloads = fetch_downloads(fetcher, plan, tmp / "files", out)
         debs = fetch_debs(backend.lock_client(), plan.from_image, plan, entry, tmp / "apt",
                           ca_bundle, out)
-        print(f"envkit: export: saving {tag} and its base {plan.from_image}", file=out,
-              flush=True)
+        # the base under a tag of its own: an archive keeps tags, never a digest reference
+        # (a base the lock pins by digest would come back nameless)
+        base_ref = f"{BASE_REPO}:{image_id(base_image.id)[:12]}"
+        backend.tag(base_image, *base_ref.split(":"))
+        print(f"envkit: export: saving {tag} and its base {plan.from_image} (as {base_ref})",
+              file=out, flush=True)
         backend.save(tag, tmp / "image.tar")
-        backend.save(plan.from_image, tmp / "base.tar")
+        backend.save(base_ref, tmp / "base.tar")
         files = {rel: sha256_file(tmp / rel) for rel in
                  ["image.tar", "base.tar", "apt/Packages",
                   *(f"apt/{n}" for n in debs), *(f"files/{n}" for n in downloads),
@@ -539,7 +564,7 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
                 "params": plan.params, "lock": entry.content_digest(),
                 "python": entry.python, "platform": entry.platform, "suite": entry.suite,
                 "image": {"tag": tag, "id": (backend.image(tag) or base_image).id},
-                "base": {"ref": plan.from_image, "id": base_image.id},
+                "base": {"ref": base_ref, "from": plan.from_image, "id": base_image.id},
                 "build_backends": sorted(extra), "files": files}
         (tmp / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         sets = "".join(f" --set {k}={v}" for k, v in sorted(plan.params.items()))
@@ -577,6 +602,16 @@ class Offline:
             raise error(f"{manifest} is not an export this envkit reads (format "
                         f"{data.get('envkit-export') if isinstance(data, dict) else '?'}, "
                         f"expected {FORMAT})", path="--offline")
+        base, files = data.get("base"), data.get("files")
+        if not (isinstance(base, dict) and isinstance(base.get("ref"), str)
+                and isinstance(base.get("id"), str) and isinstance(files, dict)
+                and all(isinstance(v, str) for v in files.values())):
+            raise error(f"{manifest} lacks its base (ref, id) or its files (name: sha256)",
+                        path="--offline", hint="export again")
+        for rel in files:
+            if not (isinstance(rel, str) and _EXPORTED.fullmatch(rel)):
+                raise error(f"{manifest} names a file no export writes: {str(rel)[:80]!r}",
+                            path="--offline", hint="export again; never edit export.json")
         return cls(folder, data)
 
     def check(self, plan: Plan, recipe: str) -> None:
@@ -597,6 +632,9 @@ class Offline:
             if rel == "image.tar":
                 continue  # not read by a build
             path = self.folder / rel
+            if path.is_symlink():
+                raise error(f"{path} is a symbolic link; an export holds its files",
+                            path="--offline", hint="copy the folder with its files, not links")
             if not path.is_file():
                 raise error(f"{path} is missing from the export", path="--offline",
                             hint="copy the whole folder, or export again")
@@ -616,9 +654,9 @@ class Offline:
             have = backend.image(ref)
         if have is None:
             raise error(f"{self.folder / 'base.tar'} did not give {ref}", path="--offline")
-        if have.id != want:
-            raise error(f"the engine's {ref} is {have.id[:19]}, not the export's base "
-                        f"{want[:19]}", path="--offline",
+        if image_id(have.id) != image_id(want):
+            raise error(f"the engine's {ref} is {image_id(have.id)[:12]}, not the export's "
+                        f"base {image_id(want)[:12]}", path="--offline",
                         hint=f"remove it (docker rmi {ref}) and build again: base.tar is loaded")
         return ref
 
@@ -644,7 +682,7 @@ def offline_error(what: str) -> EnvkitError:
                  hint="start the Docker engine (or podman), or build without --offline")
 
 
-def export(opts: Any, out_dir: Path, out: TextIO) -> Path:
+def export(opts: Any, out_dir: Path | None, out: TextIO) -> Path:
     """``invoke export``: build the recipe at its saved lock (or find it built), then write
     the hand-over. Everything that would stop it is said before the build."""
     from envkit.cli import build
@@ -658,12 +696,25 @@ def export(opts: Any, out_dir: Path, out: TextIO) -> Path:
                     hint="--target docker or podman")
     backend, refused = build.connect(opts.target, opts.docker, out)
     plan = build._plan(opts, catalog, locker=locking.Locker(catalog, recipe))
-    locked_entry(plan, opts.recipe)
     refuse(plan)
+    secret = [f"step {ps.number} ({ps.recipe}: {ps.title}) uses "
+              + ", ".join(x.id for x in ps.step.secrets)
+              for ps in plan.steps if ps.kind == "pip" and ps.step.secrets]
+    if secret:  # a private index's login: the fetcher here sends none
+        raise error(f"export fetches the locked wheels without the recipe's secrets: "
+                    f"{'; '.join(secret)}", path="--recipe",
+                    hint="export from a mirror that needs no login (--mirror NAME)")
+    entry = locked_entry(plan, opts.recipe)
+    if backend is not None and apt_pins(entry) and backend.lock_client() is None:
+        raise error(f"export downloads {plan.name}'s locked Debian packages with apt in a "
+                    f"container of the base, through the Docker engine; {backend.name} "
+                    "builds here without one", path="--target",
+                    hint="start the Docker engine (the image can still build with podman)")
     if refused is not None:
         raise refused
     if backend is None:
         raise error("export needs an engine to build and save the image, and none is there",
                     path="--target", hint="start the Docker engine (or install podman)")
     tag = build.build_image(backend, opts, catalog, plan, out)
-    return write(backend, plan, opts.recipe, tag, out_dir, opts.ca_bundle, out)
+    return write(backend, plan, opts.recipe, tag, out_dir or Path("export") / plan.name,
+                 opts.ca_bundle, out)

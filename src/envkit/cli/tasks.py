@@ -494,7 +494,7 @@ def export(c, recipe="", set_=None, mirror="", ca_bundle="", target="", out="", 
 
     opts = _options(c, recipe, set_, mirror, "", ca_bundle, target=target, verbose=verbose,
                     secrets=secretmod.parse(secret or []))
-    run_export(opts, Path(out) if out else Path("export") / recipe, sys.stdout)
+    run_export(opts, Path(out) if out else None, sys.stdout)
 
 
 @task(name="run", iterable=["set_", "secret"], help=_COMMON)
