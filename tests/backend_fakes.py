@@ -17,7 +17,8 @@ from envkit.backends import buildkit
 from envkit.backends import docker as dockerbackend
 from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan
-from envkit.render import render
+from envkit.render import render_all
+from envkit.render.stepmap import StepMap
 
 MakeRecipe = Callable[..., Path]
 
@@ -56,8 +57,13 @@ NEW = "Docker version 28.2.2, build e6534b4"
 def progress_of(plan: Plan, verbose: bool = False) -> tuple[buildkit.Progress, io.StringIO]:
     out = io.StringIO()
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
-    steps = buildkit.instruction_steps(render(plan, "dockerfile"))
+    steps = step_map(plan).buildkit()
     return buildkit.Progress(titles, steps, out, verbose), out
+
+
+def step_map(plan: Plan) -> StepMap:
+    """The step map of the plan's Dockerfile, from the render a build makes."""
+    return render_all(plan, ["dockerfile"]).step_maps["Dockerfile"]
 
 
 SUCCESS = """\

@@ -23,7 +23,7 @@ from envkit.cli import build as buildmod
 from envkit.diagnostics import EnvkitError, error
 from envkit.load.catalog import Catalog
 from envkit.plan import Plan
-from envkit.render import render
+from envkit.render import Rendered, render, render_all
 
 pytestmark = pytest.mark.usefixtures("fresh_choice")
 
@@ -173,9 +173,9 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
     opts = buildmod.Options(recipe="t", ca_bundle=Path("/x/ca.pem"))
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(docker_with(builder), full_plan, render(full_plan, "dockerfile"),
-                            context,
-                            ["envkit/t:1"], "abc", opts, buildmod.secretmod.Provided(), out)
+        buildmod._run_build(docker_with(builder), full_plan,
+                            render_all(full_plan, ["dockerfile"]), context, ["envkit/t:1"],
+                            "abc", opts, buildmod.secretmod.Provided(), out)
     text = one_line(info.value)
     assert "build: t: the build failed at step 2/7 t: apt curl after " in text
     assert f"full log: {context / 'build.log'}" in text
@@ -188,9 +188,9 @@ def test_run_build_names_the_failing_step(tmp_path: Path, full_plan: Plan,
 def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
     builder = fake_builder(tmp_path, SUCCESS, 0)
     out = io.StringIO()
-    buildmod._run_build(docker_with(builder), full_plan, render(full_plan, "dockerfile"),
-                        tmp_path,
-                        ["envkit/t:1"], "abc", buildmod.Options(recipe="t"),
+    buildmod._run_build(docker_with(builder), full_plan,
+                        render_all(full_plan, ["dockerfile"]), tmp_path, ["envkit/t:1"],
+                        "abc", buildmod.Options(recipe="t"),
                         buildmod.secretmod.Provided(), out)
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
@@ -261,9 +261,10 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
                 return 0, "ok\n"
             return run
 
-    def fake_run_build(backend: Any, plan: Plan, dockerfile: str, context: Path,
+    def fake_run_build(backend: Any, plan: Plan, rendered: Rendered, context: Path,
                        tags: list[str], *rest: Any) -> None:
-        assert (context / "Dockerfile").read_text() == dockerfile  # what was written is built
+        # what was written is built
+        assert (context / "Dockerfile").read_text() == rendered.files["Dockerfile"]
         built[tags[0]] = backends.Image(image_id, {}, 1 << 20)
 
     monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
@@ -380,20 +381,21 @@ def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
 
     path = recipe("steps:\n  - run: echo hi\n")
     calls = {"plan": 0, "render": 0}
-    real_plan, real_render = buildmod.make_plan, rendermod.render
+    real_plan, real_render = buildmod.make_plan, rendermod._render
 
     def counted_plan(*args: Any, **kw: Any) -> Plan:
         calls["plan"] += 1
         return real_plan(*args, **kw)
 
-    def counted_render(*args: Any, **kw: Any) -> str:
+    def counted_render(*args: Any, **kw: Any) -> Any:
         calls["render"] += 1
         return real_render(*args, **kw)
 
     built: dict[str, Any] = {}
 
-    def fake_run_build(builder: Any, plan: Plan, dockerfile: str, context: Path,
+    def fake_run_build(builder: Any, plan: Plan, rendered: Rendered, context: Path,
                        tags: list[str], *rest: Any) -> None:
+        dockerfile = rendered.files["Dockerfile"]
         assert "\nFROM envkit/base:bookworm\n" in dockerfile
         assert (context / "Dockerfile").read_text() == dockerfile
         built[tags[0]] = backends.Image("sha256:" + "c" * 64, {}, 0)
@@ -409,7 +411,7 @@ def test_a_build_plans_once_and_renders_once(recipe: MakeRecipe, tmp_path: Path,
             pass
 
     monkeypatch.setattr(buildmod, "make_plan", counted_plan)
-    monkeypatch.setattr(rendermod, "render", counted_render)
+    monkeypatch.setattr(rendermod, "_render", counted_render)  # every render goes through it
     monkeypatch.setattr(buildmod, "connect", lambda target, cli, out: (Fake(), None))
     monkeypatch.setattr(buildmod, "_run_build", fake_run_build)
     opts = buildmod.Options(recipe=str(path), build_dir=tmp_path / "build", verify=False)

@@ -20,13 +20,14 @@ from backend_fakes import (
     fake_docker,
     one_line,
     progress_of,
+    step_map,
 )
 from conftest import script
 from envkit import ca
 from envkit.backends import buildkit
 from envkit.diagnostics import EnvkitError
 from envkit.plan import Plan
-from envkit.render import render
+from envkit.render import stepmap
 
 pytestmark = pytest.mark.usefixtures("fresh_choice")
 
@@ -136,16 +137,16 @@ def test_choose_tries_each_client_in_turn(tmp_path: Path, monkeypatch: pytest.Mo
 def test_instruction_steps_of_a_rendered_dockerfile(full_plan: Plan) -> None:
     kinds = [ps.kind for ps in full_plan.steps]
     assert kinds == ["env", "apt", "env", "venv", "pip", "copy", "run"]
-    steps = buildkit.instruction_steps(render(full_plan, "dockerfile"))
+    steps = step_map(full_plan).buildkit()
     # FROM, the helpers' and uv's COPY and the base's record, then one vertex per
     # apt/venv/pip/copy/run step (env steps make none), then the manifest's COPY and RUN
     assert steps == {"stage-0": [0, 0, 0, 0, 2, 4, 5, 6, 7, 0, 0]}
 
 
 def test_instruction_steps_counts_workdir_and_add() -> None:
-    text = ("FROM debian\n# [1/3] a: one\nWORKDIR /x\nENV A=1\n# [2/3] a: two\n"
-            "ADD x /x\nrun echo\n# [3/3] a: three\nLABEL a=b\n")
-    assert buildkit.instruction_steps(text) == {"stage-0": [0, 1, 2, 2]}
+    pieces = [(0, "FROM debian\n"), (1, "WORKDIR /x\nENV A=1\n"), (2, "ADD x /x\nrun echo\n"),
+              (3, "LABEL a=b\n")]
+    assert stepmap.dockerfile(pieces).buildkit() == {"stage-0": [0, 1, 2, 2]}
 
 
 def test_progress_of_a_successful_build(full_plan: Plan) -> None:

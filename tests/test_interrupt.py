@@ -38,7 +38,7 @@ from envkit.backends import buildkit, engine, logged
 from envkit.cli import build as buildmod
 from envkit.cli import tasks
 from envkit.diagnostics import EnvkitError
-from envkit.render import render
+from envkit.render import render_all
 
 BASE = "envkit/base:bookworm"
 INTERRUPTED = "[envkit] interrupted\n"
@@ -976,14 +976,14 @@ def test_a_build_whose_engine_went_away(output: str, where: str, recipe: Any, tm
     monkeypatch.setattr(engine, "lost", lambda: ANSWERS_NOT)
     context = tmp_path / "ctx"
     context.mkdir()
-    dockerfile = render(plan, "dockerfile")
-    (context / "Dockerfile").write_text(dockerfile)
+    rendered = render_all(plan, ["dockerfile"])
+    (context / "Dockerfile").write_text(rendered.files["Dockerfile"])
     (tmp_path / "out.txt").write_text(output)
     client = script(tmp_path / "docker", f"cat {str(tmp_path / 'out.txt')!r}; exit 1\n")
     builder = buildkit.Builder(str(client), ("build",), (), "fake")
     out = io.StringIO()
     with pytest.raises(EnvkitError) as info:
-        buildmod._run_build(docker_with(builder), plan, dockerfile, context, ["x:1"], "abc",
+        buildmod._run_build(docker_with(builder), plan, rendered, context, ["x:1"], "abc",
                             buildmod.Options("t"), buildmod.secretmod.Provided(), out)
     assert re.fullmatch(
         rf"envkit: engine: t: the Docker engine went away during the build, {where}, after "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from backend_fakes import step_map
 from conftest import envkit, script, show
 from envkit import backends
 from envkit.backends import engine, podman
@@ -100,10 +101,10 @@ def venv_plan() -> object:
 
 
 def test_each_instruction_maps_to_its_recipe_step(venv_plan) -> None:
-    """buildah counts every instruction (ARG, ENV, LABEL too); the template's comments say
-    whose each is."""
+    """buildah counts every instruction (ARG, ENV, LABEL too); the render says whose each
+    is."""
     text = render(venv_plan, "dockerfile")
-    (stage,) = podman.stages(text)
+    (stage,) = step_map(venv_plan).every()
     instructions = [ln for ln in text.splitlines() if re.match(r"[A-Z]+ ", ln)]
     assert len(stage) == len(instructions)  # continuation lines are not instructions
     first = stage.index(1)
@@ -115,7 +116,7 @@ def test_each_instruction_maps_to_its_recipe_step(venv_plan) -> None:
 
 def test_two_stages_each_count_their_own(catalog: Catalog) -> None:
     plan = make_plan(catalog.find("lapack-src"), catalog)
-    build, runtime = podman.stages(render(plan, "dockerfile"))
+    build, runtime = step_map(plan).every()
     steps = {ps.number: ps.stage for ps in plan.steps}
     assert {n for n in build if n} == {n for n, s in steps.items() if s == "build"}
     assert {n for n in runtime if n} == {n for n, s in steps.items() if s == "runtime"}
@@ -124,7 +125,7 @@ def test_two_stages_each_count_their_own(catalog: Catalog) -> None:
 def _progress(plan: object, text: str) -> tuple[podman.Progress, str]:
     out = io.StringIO()
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}  # type: ignore[attr-defined]
-    progress = podman.Progress(titles, podman.stages(render(plan, "dockerfile")), out)
+    progress = podman.Progress(titles, step_map(plan).every(), out)
     for line in text.splitlines():
         progress.feed(line)
     progress.flush()
@@ -152,7 +153,7 @@ def test_a_build_asks_podman_for_the_docker_format_secrets_and_args_by_name(
         tmp_path: Path, venv_plan) -> None:
     exe = fake(tmp_path)
     request = backends.BuildRequest(
-        tmp_path / "ctx", render(venv_plan, "dockerfile"), ["envkit/python-venv:1"],
+        tmp_path / "ctx", step_map(venv_plan), ["envkit/python-venv:1"],
         {"io.envkit.build": "1"}, {1: "a: one", 2: "a: two"}, tmp_path / "build.log",
         io.StringIO(), secrets={"envkit-ca": Path("/ca.pem")}, build_args={"PIP_CERT": "/x"},
         env_args=["HTTPS_PROXY"], no_cache=True)
@@ -169,7 +170,7 @@ def test_a_build_asks_podman_for_the_docker_format_secrets_and_args_by_name(
 
 def test_a_failed_build_keeps_the_failing_steps_lines(tmp_path: Path, venv_plan) -> None:
     exe = fake(tmp_path, CACHED, 2)
-    request = backends.BuildRequest(tmp_path, render(venv_plan, "dockerfile"), ["t:1"], {},
+    request = backends.BuildRequest(tmp_path, step_map(venv_plan), ["t:1"], {},
                                     {1: "a: one", 2: "a: two"}, tmp_path / "log", io.StringIO())
     outcome = podman.Podman(str(exe), "4.3.1").build(request)
     assert not outcome.ok

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backend_fakes import step_map
 from conftest import problems
 from envkit.load.catalog import Catalog
 from envkit.plan import RUNTIME, aptlock, make_plan
@@ -140,7 +141,7 @@ def test_build_progress_follows_each_stage() -> None:
 
     catalog = Catalog()
     plan = make_plan(catalog.find("lapack-src"), catalog)
-    stages = buildkit.instruction_steps(render(plan, "dockerfile"))
+    stages = step_map(plan).buildkit()
     assert list(stages) == ["build", "runtime"]
     build = [n for n in stages["build"] if n]
     assert build == [1, 3, 4, 5, 6]  # step 2 is an env step: no instruction

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TextIO
 
 from envkit.checks import Runner
 from envkit.diagnostics import EnvkitError
+from envkit.render.stepmap import StepMap
 
 
 class NoBackend(EnvkitError):
@@ -40,13 +41,13 @@ class Image:
 
 @dataclass
 class BuildRequest:
-    """One build: a rendered context (its Dockerfile as rendered), tags and labels, the
-    titles of the recipe's steps (for progress), the log, secrets (id -> file), build
-    args, the names of build args the builder reads from its environment (proxies: never
-    on a command line), redactions for the log."""
+    """One build: a rendered context, the step map of its Dockerfile (from the same
+    render), tags and labels, the titles of the recipe's steps (for progress), the log,
+    secrets (id -> file), build args, the names of build args the builder reads from its
+    environment (proxies: never on a command line), redactions for the log."""
 
     context: Path
-    dockerfile: str
+    steps: StepMap
     tags: list[str]
     labels: dict[str, str]
     titles: dict[int, str]

@@ -93,35 +93,6 @@ def choose(preferred: str = "") -> Builder:
 _HEAD = re.compile(r"#(\d+) \[(?:([\w.-]+) +)? *(\d+)/(\d+)\] ")  # '[stage-0  2/10]' pads
 _STATUS = re.compile(r"#(\d+) (CACHED|DONE ([\d.]+)s|ERROR:? ?(.*)|CANCELED)$")
 _OUTPUT = re.compile(r"#(\d+) [\d.]+ (.*)$")
-_INSTRUCTION = re.compile(r"(FROM|RUN|COPY|ADD|WORKDIR)\s", re.IGNORECASE)
-STEP_COMMENT = re.compile(r"# \[(\d+)/\d+\] ")
-ENVKIT_COMMENT = re.compile(r"# \[envkit\] ")
-
-
-_FROM_AS = re.compile(r"FROM\s.*\sAS\s+([\w.-]+)\s*$", re.IGNORECASE)
-
-
-def instruction_steps(dockerfile: str) -> dict[str, list[int]]:
-    """For each stage, and each of its instructions BuildKit shows as ``[stage k/M]``, the
-    recipe step it belongs to (0 for FROM and envkit's own). Our template marks every step
-    with a ``# [n/N]`` comment, and what envkit adds after the steps with ``# [envkit]``.
-    A stage without a name is ``stage-I``, as BuildKit calls it."""
-    stages: dict[str, list[int]] = {}
-    steps: list[int] = []
-    current = 0
-    for line in dockerfile.splitlines():
-        if m := STEP_COMMENT.match(line):
-            current = int(m[1])
-        elif ENVKIT_COMMENT.match(line):
-            current = 0
-        elif _INSTRUCTION.match(line):
-            if line[:4].upper() == "FROM":
-                named = _FROM_AS.match(line)
-                steps = stages.setdefault(named[1] if named else f"stage-{len(stages)}", [])
-            steps.append(current)
-    return stages
-
-
 @dataclass
 class StepLog:
     number: int
@@ -136,7 +107,7 @@ class Progress:
     """Turns BuildKit's plain progress into one line per recipe step."""
 
     titles: dict[int, str]  # step number -> "recipe: title"
-    steps_of: dict[str, list[int]]  # from instruction_steps()
+    steps_of: dict[str, list[int]]  # StepMap.buildkit() of the rendered Dockerfile
     out: TextIO
     verbose: bool = False
     vertex_step: dict[str, int] = field(default_factory=dict)

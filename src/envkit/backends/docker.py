@@ -44,7 +44,7 @@ class Docker:
 
     def build(self, request: BuildRequest) -> buildkit.Outcome:
         progress = buildkit.Progress(request.titles,
-                                     buildkit.instruction_steps(request.dockerfile),
+                                     request.steps.buildkit(),
                                      request.out, request.verbose)
         return buildkit.build(self.builder(), request.context, request.tags, request.labels,
                               progress, request.log, secrets=request.secrets,

@@ -161,7 +161,7 @@ class Podman:
     # --- build ---------------------------------------------------------------------------
 
     def build(self, request: BuildRequest) -> buildkit.Outcome:
-        progress = Progress(request.titles, stages(request.dockerfile), request.out,
+        progress = Progress(request.titles, request.steps.every(), request.out,
                             request.verbose)
         argv = [self.exe, "build", "--format", "docker", "--layers",
                 "-f", str(request.context / "Dockerfile")]
@@ -273,31 +273,6 @@ _STEP = re.compile(r"(?:\[(\d+)/\d+\] )?STEP (\d+)/(\d+): ")
 _CACHED = re.compile(r"--> Using cache ")
 _END = re.compile(r"--> [0-9a-f]{6,}\s*$")
 _ERROR = re.compile(r"Error: building at STEP ")
-_KEYWORD = re.compile(r"([A-Za-z]+)(\s|$)")
-
-
-def stages(dockerfile: str) -> list[list[int]]:
-    """For each stage and each of its instructions (every one: buildah counts ARG, ENV and
-    LABEL too), the recipe step it belongs to, by the template's ``# [n/N]`` and
-    ``# [envkit]`` comments (0: FROM and envkit's own)."""
-    out: list[list[int]] = []
-    current, continued = 0, False
-    for line in dockerfile.splitlines():
-        text = line.strip()
-        if continued:
-            continued = text.endswith("\\")
-            continue
-        if m := buildkit.STEP_COMMENT.match(text):
-            current = int(m[1])
-        elif buildkit.ENVKIT_COMMENT.match(text):
-            current = 0
-        elif text and not text.startswith("#") and _KEYWORD.match(text):
-            if text[:5].upper() == "FROM ":
-                out.append([])
-            if out:
-                out[-1].append(current)
-            continued = text.endswith("\\")
-    return out
 
 
 class Progress(buildkit.Progress):

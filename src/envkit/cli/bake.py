@@ -100,9 +100,8 @@ def bake(opts: Options, out: TextIO, push: Any = None) -> Path:
     for recipe, name, plan, tag in chosen:
         if plan.base in pushed:
             plan.image = pushed[plan.base]
-        texts = render_all(plan, ["dockerfile"])
         context = opts.out / "contexts" / name
-        write_rendered(plan, texts, context)
+        write_rendered(plan, render_all(plan, ["dockerfile"]).files, context)
         atomic_write(context / ".dockerignore", DOCKERIGNORE.encode(), 0o644)  # as build's
         targets[name] = _target(opts, recipe, name, plan, tag)
         groups.setdefault(f"{recipe.name}-variants", []).append(name)

@@ -29,7 +29,7 @@ from envkit.diagnostics import EnvkitError, error
 from envkit.load.catalog import Catalog
 from envkit.plan import Plan, locking, make_plan, mirrors, param_text, resolve
 from envkit.plan import lock as lockmod
-from envkit.render import render_all, write_rendered
+from envkit.render import Rendered, render_all, write_rendered
 from envkit.verify import lockcheck, run_checks
 
 MADE_LOCK = "envkit.lock"  # a lock made for one build, beside its Dockerfile or script
@@ -241,8 +241,8 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
                                              plan.mirror.registries())
     plan.image = base
     base_image = backend.image(base)
-    texts = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
-    dockerfile = texts["Dockerfile"]
+    rendered = render_all(plan, ["dockerfile"])  # rendered once: built, hashed and written
+    dockerfile = rendered.files["Dockerfile"]
     bid = build_id(dockerfile, plan, base_image.id if base_image is not None else base,
                    bool(opts.ca_bundle))
     tags = [opts.tag or f"{repo}:{bid}"]
@@ -250,7 +250,7 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
     # the checks and the :latest tag under the lock too, and on the image's id: a second
     # build of this recipe may re-tag tags[0] the moment this one lets go
     with _locked(context):
-        write_rendered(plan, texts, context)
+        write_rendered(plan, rendered.files, context)
         (context / ".dockerignore").write_text(DOCKERIGNORE)
         _save_made_lock(plan, context)
         existing = backend.image(tags[0])
@@ -261,12 +261,12 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
         elif offline is not None:
             staged = offline.stage(context)
             try:
-                _run_build(backend, plan, dockerfile, context, tags, bid, opts, given, out,
+                _run_build(backend, plan, rendered, context, tags, bid, opts, given, out,
                            network="none")
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
         else:
-            _run_build(backend, plan, dockerfile, context, tags, bid, opts, given, out)
+            _run_build(backend, plan, rendered, context, tags, bid, opts, given, out)
         image = backend.image(tags[0])
         if image is None:  # removed by someone else between the build and here
             raise error(f"{plan.name}: the image {tags[0]} is gone right after its build",
@@ -284,9 +284,9 @@ def _build_image(backend: backends.ImageBackend, opts: Options, catalog: Catalog
     return tags[0]
 
 
-def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, context: Path,
-               tags: list[str], bid: str, opts: Options, given: secretmod.Provided,
-               out: TextIO, network: str = "") -> None:
+def _run_build(backend: backends.ImageBackend, plan: Plan, rendered: Rendered,
+               context: Path, tags: list[str], bid: str, opts: Options,
+               given: secretmod.Provided, out: TextIO, network: str = "") -> None:
     titles = {ps.number: f"{ps.recipe}: {ps.title}" for ps in plan.steps}
     log = context / "build.log"
     secrets, args = dict(given.files), {}
@@ -298,6 +298,7 @@ def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, cont
     args.update(network_args(os.environ))
     proxies = list(proxy.settings(os.environ))  # the client reads them from its environment
     redact = [*given.redact, *proxy.redactions(os.environ)]
+    dockerfile = rendered.files["Dockerfile"]
     if os.environ.get("ENVKIT_APT_VANISHED") == "newer" and "ENVKIT_APT_VANISHED" in dockerfile:
         args["ENVKIT_APT_VANISHED"] = "newer"
         print("envkit: ENVKIT_APT_VANISHED=newer: a locked Debian version the archive has "
@@ -311,8 +312,8 @@ def _run_build(backend: backends.ImageBackend, plan: Plan, dockerfile: str, cont
         print(f"envkit: secrets {', '.join(given.files)} are mounted only on the steps that "
               "use them (build secrets, in no layer)", file=out, flush=True)
     outcome = backend.build(backends.BuildRequest(
-        context, dockerfile, tags, {"io.envkit.build": bid}, titles, log, out,
-        secrets=secrets, build_args=args, env_args=proxies, no_cache=opts.no_cache,
+        context, rendered.step_maps["Dockerfile"], tags, {"io.envkit.build": bid}, titles,
+        log, out, secrets=secrets, build_args=args, env_args=proxies, no_cache=opts.no_cache,
         redact=redact, verbose=opts.verbose, network=network))
     progress = outcome.progress
     if not outcome.ok:

@@ -3,7 +3,9 @@ the jinja2 templates.
 
 An output format is one :class:`OutputFormat` in ``FORMATS`` (its template, the file it is
 written as, its mode, the linter kind that checks it) and one template: render, render
---out, validate and its linting all route through the registry.
+--out, validate and its linting all route through the registry. A format a backend builds
+step by step also gives, from the same render, which recipe step each of its instructions
+belongs to (render.stepmap), for the build's progress.
 
 One Environment per process (templates compile once), StrictUndefined so a
 typo in a template is an error, not an empty string.
@@ -27,6 +29,7 @@ import jinja2
 from envkit import __version__, ca, memo, paths
 from envkit.diagnostics import EnvkitError, did_you_mean, error
 from envkit.plan import UV_REQUIREMENT, Plan, lock, mirrors, param_text
+from envkit.render import stepmap
 from envkit.render.quote import FILTERS, QuoteError
 
 
@@ -36,7 +39,8 @@ class OutputFormat:
     as ``filename`` with ``mode``; validate lints it as ``lint_kind`` (a key of lint.LINTERS,
     where a format module may register its own linter). ``companions`` gives the other
     files a build of it reads (name -> text); ``context`` the variables its template needs
-    beyond the shared ones."""
+    beyond the shared ones; ``step_map`` reads the pieces its template marks with
+    ``{{ step(n) }}`` (render.stepmap) as the map a backend's progress follows."""
 
     name: str
     template: str
@@ -46,6 +50,16 @@ class OutputFormat:
     mode: int = 0o644
     companions: Callable[[Plan], dict[str, str]] | None = None
     context: Callable[[Plan], dict[str, object]] | None = None
+    step_map: Callable[[list[tuple[int, str]]], stepmap.StepMap] | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What one render gives: each file's name and text, and the step map of each file
+    whose format has one (a Dockerfile's)."""
+
+    files: dict[str, str]
+    step_maps: dict[str, stepmap.StepMap]
 
 
 FORMATS: dict[str, OutputFormat] = {}
@@ -117,6 +131,7 @@ def environment() -> jinja2.Environment:
     env.globals["uv_env"] = UV_ENV
     env.globals["uv_version"] = lock.uv_version()
     env.globals["helpers"] = (paths.data_dir() / "helpers.sh").read_text()
+    env.globals["step"] = stepmap.mark  # where a step's text begins; render takes it out
     env.globals["partial"] = functools.cache(
         lambda kind: env.get_template(f"steps/{kind}.j2").module)  # a step kind's macros
     return env
@@ -177,10 +192,16 @@ output_format(OutputFormat("shell", "script.sh.j2", "install.sh", "shell",
                            "a bash script that installs on this host", mode=0o755))
 output_format(OutputFormat("dockerfile", "Dockerfile.j2", "Dockerfile", "dockerfile",
                            "a Dockerfile for BuildKit",
-                           companions=lambda plan: {MANIFEST: manifest(plan)}))
+                           companions=lambda plan: {MANIFEST: manifest(plan)},
+                           step_map=stepmap.dockerfile))
 
 
 def render(plan: Plan, fmt: str) -> str:
+    """The text of one format's file."""
+    return _render(plan, fmt)[0]
+
+
+def _render(plan: Plan, fmt: str) -> tuple[str, stepmap.StepMap | None]:
     spec = FORMATS[check_format(fmt)]
     template = environment().get_template(spec.template)
     params_text = " ".join(f"{k}={param_text(v)}" for k, v in plan.params.items())
@@ -198,28 +219,35 @@ def render(plan: Plan, fmt: str) -> str:
                                               if plan.offline else []),
                                lock_label=state.get("digest", state["state"]),
                                **(spec.context(plan) if spec.context else {}))
+        text, pieces = stepmap.cut(text.lstrip("\n"))
     except QuoteError as exc:  # validation should have stopped this value; never emit it
         raise error(f"cannot render {plan.name}: {exc}", file=plan.source, path=fmt) from None
-    return text.lstrip("\n")
+    return text, (spec.step_map(pieces) if spec.step_map is not None else None)
 
 
 # The formats of their own modules (each registers itself with output_format).
 from envkit.render import apptainer as _apptainer  # noqa: E402,F401
 
 
-def render_all(plan: Plan, formats: list[str]) -> dict[str, str]:
+def render_all(plan: Plan, formats: list[str]) -> Rendered:
     """Each format's file name and text: what a backend writes and builds from (with the
-    manifest a Dockerfile copies into the image)."""
-    texts = {FORMATS[fmt].filename: render(plan, fmt) for fmt in formats}
+    manifest a Dockerfile copies into the image), and the step maps, from one render."""
+    texts: dict[str, str] = {}
+    maps: dict[str, stepmap.StepMap] = {}
+    for fmt in formats:
+        name = FORMATS[fmt].filename
+        texts[name], step_map = _render(plan, fmt)
+        if step_map is not None:
+            maps[name] = step_map
     for fmt in formats:
         if (companions := FORMATS[fmt].companions) is not None:
             texts.update(companions(plan))
-    return texts
+    return Rendered(texts, maps)
 
 
 def write_outputs(plan: Plan, formats: list[str], out: Path) -> list[Path]:
     """Render every format first, then write each file atomically (temp file + rename)."""
-    return write_rendered(plan, render_all(plan, formats), out)
+    return write_rendered(plan, render_all(plan, formats).files, out)
 
 
 def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
