@@ -17,8 +17,8 @@ import pytest
 
 from conftest import envkit, run_cli, show
 from envkit.cli import bake
-from envkit.cli.validate import variants
 from envkit.load.catalog import Catalog
+from envkit.plan.variants import variants
 
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 

@@ -546,7 +546,7 @@ def test_every_catalog_lock_is_current_or_recorded_as_unlockable(catalog) -> Non
     entry, or one saying why it cannot be locked here; the uv pin is the one envkit uses."""
     from importlib.metadata import version
 
-    from envkit.cli.validate import variants
+    from envkit.plan.variants import variants
 
     assert version("uv") == lockmod.uv_version()
     states: dict[str, int] = {}
@@ -859,3 +859,26 @@ def test_a_newer_debian_package_in_the_base_is_said_not_downgraded(tmp_path: Pat
             "libx 2.0-1 (t.lock:9): the base has 2.0-2 now")
     else:
         assert "keeping it (ENVKIT_APT_VANISHED=newer)" in done.stderr
+
+
+def test_a_lock_write_that_fails_leaves_the_old_lock_and_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock goes through the one atomic writer (envkit.files): a failure between the
+    temp file and the rename keeps the lock that was there, whole."""
+    from envkit import files
+
+    path = tmp_path / "r.lock"
+    path.write_text("old\n")
+    lock = lockmod.LockFile(path, "r")
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", refuse)
+    with pytest.raises(OSError):
+        lockmod.write(lock)
+    monkeypatch.undo()
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.lock"]
+    lockmod.write(lock)
+    assert lockmod.load(path) is not None

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, plan_of, problems
-from envkit.cli.validate import variants
 from envkit.load.catalog import Catalog
 from envkit.plan import make_plan, resolve
 from envkit.plan.lock import GLIBC, Target, target_of
+from envkit.plan.variants import variants
 from envkit.render import render
 
 HELPERS = REPO / "src" / "envkit" / "data" / "helpers.sh"

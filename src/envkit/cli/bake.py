@@ -24,13 +24,14 @@ from typing import Any, TextIO
 
 from envkit import ca, grammar
 from envkit.cli.build import DOCKERIGNORE
-from envkit.cli.validate import variants
 from envkit.diagnostics import error
+from envkit.files import atomic_write
 from envkit.load.catalog import Catalog
 from envkit.load.model import Recipe
 from envkit.plan import Plan, make_plan, mirrors
 from envkit.plan.locking import Locker
-from envkit.render import atomic_write, render_all, write_rendered
+from envkit.plan.variants import variants
+from envkit.render import render_all, write_rendered
 
 FILE = "docker-bake.json"
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")

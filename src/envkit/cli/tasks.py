@@ -197,7 +197,7 @@ def init(c, from_="", name="", python="", force=False):
     if target.exists() and not force:
         raise error(f"{target} is already there", path="--name",
                     hint="--force replaces it; --name NAME writes another")
-    from envkit.render import atomic_write
+    from envkit.files import atomic_write
 
     atomic_write(target, importers.recipe_text(draft).encode(), 0o644)
     print(f"envkit: wrote {target} from {source.name} ({draft.kind})")
@@ -225,7 +225,8 @@ def init(c, from_="", name="", python="", force=False):
 def ci(c, recipe=None, out="", envkit="", python="3.11", force=False):
     """Write a GitHub Actions workflow for a repository of recipes: validate, resolve,
     then build and verify each one."""
-    from envkit.render import atomic_write, workflows
+    from envkit.files import atomic_write
+    from envkit.render import workflows
 
     root = Path(out or ".")
     paths_ = workflows.recipe_paths(root, list(recipe or []))

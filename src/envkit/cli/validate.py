@@ -13,22 +13,11 @@ from envkit import ca, grammar
 from envkit.diagnostics import Diagnostic, EnvkitError
 from envkit.load.catalog import Catalog
 from envkit.load.model import Recipe
-from envkit.plan import Plan, make_plan, mirrors, param_text, resolve, resolver
+from envkit.plan import Plan, make_plan, mirrors, resolver
 from envkit.plan import lock as lockmod
 from envkit.plan.locking import Locker, label, stale_error
+from envkit.plan.variants import Variant, variants
 from envkit.render import FORMATS, lint, render
-
-
-@dataclass
-class Variant:
-    settings: dict[str, str]
-    mirror: str
-
-    def label(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.settings.items()]
-        if self.mirror != mirrors.DEFAULT:
-            parts.append(f"mirror={self.mirror}")
-        return ", ".join(parts) or "defaults"
 
 
 @dataclass
@@ -46,30 +35,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def variants(recipe: Recipe, catalog: Catalog) -> list[Variant]:
-    order, params, _ = resolve(recipe, catalog)
-    out = [Variant({}, mirrors.DEFAULT)]
-    for name in sorted(params):
-        if name == "python" and not covers_pythons(order):
-            continue  # its default only: the recipe has not said which Pythons it takes
-        for value in params[name].variants():
-            if value != params[name].default:
-                out.append(Variant({name: param_text(value)}, mirrors.DEFAULT))
-    out += [Variant({}, m) for m in sorted(mirrors.profiles()) if m != mirrors.DEFAULT]
-    return out
-
-
-def covers_pythons(order: list[Recipe]) -> bool:
-    """Validate and the lock cover every Python a plan offers when its recipe is a Python
-    provider (it declares the ``python`` param) or a recipe in it says which Pythons its pins
-    install on (``python:``, other than the provider's own); else the default Python alone,
-    since a recipe with a base of its own may not have the others."""
-    root = order[-1]
-    if "python" in root.params:
-        return True
-    return any(r.python and "python" not in r.params for r in order)
 
 
 def validate(refs: list[str] | None = None, catalog: Catalog | None = None,

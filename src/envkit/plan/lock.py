@@ -32,9 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit import paths
 from envkit.diagnostics import Diagnostic, EnvkitError, error
+from envkit.files import atomic_write
 from envkit.load.catalog import display
 from envkit.plan import BUILTIN_PARAMS, Plan, param_text
 from envkit.steps import LOCKS_DIR
@@ -525,19 +524,7 @@ def load(path: Path) -> LockFile | None:
 
 def write(lock: LockFile) -> None:
     """Atomically: a reader never sees half a lock."""
-    text = dump(lock)
-    fd, tmp = tempfile.mkstemp(dir=lock.path.parent, prefix=f".{lock.path.name}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, lock.path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(lock.path, dump(lock).encode("utf-8"), 0o644)
 
 
 # --- a lock applied to a plan --------------------------------------------------------------

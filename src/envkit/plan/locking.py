@@ -25,9 +25,10 @@ from envkit.load import compat
 from envkit.load.catalog import Catalog
 from envkit.load.model import Recipe
 from envkit.load.yamlsrc import load_file
-from envkit.plan import Plan, make_plan
+from envkit.plan import Plan, make_plan, mirrors
 from envkit.plan import lock as lockmod
 from envkit.plan.lock import Entry, Inputs, LockFile, Match, StepLock
+from envkit.plan.variants import variants as all_variants
 from envkit.secrets import Given
 
 
@@ -252,10 +253,7 @@ class _Null:
 def variants(recipe: Recipe, catalog: Catalog) -> list[dict[str, str]]:
     """The param settings validate covers: the defaults, then each other value of each
     choice and bool param with the rest at their defaults."""
-    from envkit.cli.validate import variants as all_variants
-    from envkit.plan.mirrors import DEFAULT
-
-    return [v.settings for v in all_variants(recipe, catalog) if v.mirror == DEFAULT]
+    return [v.settings for v in all_variants(recipe, catalog) if v.mirror == mirrors.DEFAULT]
 
 
 @dataclass

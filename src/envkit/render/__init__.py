@@ -28,6 +28,7 @@ import jinja2
 
 from envkit import __version__, ca, memo, paths
 from envkit.diagnostics import EnvkitError, did_you_mean, error
+from envkit.files import atomic_write
 from envkit.plan import UV_REQUIREMENT, Plan, lock, mirrors, param_text
 from envkit.render import stepmap
 from envkit.render.quote import FILTERS, QuoteError
@@ -271,21 +272,6 @@ def write_rendered(plan: Plan, texts: dict[str, str], out: Path) -> list[Path]:
         raise EnvkitError(error(f"cannot write to {out}: {exc.strerror or exc}",
                                 path="--out").diagnostics) from None
     return written
-
-
-def atomic_write(target: Path, data: bytes, mode: int) -> None:
-    """``data`` at ``target`` whole or not at all: a temp file beside it, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _copy_in(source: Path, target: Path, project: bool = False,
