@@ -239,3 +239,16 @@ def local_runner(env: dict[str, str] | None = None, timeout: float = 600) -> Run
         return done.returncode, done.stdout.decode("utf-8", "replace")
 
     return run
+
+
+def sections(output: str) -> dict[str, list[str]]:
+    """envkit_installed's output (the helpers; in an image, on a host): each '# TITLE'
+    line starts a section of lines."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("# "):
+            current = out.setdefault(line[2:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return out

@@ -16,14 +16,13 @@ from typing import TextIO
 
 from envkit import ca, envvalue, paths, proxy
 from envkit.backends import logged
-from envkit.checks import Runner, local_runner
+from envkit.checks import Runner, local_runner, sections
 from envkit.diagnostics import error
 from envkit.plan import UV_REQUIREMENT, Plan
 from envkit.plan import resolver as resolve
 from envkit.plan.lock import explain_step
 from envkit.render import lock_state, pythons, write_outputs
 from envkit.secrets import Provided
-from envkit.verify.lockcheck import sections
 
 ENVS = Path(".envkit") / "envs"
 MANIFEST = "envkit.json"

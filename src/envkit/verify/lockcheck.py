@@ -18,7 +18,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from envkit import paths
-from envkit.checks import Check
+from envkit.checks import Check, sections
 from envkit.plan import Plan
 
 SEEDED = ("pip", "setuptools", "wheel")  # what venv and ensurepip put in a new venv
@@ -89,18 +89,6 @@ class LockCheck(Check):
         count = sum(len(w) for w in self.pip.values()) + len(self.apt or {})
         return True, f"{count} locked packages as locked" + (
             f" ({'; '.join(notes)})" if notes else "")
-
-
-def sections(output: str) -> dict[str, list[str]]:
-    """envkit_installed's output: each '# TITLE' line starts a section of lines."""
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in output.splitlines():
-        if line.startswith("# "):
-            current = out.setdefault(line[2:].strip(), [])
-        elif current is not None and line.strip():
-            current.append(line.strip())
-    return out
 
 
 def _pairs(lines: list[str], sep: str) -> list[tuple[str, str]]:
