@@ -193,6 +193,23 @@ def test_run_build_counts_steps(tmp_path: Path, full_plan: Plan) -> None:
                         "abc", buildmod.Options(recipe="t"),
                         buildmod.secretmod.Provided(), out)
     assert "--secret" not in (tmp_path / "argv.txt").read_text()
+
+
+def test_run_build_passes_your_retry_settings_and_says_which_it_leaves_out(
+        tmp_path: Path, full_plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVKIT_RETRY_DELAY", "0.05")
+    monkeypatch.setenv("ENVKIT_RETRIES", "many")
+    builder = fake_builder(tmp_path, SUCCESS, 0)
+    out = io.StringIO()
+    buildmod._run_build(docker_with(builder), full_plan,
+                        render_all(full_plan, ["dockerfile"]), tmp_path, ["envkit/t:1"],
+                        "abc", buildmod.Options(recipe="t"),
+                        buildmod.secretmod.Provided(), out)
+    argv = (tmp_path / "argv.txt").read_text().splitlines()
+    assert "ENVKIT_RETRY_DELAY=0.05" in argv
+    assert not [a for a in argv if a.startswith("ENVKIT_RETRIES")]
+    assert ("envkit: ENVKIT_RETRIES in your environment is not a number; the build keeps "
+            "its default") in out.getvalue()
     assert out.getvalue().splitlines()[-1].startswith("envkit: built envkit/t:1 in ")
     assert out.getvalue().splitlines()[-1].endswith("s (1 steps cached, 4 run)")
 

@@ -268,7 +268,7 @@ def run_argv(text: str) -> list[str]:
 
 FIXED_ARGS = [f"ARG {v}" for v in ca.VARS] + [
     f"ARG {k}={quote.df_str(v)}" for k, v in [*mirrors.get(None).env(), *mirrors.NETWORK_ENV]
-]
+] + [f"ARG {k}" for k in mirrors.RETRY_ENV]
 UV_ARGS = ["ARG ENVKIT_UV_REQ=/usr/local/lib/envkit/uv.txt",
            f'ARG ENVKIT_UV_DIR="/root/.cache/envkit/uv-{lockmod.uv_version()}"',
            "ARG ENVKIT_LOCKS=/run/envkit/lock",

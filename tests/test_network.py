@@ -300,3 +300,18 @@ def test_your_pip_and_uv_network_settings_reach_a_docker_build() -> None:
     assert network_args({"PIP_RETRIES": "0", "UV_HTTP_TIMEOUT": "120", "HOME": "/root",
                          "PIP_DEFAULT_TIMEOUT": "60; rm -rf /", "UV_HTTP_RETRIES": ""}) == {
         "PIP_RETRIES": "0", "UV_HTTP_TIMEOUT": "120"}
+
+
+def test_your_download_retry_settings_reach_a_docker_build() -> None:
+    """ENVKIT_RETRIES, ENVKIT_RETRY_DELAY (decimals) and ENVKIT_STALL_TIMEOUT from the
+    environment become build arguments the Dockerfile declares without a value (the
+    helpers' defaults otherwise); one that is not a number is left out, and said."""
+    from envkit.cli.build import network_args, network_ignored
+
+    environ = {"ENVKIT_RETRIES": "7", "ENVKIT_RETRY_DELAY": "0.25",
+               "ENVKIT_STALL_TIMEOUT": "$(id)", "PIP_RETRIES": "x"}
+    assert network_args(environ) == {"ENVKIT_RETRIES": "7", "ENVKIT_RETRY_DELAY": "0.25"}
+    assert network_ignored(environ) == ["PIP_RETRIES", "ENVKIT_STALL_TIMEOUT"]
+    docker = render(plan_of(REPO / "recipes" / "python-venv.yaml"), "dockerfile")
+    for key in ("ENVKIT_RETRIES", "ENVKIT_RETRY_DELAY", "ENVKIT_STALL_TIMEOUT"):
+        assert f"\nARG {key}\n" in docker  # no value: unset unless given

@@ -25,36 +25,36 @@ from envkit.render import render
 
 # what podman 4.3 printed building python-venv (lines cut; steps 1 to 22 are the header)
 FRESH = """\
-STEP 1/29: FROM envkit/base:bookworm
-STEP 2/29: SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+STEP 1/32: FROM envkit/base:bookworm
+STEP 2/32: SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 --> 313ce8d4045
-STEP 23/29: RUN envkit_record_base
+STEP 26/32: RUN envkit_record_base
 --> c5c4c406396
-STEP 24/29: RUN --mount=type=cache,target=/var/cache/apt,sharing=locked     --mount=type=c
+STEP 27/32: RUN --mount=type=cache,target=/var/cache/apt,sharing=locked     --mount=type=c
 Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]
 Setting up python3.11-venv (3.11.2-6+deb12u6) ...
 --> 64e11b9264f
-STEP 25/29: RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444
+STEP 28/32: RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444
 --> fce3987b8cd
-STEP 26/29: ENV VIRTUAL_ENV="/opt/envkit/venv"     PATH="/opt/envkit/venv/bin:${PATH}"
+STEP 29/32: ENV VIRTUAL_ENV="/opt/envkit/venv"     PATH="/opt/envkit/venv/bin:${PATH}"
 --> 009c0d86705
-STEP 27/29: COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
+STEP 30/32: COPY files/envkit/manifest.json /usr/local/share/envkit/manifest.json
 --> fd42172e91e
-STEP 28/29: RUN envkit_record_installed
+STEP 31/32: RUN envkit_record_installed
 --> d5e15f49f21
-STEP 29/29: LABEL org.opencontainers.image.title="python-venv"       org.opencontainers.im
+STEP 32/32: LABEL org.opencontainers.image.title="python-venv"       org.opencontainers.im
 COMMIT envkit/python-venv:1
 --> 3190037395c
 Successfully tagged localhost/envkit/python-venv:1
 """
 CACHED = """\
-STEP 23/29: RUN envkit_record_base
+STEP 26/32: RUN envkit_record_base
 --> Using cache c5c4c4063960255c697c92753cf308e3ed42366526396f5587640a2c7a5ba876
 --> c5c4c406396
-STEP 24/29: RUN --mount=type=cache,target=/var/cache/apt,sharing=locked     --mount=type=c
+STEP 27/32: RUN --mount=type=cache,target=/var/cache/apt,sharing=locked     --mount=type=c
 --> Using cache 64e11b9264f54948fc5f1dac131c7f85ab0a4b78ba00643735602701c7ad3b47
 --> 64e11b9264f
-STEP 25/29: RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444
+STEP 28/32: RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-ca,mode=0444
 usage: venv [-h] [--system-site-packages] [--symlinks | --copies] [--clear]
 venv: error: unrecognized arguments: --nope
 Error: building at STEP "RUN --mount=type=secret,id=envkit-ca,target=/run/secrets/envkit-

@@ -23,11 +23,15 @@ ARG ENVKIT_MIRROR_GITHUB="-"
 ARG ENVKIT_MIRROR_PYTHON_BUILD="-"
 ARG ENVKIT_MIRROR_PYTHON_STANDALONE="-"
 ARG GOPROXY="https://proxy.golang.org,direct"
-# pip and uv retry and time out on a flaky network.
+# pip and uv retry and time out on a flaky network; so do envkit's downloads and clones
+# (the helpers' defaults unless invoke build finds these in your environment).
 ARG PIP_RETRIES="5"
 ARG PIP_DEFAULT_TIMEOUT="60"
 ARG UV_HTTP_RETRIES="5"
 ARG UV_HTTP_TIMEOUT="60"
+ARG ENVKIT_RETRIES
+ARG ENVKIT_RETRY_DELAY
+ARG ENVKIT_STALL_TIMEOUT
 COPY files/envkit/helpers.sh /usr/local/lib/envkit/helpers.sh
 # pip steps install with uv 0.13.9, itself installed once, hash-checked, from the
 # pip index into a cache mount; a locked step installs its requirements file (a bind mount).

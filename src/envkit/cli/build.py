@@ -296,6 +296,9 @@ def _run_build(backend: backends.ImageBackend, plan: Plan, rendered: Rendered,
     # pip's and uv's retries and timeouts: settings of your own win, as in a host script;
     # your proxies, as Docker's predefined build arguments (no layer, label or file keeps them)
     args.update(network_args(os.environ))
+    for key in network_ignored(os.environ):
+        print(f"envkit: {key} in your environment is not a number; the build keeps its "
+              "default", file=out, flush=True)
     proxies = list(proxy.settings(os.environ))  # the client reads them from its environment
     redact = [*given.redact, *proxy.redactions(os.environ)]
     dockerfile = rendered.files["Dockerfile"]
@@ -526,8 +529,22 @@ def _known(opts: Options, catalog: Catalog, values: dict[str, str]) -> dict[str,
     return {k: v for k, v in values.items() if k in declared}
 
 
+def _network_keys() -> list[str]:
+    return [*(key for key, _ in mirrors.NETWORK_ENV), *mirrors.RETRY_ENV]
+
+
+_NETWORK_VALUE = re.compile(r"[0-9]{1,4}(\.[0-9]{1,3})?")
+
+
 def network_args(environ: Any) -> dict[str, str]:
-    """The network settings (PIP_RETRIES, UV_HTTP_TIMEOUT, ...) this environment sets, as
-    build arguments over the Dockerfile's defaults. Numbers only: they land in a build."""
-    return {key: environ[key] for key, _ in mirrors.NETWORK_ENV
-            if re.fullmatch(r"[0-9]{1,4}", environ.get(key, ""))}
+    """The network settings (PIP_RETRIES, UV_HTTP_TIMEOUT, ENVKIT_RETRIES, ...) this
+    environment sets, as build arguments over the Dockerfile's defaults. Numbers only
+    (seconds may have decimals): they land in a build."""
+    return {key: environ[key] for key in _network_keys()
+            if _NETWORK_VALUE.fullmatch(environ.get(key, ""))}
+
+
+def network_ignored(environ: Any) -> list[str]:
+    """The network settings this environment sets that are not numbers (left out)."""
+    return [key for key in _network_keys()
+            if environ.get(key) and not _NETWORK_VALUE.fullmatch(environ[key])]

@@ -29,6 +29,10 @@ UPSTREAM = "-"  # in a candidate list: the tool's own default, always available
 # Every profile: pip and uv retry and time out on a flaky network (a recipe's env wins).
 NETWORK_ENV = (("PIP_RETRIES", "5"), ("PIP_DEFAULT_TIMEOUT", "60"),
                ("UV_HTTP_RETRIES", "5"), ("UV_HTTP_TIMEOUT", "60"))
+# The helpers' own downloads and clones: tries per source, the first back-off (seconds,
+# decimals allowed), a stall's limit. Their defaults live in the helpers; a Dockerfile
+# declares them without a value so a build takes yours (a host script reads them anyway).
+RETRY_ENV = ("ENVKIT_RETRIES", "ENVKIT_RETRY_DELAY", "ENVKIT_STALL_TIMEOUT")
 
 _URL = {"type": "string", "minLength": 1}
 _SCHEMA: dict[str, Any] = {

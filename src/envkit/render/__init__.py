@@ -129,6 +129,7 @@ def environment() -> jinja2.Environment:
     env.globals["ca_vars"] = ca.VARS
     env.globals["ca_secret"] = [(ca.SECRET_ID, ca.TARGET, "0444")]  # every RUN; absent unless given
     env.globals["network_env"] = mirrors.NETWORK_ENV
+    env.globals["retry_env"] = mirrors.RETRY_ENV
     env.globals["uv_env"] = UV_ENV
     env.globals["uv_version"] = lock.uv_version()
     env.globals["helpers"] = (paths.data_dir() / "helpers.sh").read_text()
