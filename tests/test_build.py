@@ -214,6 +214,16 @@ def test_run_build_passes_your_retry_settings_and_says_which_it_leaves_out(
     assert out.getvalue().splitlines()[-1].endswith("s (1 steps cached, 4 run)")
 
 
+ECHO_RECIPE = """\
+    steps:
+      - run: echo hi
+    verify:
+      - name: echo
+        command:
+          argv: [echo, ok]
+    """
+
+
 class FakeBackend:
     """An image backend for the unit tests of build's own logic: no engine, no base to
     settle, no image until a test makes one."""
@@ -243,14 +253,7 @@ def test_checks_run_under_the_lock_in_the_image_just_built(
         recipe: MakeRecipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second build of the recipe may re-tag the tag once the first lets go: the checks
     and :latest must name the image that was built, by its id, while the lock is held."""
-    path = recipe("""\
-        steps:
-          - run: echo hi
-        verify:
-          - name: echo
-            command:
-              argv: [echo, ok]
-        """)
+    path = recipe(ECHO_RECIPE)
     plan = plan_of(path)
     context = tmp_path / "build" / plan.name
     built: dict[str, Any] = {}
@@ -468,3 +471,59 @@ def test_a_base_the_lock_pins_by_digest_is_built_from_that_digest(
                              Catalog(), plan, io.StringIO())
     assert asked == [digest]
     assert f"\nFROM {digest}\n" in (tmp_path / "b" / "t" / "Dockerfile").read_text()
+
+
+def test_a_third_engine_is_one_module_and_a_registry_line(
+        recipe: MakeRecipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a new engine's module does: register its connect() and, if it likes, a doctor
+    check. build (--target, the base, the one render's step map, progress, checks, tags)
+    and doctor then route to it with nothing else changed."""
+    from envkit.backends import buildkit
+    from envkit.verify import doctor
+
+    monkeypatch.setattr(backends, "BACKENDS", dict(backends.BACKENDS))
+    monkeypatch.setattr(backends, "DOCTOR", dict(backends.DOCTOR))
+    images: dict[str, backends.Image] = {}
+    seen: dict[str, Any] = {}
+
+    class Third(FakeBackend):
+        name = "third"
+
+        def build(self, request: backends.BuildRequest) -> buildkit.Outcome:
+            seen["steps"] = request.steps
+            progress = buildkit.Progress(request.titles, request.steps.buildkit(), request.out)
+            images[request.tags[0]] = backends.Image("sha256:" + "3" * 64, request.labels, 1)
+            return buildkit.Outcome(True, 0.5, progress, [])
+
+        def image(self, ref: str) -> Any:
+            return images.get(ref)
+
+        def tag(self, image: backends.Image, repo: str, tag: str) -> None:
+            images[f"{repo}:{tag}"] = image
+
+        def checks(self, image: backends.Image, name: str, gpu: bool, out: Any) -> Any:
+            return lambda argv: (0, "ok\n")
+
+        def lost(self) -> str:
+            return ""
+
+    @backends.backend("third", order=30)  # the registry line; the module is the class above
+    def connect() -> Third:
+        return Third()
+
+    @backends.doctor_check("third")
+    def health(target: str) -> backends.Health:
+        return backends.Health(backends.FAIL if target == "third" else backends.INFO,
+                               "third is not set up", "set it up")
+
+    path = recipe(ECHO_RECIPE)
+    out = io.StringIO()
+    tag = buildmod.build(buildmod.Options(recipe=str(path), target="third",
+                                          build_dir=tmp_path / "b"), out)
+    assert tag in images and "envkit/t:latest" in images
+    assert "all 1 checks passed" in out.getvalue()
+    assert [n for n in seen["steps"].buildkit()["stage-0"] if n] == [1]
+    assert "third" in backends.targets()
+    found = doctor.all_checks()["third"](doctor.Context(target="third"))
+    assert (found.status, found.line()) == ("fail", "FAIL  third: third is not set up "
+                                                    "(fix: set it up)")

@@ -92,8 +92,8 @@ def test_summary() -> None:
 
 
 def test_the_registry_in_order() -> None:
-    assert list(doctor.CHECKS) == ["engine", "builder", "disk", "ca", "gpu", "podman",
-                                   "debootstrap"]
+    assert list(doctor.all_checks()) == ["engine", "builder", "disk", "ca", "gpu",
+                                         "debootstrap", "podman"]
 
 
 # --- the runner ---------------------------------------------------------------------------
@@ -573,7 +573,7 @@ def test_cli_without_an_engine(tmp_path: Path, offline: dict[str, str]) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == (f"FAIL  engine: no Docker engine answers at {offline['DOCKER_HOST']}: "
                         f"no socket there (fix: {doctor.ENGINE_FIX})")
-    assert [ln.split(":")[0].split()[-1] for ln in lines[:-1]] == list(doctor.CHECKS)
+    assert [ln.split(":")[0].split()[-1] for ln in lines[:-1]] == list(doctor.all_checks())
     assert any(ln.startswith("warn  ca: no answer from ") for ln in lines)
     assert lines[-1].startswith("doctor: ") and "not ready (engine" in lines[-1]
     assert done.stderr.startswith("envkit: doctor: ")
@@ -592,7 +592,7 @@ def test_cli_host_target_needs_no_engine(tmp_path: Path, offline: dict[str, str]
 def test_cli_bad_options(tmp_path: Path, offline: dict[str, str]) -> None:
     done = envkit("doctor", "--target", "cloud", cwd=tmp_path, env=offline)
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == "envkit: --target: unknown target 'cloud' (docker, podman or host)\n"
+    assert done.stderr == "envkit: --target: unknown target 'cloud' (docker or podman or host)\n"
     done = envkit("doctor", "--mirror", "tunaa", cwd=tmp_path, env=offline)
     assert done.returncode == 1 and "unknown mirror profile 'tunaa'" in done.stderr
 
@@ -628,7 +628,7 @@ def test_podman_not_there_matters_only_to_its_target(monkeypatch: pytest.MonkeyP
                                                      target: str, status: str) -> None:
     monkeypatch.setenv("ENVKIT_PODMAN", "")
     monkeypatch.setenv("PATH", "/nonexistent")
-    found = doctor.check_podman(Context(target=target))
+    found = doctor.all_checks()["podman"](Context(target=target))
     assert (found.status, found.message) == (
         status, "podman is not installed: --target podman builds with it")
     assert found.fix == "apt-get install podman"
@@ -641,17 +641,17 @@ def test_podman_that_cannot_start_a_container_says_the_fix(
                       "for ready process: error setting rlimit type 7: operation not "
                       "permitted: OCI permission denied' >&2; exit 126")
     monkeypatch.setenv("ENVKIT_PODMAN", str(exe))
-    found = doctor.check_podman(Context(target="podman"))
+    found = doctor.all_checks()["podman"](Context(target="podman"))
     assert found.status == "fail"
     assert found.message.startswith("podman 4.3.1 cannot start a container: Error: runc")
     assert "default_ulimits = []" in found.fix
-    assert doctor.check_podman(Context()).status == "warn"
+    assert doctor.all_checks()["podman"](Context()).status == "warn"
 
 
 def test_podman_that_runs_containers_is_ok(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVKIT_PODMAN", str(fake_podman(tmp_path, "exit 0")))
-    found = doctor.check_podman(Context(target="podman"))
+    found = doctor.all_checks()["podman"](Context(target="podman"))
     assert (found.status, found.message) == (
         "ok", f"podman 4.3.1 ({tmp_path / 'podman'}), a container starts: --target podman "
         "builds with it")

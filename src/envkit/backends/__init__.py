@@ -10,10 +10,13 @@ What a backend does (``ImageBackend``): say what builds, find an image, settle t
 image (pull it, or make it without a registry), build a rendered context, tag, run checks
 in a fresh container, save an image to an archive and load one, sweep the check
 containers a killed envkit left, and say whether its engine went away after a failure.
+Its module may also register a check for ``invoke doctor`` with :func:`doctor_check`
+(whether its engine is there and works, said for the target asked for).
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +98,33 @@ class ImageBackend(Protocol):
 BACKENDS: dict[str, tuple[int, Callable[[], ImageBackend]]] = {}
 
 
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"  # a doctor finding's status
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a backend's doctor check found: ok, info, warn or fail; one line; its fix."""
+
+    status: str
+    message: str
+    fix: str = ""
+
+
+DOCTOR: dict[str, Callable[[str], Health]] = {}  # name -> check(target): doctor runs each
+
+
+def doctor_check(name: str) -> Callable[[Callable[[str], Health]], Callable[[str], Health]]:
+    """Register a backend's check for ``invoke doctor``; it is given the --target asked for
+    ('' when none) and says fail only when that target needs it."""
+    def register(fn: Callable[[str], Health]) -> Callable[[str], Health]:
+        if name in DOCTOR:
+            raise ValueError(f"doctor check {name!r} is registered twice")
+        DOCTOR[name] = fn
+        return fn
+
+    return register
+
+
 def backend(name: str, order: int
             ) -> Callable[[Callable[[], ImageBackend]], Callable[[], ImageBackend]]:
     """Register a backend's ``connect``; without ``--target``, lower ``order`` is tried first."""
@@ -112,6 +142,25 @@ def load() -> dict[str, Callable[[], ImageBackend]]:
     from envkit.backends import docker, podman  # noqa: F401
 
     return {name: c for name, (_, c) in sorted(BACKENDS.items(), key=lambda kv: kv[1][0])}
+
+
+def tool(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
+    """Exit status and output of a quick command (a doctor check's); a hang (124) or a
+    missing program (127) is a status too, never an exception."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              errors="replace", stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 124, f"no answer within {timeout:.0f}s"
+    except OSError as exc:
+        return 127, str(exc.strerror or exc)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def doctor_checks() -> dict[str, Callable[[str], Health]]:
+    """Every backend's doctor check (each module registers its own), in their order."""
+    load()
+    return dict(DOCTOR)
 
 
 def targets() -> tuple[str, ...]:

@@ -24,15 +24,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from envkit.backends import (
+    FAIL,
+    INFO,
+    OK,
+    WARN,
     BuildRequest,
     Disabled,
+    Health,
     Image,
     NoBackend,
     backend,
     baseimage,
     buildkit,
+    doctor_check,
     engine,
     logged,
+    tool,
 )
 from envkit.checks import Runner
 from envkit.diagnostics import EnvkitError, error
@@ -265,6 +272,32 @@ def connect() -> Podman:
         raise NoBackend(error(f"podman does not run: {_first(done.stderr)}",
                               path="engine").diagnostics)
     return Podman(exe, done.stdout.strip())
+
+
+@doctor_check(NAME)
+def health(target: str) -> Health:
+    """podman for --target podman (and instead of a missing Docker engine): it runs, and a
+    container of an image it has starts (some machines cannot raise a container's rlimits,
+    which podman sets by default)."""
+    required = target == NAME
+    use = "--target podman builds with it"
+    try:
+        podman = connect()
+    except EnvkitError as exc:
+        diag = exc.diagnostics[0]
+        return Health(FAIL if required else INFO, f"{diag.message}: {use}", diag.hint)
+    code, text = tool([podman.exe, "images", "--quiet", "--noheading"])
+    if code != 0 or not text.split():
+        return Health(OK, f"podman {podman.version} ({podman.exe}): {use}; no image yet to "
+                      "try a container with")
+    code, text = tool([podman.exe, "run", "--rm", "--network", "none", "--entrypoint",
+                        '["true"]', text.split()[0]])
+    if code != 0:
+        return Health(FAIL if required else WARN,
+                      f"podman {podman.version} cannot start a container: "
+                      f"{text.strip().splitlines()[-1] if text.strip() else code}",
+                      RLIMIT_FIX if _RLIMIT.search(text) else "podman info says more")
+    return Health(OK, f"podman {podman.version} ({podman.exe}), a container starts: {use}")
 
 
 # --- progress -----------------------------------------------------------------------------

@@ -666,11 +666,12 @@ def base(c, suite="", tag="", mirror_url="", target=""):
 @_reports_errors
 def doctor(c, target="", gpu=False, ca_bundle="", mirror=""):
     """Check this machine: engine, BuildKit, podman, disk, CA bundle, GPU, debootstrap."""
+    from envkit import backends
     from envkit.verify import doctor as doc
 
-    if target not in ("", "docker", "podman", "host"):
+    if target and target not in backends.targets():
         raise error(f"unknown target '{target}'", path="--target",
-                    hint="docker, podman or host")
+                    hint=" or ".join(backends.targets()))
     profile = mirrors.get(mirror or _config(c, "mirror"))
     indexes = tuple(doc.PYPI if url == mirrors.UPSTREAM else url
                     for url in profile.candidates("pip"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -23,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit import ca
-from envkit.backends import buildkit, engine
+from envkit import backends, ca
+from envkit.backends import FAIL, INFO, OK, WARN, buildkit, engine
 from envkit.diagnostics import EnvkitError
 
-OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 GIB = 1024**3
 MIN_FREE = 5 * GIB  # below this a build fails: ML images and their layers are GBs
 LOW_FREE = 20 * GIB  # below this a second image or the layer cache may not fit
@@ -78,7 +76,7 @@ def _connect() -> Any:
 class Context:
     """What the checks look at: the options, and the engine asked once for all."""
 
-    target: str = ""  # "", docker, podman or host
+    target: str = ""  # "", host or a backend (docker, podman)
     gpu: bool = False
     ca_bundle: str = "auto"  # auto, none or a file
     indexes: tuple[str, ...] = (PYPI,)  # the mirror profile's pip indexes, in order
@@ -96,8 +94,8 @@ class Context:
 
     @property
     def no_docker(self) -> bool:
-        """The target builds without the Docker engine (on this host, or with podman)."""
-        return self.target in ("host", "podman")
+        """The target builds without the Docker engine (on this host, or another engine)."""
+        return self.target not in ("", "docker")
 
     def needed(self, required: bool) -> str:
         """The status of a missing thing: fail when required, else warn."""
@@ -328,14 +326,7 @@ def _interception(index: str, public: str | None) -> str:
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
-                              errors="replace", stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return 124, f"no answer within {TOOL_TIMEOUT:.0f}s"
-    except OSError as exc:
-        return 127, str(exc.strerror or exc)
-    return done.returncode, (done.stdout + done.stderr).strip()
+    return backends.tool(argv, TOOL_TIMEOUT)
 
 
 @check("gpu")
@@ -377,38 +368,6 @@ def check_gpu(ctx: Context) -> Finding:
                        "; ".join(fixes))
     return Finding("gpu", INFO, "no NVIDIA GPU or container toolkit: CPU recipes only "
                    "(--gpu makes one required)")
-
-
-@check("podman")
-def check_podman(ctx: Context) -> Finding:
-    """podman for --target podman (and instead of a missing Docker engine): it runs, and a
-    container of an image it has starts (some machines cannot raise a container's rlimits,
-    which podman sets by default)."""
-    from envkit.backends import podman
-
-    required = ctx.target == "podman"
-    use = "--target podman builds with it"
-    try:
-        backend = podman.connect()
-    except EnvkitError as exc:
-        diag = exc.diagnostics[0]
-        return Finding("podman", FAIL if required else INFO, f"{diag.message}: {use}",
-                       diag.hint)
-    code, text = _run([backend.exe, "images", "--quiet", "--noheading"])
-    images = text.split() if code == 0 else []
-    if not images:
-        return Finding("podman", OK, f"podman {backend.version} ({backend.exe}): {use}; no "
-                       "image yet to try a container with")
-    code, text = _run([backend.exe, "run", "--rm", "--network", "none", "--entrypoint",
-                       '["true"]', images[0]])
-    if code != 0:
-        return Finding("podman", FAIL if required else WARN,
-                       f"podman {backend.version} cannot start a container: "
-                       f"{text.strip().splitlines()[-1] if text.strip() else code}",
-                       podman.RLIMIT_FIX if podman._RLIMIT.search(text) else
-                       "podman info says more")
-    return Finding("podman", OK, f"podman {backend.version} ({backend.exe}), a container "
-                   f"starts: {use}")
 
 
 @check("debootstrap")
@@ -455,10 +414,28 @@ def run_one(name: str, fn: Check, ctx: Context, deadline: float = DEADLINE) -> F
                    "please report it with this line")
 
 
+def _backend_check(name: str, fn: Callable[[str], backends.Health]) -> Check:
+    def run_it(ctx: Context) -> Finding:
+        health = fn(ctx.target)
+        return Finding(name, health.status, health.message, health.fix)
+
+    return run_it
+
+
+def all_checks() -> dict[str, Check]:
+    """doctor's own checks (the Docker engine's among them: the disk and GPU checks ask the
+    same engine), then each other engine's, registered by its backend module (podman's in
+    backends/podman.py)."""
+    out = dict(CHECKS)
+    for name, fn in backends.doctor_checks().items():
+        out.setdefault(name, _backend_check(name, fn))
+    return out
+
+
 def run(ctx: Context, checks: dict[str, Check] | None = None,
         deadline: float = DEADLINE) -> Iterator[Finding]:
     """Each check in turn, its finding as soon as it is known (doctor prints it then)."""
-    for name, fn in (checks or CHECKS).items():
+    for name, fn in (checks or all_checks()).items():
         yield run_one(name, fn, ctx, deadline)
 
 
