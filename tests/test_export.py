@@ -375,20 +375,62 @@ def test_sdists_bring_the_newest_final_setuptools_and_wheel(tmp_path: Path) -> N
                                  tmp_path, io.StringIO()) == []  # type: ignore[arg-type]
 
 
-def test_export_with_podman_and_apt_steps_says_so_before_building(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from envkit.cli import build
+class FakeContainers:
+    """An engine's containers (plan.aptlock.Containers) for export's .debs: the script's
+    pins are noted, and the collected folder is the files given (or a failure)."""
 
-    built: list[str] = []
-    fake = SimpleNamespace(name="podman", lock_client=lambda: None,
-                           image=lambda ref: built.append(ref))
-    monkeypatch.setattr(build, "connect", lambda target, cli, out: (fake, None))
-    monkeypatch.setattr(build, "build_image", lambda *a: built.append("built"))
-    opts = build.Options(recipe="faiss-cpu", target="podman")
+    def __init__(self, files: dict[str, bytes], code: int = 0, err: str = ""):
+        self.files, self.code, self.err = files, code, err
+        self.scripts: list[tuple[str, str, dict[str, str]]] = []
+
+    def run_script(self, ref: str, script: str, files: dict[str, bytes], env: dict[str, str],
+                   timeout: float, collect: tuple[str, Path] | None = None
+                   ) -> tuple[int, str, str]:
+        self.scripts.append((ref, script, env))
+        assert collect is not None and collect[0] == "/envkit-export/apt"
+        with tarfile.open(collect[1], "w") as tar:
+            for name, data in self.files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return self.code, "", self.err
+
+
+def _apt_entry(*pins: tuple[str, str]) -> Any:
+    from envkit.plan import lock as lockmod
+
+    return lockmod.Entry("sha256:" + "e" * 64, [{}], steps=[lockmod.StepLock(
+        "apt", "t", apt=[lockmod.AptPackage(n, v) for n, v in pins])])
+
+
+def test_the_locked_debs_come_from_whichever_engine_runs_containers(tmp_path: Path) -> None:
+    """Docker or podman alike: apt downloads the pins (an epoch's ':' is '%3a' in the file
+    name) in a container of the base; only the .debs and the index are unpacked."""
+    catalog = Catalog()
+    plan = make_plan(catalog.find("python-venv"), catalog)
+    engine = FakeContainers({"apt/Packages": b"Package: cpp\n",
+                             "apt/cpp_4%3a12.2.0-3_amd64.deb": b"deb",
+                             "apt/../evil.deb": b"x", "apt/notes.txt": b"x"})
+    debs = export.fetch_debs(engine, "envkit/base:bookworm",  # type: ignore[arg-type]
+                             plan, _apt_entry(("cpp", "4:12.2.0-3")), tmp_path / "apt", None,
+                             io.StringIO())
+    assert debs == ["cpp_4%3a12.2.0-3_amd64.deb"]
+    assert sorted(p.name for p in (tmp_path / "apt").iterdir()) == [
+        "Packages", "cpp_4%3a12.2.0-3_amd64.deb"]
+    ((ref, script, env),) = engine.scripts
+    assert ref == "envkit/base:bookworm" and script.startswith("set -- cpp=4:12.2.0-3\n")
+    assert env["ENVKIT_MIRRORS_PICKED"] == ""
+
+
+def test_a_locked_deb_the_archive_dropped_says_how_to_lock_again(tmp_path: Path) -> None:
+    catalog = Catalog()
+    plan = make_plan(catalog.find("python-venv"), catalog)
+    engine = FakeContainers({}, 100, "E: Version '1.0' for 'x' was not found\n")
     with pytest.raises(EnvkitError) as exc:
-        export.export(opts, None, io.StringIO())
-    assert "through the Docker engine; podman builds here without one" in message(exc)
-    assert built == []
+        export.fetch_debs(engine, "img", plan, _apt_entry(("x", "1.0")),  # type: ignore[arg-type]
+                          tmp_path / "apt", None, io.StringIO())
+    assert "apt in img: Version '1.0' for 'x' was not found" in message(exc)
+    assert "--upgrade-package NAME" in message(exc)
 
 
 def test_export_says_before_anything_that_it_cannot_log_in_to_a_private_index(

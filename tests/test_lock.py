@@ -356,8 +356,8 @@ def test_apt_steps_need_the_base_image_so_an_engine(recipe) -> None:
     path = recipe("steps:\n  - apt: [curl]\n")
     [outcome] = lock_it(path)
     assert outcome.state == "failed"
-    assert "its apt steps are locked in the base image (debian:bookworm-slim), and no Docker " \
-           "engine answers here" in outcome.detail
+    assert "its apt steps are locked in the base image (debian:bookworm-slim), and no image " \
+           "engine (Docker or podman) answers here" in outcome.detail
 
 
 def test_a_recipe_with_nothing_to_lock_gets_no_lock(recipe) -> None:
@@ -400,28 +400,34 @@ def test_each_apt_step_locks_what_it_adds_to_the_base_and_the_steps_before() -> 
         ("git", "1:2.39.5-0+deb12u2"), ("git-man", "1:2.39.5-0+deb12u2")]
 
 
-def test_the_simulation_asks_for_every_apt_step_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+class Containers:
+    """An engine's containers (aptlock.Containers) whose script runs are ``run``."""
+
+    def __init__(self, run: Any):
+        self.run_script = run
+
+
+def test_the_simulation_asks_for_every_apt_step_so_far() -> None:
     seen: dict[str, Any] = {}
 
-    def run_script(client: Any, image: str, script: str, files: dict[str, bytes],
+    def run_script(image: str, script: str, files: dict[str, bytes],
                    env: dict[str, str], timeout: float) -> tuple[int, str, str]:
         seen.update(script=script, files=files, env=env, image=image)
         return 0, SIMULATION, ""
 
-    monkeypatch.setattr(aptlock.engine, "run_script", run_script)
     jobs = [aptlock.AptJob("t: curl", ["curl"]), aptlock.AptJob("t: git", ["git", "curl"])]
-    aptlock.simulate(object(), "envkit/base:bookworm", jobs, {"ENVKIT_MIRROR_APT": "-"},
-                     prefer={"curl": "7.88.1-10+deb12u12"})
+    aptlock.simulate(Containers(run_script), "envkit/base:bookworm", jobs,
+                     {"ENVKIT_MIRROR_APT": "-"}, prefer={"curl": "7.88.1-10+deb12u12"})
     assert seen["script"].startswith("set -- curl 'curl git'\n")
     assert seen["env"]["ENVKIT_APT_PREFER"] == "curl=7.88.1-10+deb12u12"
     assert "/usr/local/lib/envkit/helpers.sh" in seen["files"]
 
 
-def test_apt_saying_a_package_does_not_exist_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aptlock.engine, "run_script", lambda *a: (
+def test_apt_saying_a_package_does_not_exist_is_one_line() -> None:
+    engine = Containers(lambda *a: (
         100, "== base\n", "Reading package lists...\nE: Unable to locate package nosuch\n"))
     with pytest.raises(EnvkitError) as info:
-        aptlock.simulate(object(), "img", [aptlock.AptJob("t", ["nosuch"])], {})
+        aptlock.simulate(engine, "img", [aptlock.AptJob("t", ["nosuch"])], {})
     assert str(info.value) == "envkit: apt: apt in img: Unable to locate package nosuch"
 
 
@@ -628,7 +634,7 @@ def test_a_host_build_without_an_engine_locks_its_pip_steps(recipe, index: Local
     target = Path(buildmod.build(buildmod.Options(recipe=str(path), target="host"), out))
     text = out.getvalue()
     assert "envkit: t.lock does not exist; locking it for this build" in text
-    assert "(1 pip package; apt steps not locked: no Docker engine answers here" in text
+    assert "(1 pip package; apt steps not locked: no image engine answers here" in text
     assert "PASS  installed packages match the lock" in text
     made = lockmod.load(target / "envkit.lock")
     assert made is not None and made.entries[0].apt_free and made.entries[0].steps[0].kind == "pip"
@@ -658,16 +664,15 @@ def test_an_entry_not_made_here_is_tried_again_by_the_next_lock(
 # --- what review found ----------------------------------------------------------------------
 
 
-def test_an_apt_snapshot_is_what_the_simulation_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_apt_snapshot_is_what_the_simulation_sees() -> None:
     seen: dict[str, Any] = {}
 
-    def run_script(client: Any, image: str, script: str, files: dict[str, bytes],
+    def run_script(image: str, script: str, files: dict[str, bytes],
                    env: dict[str, str], timeout: float) -> tuple[int, str, str]:
         seen.update(env)
         return 0, "== suite bookworm\n" + SIMULATION, ""
 
-    monkeypatch.setattr(aptlock.engine, "run_script", run_script)
-    sim = aptlock.simulate(object(), "img", [aptlock.AptJob("t", ["curl"]),
+    sim = aptlock.simulate(Containers(run_script), "img", [aptlock.AptJob("t", ["curl"]),
                                              aptlock.AptJob("t", ["git"])], {},
                            snapshot="20261201T000000Z")
     assert seen["ENVKIT_APT_SNAPSHOT"] == "20261201T000000Z" and sim.suite == "bookworm"

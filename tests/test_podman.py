@@ -10,11 +10,12 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backend_fakes import step_map
-from conftest import envkit, script, show
+from conftest import REPO, envkit, script, show
 from envkit import backends
 from envkit.backends import engine, podman
 from envkit.cli import build as buildmod
@@ -348,6 +349,48 @@ def test_python_venv_builds_and_verifies_with_podman(podman_base: str, tmp_path:
         subprocess.run(["podman", "rmi", "--force", "envkit/python-venv:latest",
                         *re.findall(r"envkit/python-venv:[0-9a-f]{12}", done.stdout)],
                        capture_output=True)
+
+
+@pytest.mark.docker
+def test_podman_alone_locks_apt_steps_and_fetches_the_debs(
+        podman_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no Docker engine, podman runs the containers a lock and an export need: the
+    apt set it locks is the one Docker locks, and apt in a podman container downloads
+    those .debs with their index."""
+    from envkit.cli import export
+    from envkit.plan import lock as lockmod
+    from test_e2e import HOST_CA
+
+    def lock_with(engine: str, env: dict[str, str]) -> Path:
+        folder = tmp_path / engine
+        folder.mkdir()
+        recipe = folder / "python-venv.yaml"
+        recipe.write_text((REPO / "recipes" / "python-venv.yaml").read_text())
+        done = envkit("lock", "--recipe", str(recipe), "--set", "python=3.11", cwd=folder,
+                      env=env)
+        assert done.returncode == 0, show(done)
+        assert "python-venv [python=3.11]: locked: 0 pip packages, 29 Debian packages" in \
+            done.stdout
+        return recipe.with_suffix(".lock")
+
+    def apt_of(path: Path) -> tuple[Any, list[Any]]:
+        lock = lockmod.load(path)
+        assert lock is not None
+        entry = next(e for e in lock.entries if {"python": "3.11"} in e.params)
+        return entry, [(s.title, [(p.name, p.version) for p in s.apt])
+                       for s in entry.steps if s.kind == "apt"]
+
+    made, steps = apt_of(lock_with("podman", {
+        **PODMAN, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}))
+    assert steps == apt_of(lock_with("docker", {}))[1]  # the same archive, the same set
+    assert made.base_made.startswith("debootstrap ") and made.base_digest == ""
+    catalog = Catalog()
+    plan = make_plan(catalog.find("python-venv"), catalog)
+    monkeypatch.setenv("ENVKIT_PODMAN", "")
+    debs = export.fetch_debs(podman.connect(), podman_base, plan, made, tmp_path / "apt",
+                             Path(HOST_CA), io.StringIO())
+    assert len(debs) == 29 and "python3.11_3.11.2-6+deb12u9_amd64.deb" in debs
+    assert (tmp_path / "apt" / "Packages").read_text().count("\nFilename: ./") == 29
 
 
 def test_verify_finds_the_engine_that_has_the_image(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,19 +106,20 @@ def test_a_host_run_has_the_proxies_and_its_log_masks_their_login(
 
 
 def test_apt_simulation_gets_the_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envkit.backends import engine
+    from types import SimpleNamespace
+
     from envkit.plan import aptlock
 
     seen: dict[str, str] = {}
 
-    def run_script(client: object, image: str, text: str, files: object,
+    def run_script(image: str, text: str, files: object,
                    env: dict[str, str], timeout: float) -> tuple[int, str, str]:
         seen.update(env)
         return 0, "", ""
 
-    monkeypatch.setattr(engine, "run_script", run_script)
     monkeypatch.setenv("http_proxy", "http://p:3128")
     monkeypatch.setattr(aptlock, "_parse", lambda out, jobs: None)
-    aptlock.simulate(None, "img", [], {"ENVKIT_MIRROR_APT": "m"})
+    engine = SimpleNamespace(run_script=run_script)
+    aptlock.simulate(engine, "img", [], {"ENVKIT_MIRROR_APT": "m"})  # type: ignore[arg-type]
     assert seen["http_proxy"] == "http://p:3128" and seen["ENVKIT_MIRROR_APT"] == "m"
 

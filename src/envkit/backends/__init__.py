@@ -92,7 +92,22 @@ class ImageBackend(Protocol):
 
     def lost(self) -> str: ...
 
-    def lock_client(self) -> Any: ...  # a Docker client for locking, or None (the host)
+    # locking and export's .debs (plan.aptlock.Containers): where a base came from, and a
+    # script in a fresh container of an image
+    def provenance(self, ref: str) -> tuple[str, str]: ...
+
+    def run_script(self, ref: str, script: str, files: dict[str, bytes], env: dict[str, str],
+                   timeout: float, collect: tuple[str, Path] | None = None
+                   ) -> tuple[int, str, str]: ...
+
+
+def made_by(labels: dict[str, str], created: str, image_id: str, in_registry: bool) -> str:
+    """How an image was made, for a lock that pins no registry digest of its base: 'debootstrap
+    DATE ID' for a base invoke base made, 'local DATE ID' for another only this engine has,
+    '' for one a registry has (its digest says it). Provenance, not a lock input."""
+    if str(labels.get("io.envkit.base", "")).startswith("debootstrap-"):
+        return f"debootstrap {created[:10]} {image_id}"
+    return "" if in_registry else f"local {created[:10]} {image_id}"
 
 
 BACKENDS: dict[str, tuple[int, Callable[[], ImageBackend]]] = {}

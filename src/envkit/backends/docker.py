@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
-from envkit.backends import BuildRequest, Image, NoBackend, backend, baseimage, buildkit, engine
+from envkit.backends import (
+    BuildRequest,
+    Image,
+    NoBackend,
+    backend,
+    baseimage,
+    buildkit,
+    engine,
+    made_by,
+)
 from envkit.checks import Runner
 
 NAME = "docker"
@@ -70,8 +79,18 @@ class Docker:
     def lost(self) -> str:
         return engine.lost()
 
-    def lock_client(self) -> Any:
-        return self.client
+    def provenance(self, ref: str) -> tuple[str, str]:
+        found = engine.image(self.client, ref)
+        if found is None:
+            return "", ""
+        digests = found.attrs.get("RepoDigests") or []
+        return made_by(found.labels or {}, str(found.attrs.get("Created", "")), str(found.id),
+                       bool(digests)), (digests[0] if digests else "")
+
+    def run_script(self, ref: str, script: str, files: dict[str, bytes], env: dict[str, str],
+                   timeout: float, collect: tuple[str, Path] | None = None
+                   ) -> tuple[int, str, str]:
+        return engine.run_script(self.client, ref, script, files, env, timeout, collect)
 
 
 @backend(NAME, order=10)

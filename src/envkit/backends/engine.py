@@ -232,9 +232,6 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
     container is labelled as a check's, so a killed envkit's is swept away later.
     ``collect`` = (folder in the container, tar file here): after a script that succeeded,
     that folder is copied out as a tar archive."""
-    import io
-    import tarfile
-
     import docker
     import requests
 
@@ -246,14 +243,8 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
         raise error(f"cannot create a container of {ref}: {exc.explanation or exc}",
                     path="engine") from None
     try:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for path, data in files.items():
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
         try:
-            container.put_archive("/", buf.getvalue())
+            container.put_archive("/", tar_files(files))
             container.start()
         except docker.errors.APIError as exc:
             raise error(f"cannot run a script in {ref}: {exc.explanation or exc}",
@@ -287,6 +278,21 @@ def run_script(client: Any, ref: str, script: str, files: dict[str, bytes],
     finally:
         with contextlib.suppress(docker.errors.APIError, requests.RequestException):
             container.remove(force=True)
+
+
+def tar_files(files: dict[str, bytes]) -> bytes:
+    """``files`` (absolute path -> content) as a tar archive rooted at / (what a container
+    is given before a script runs in it)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def save(client: Any, ref: str, path: Path) -> None:

@@ -39,6 +39,7 @@ from envkit.backends import (
     doctor_check,
     engine,
     logged,
+    made_by,
     tool,
 )
 from envkit.checks import Runner
@@ -78,18 +79,82 @@ class Podman:
 
     # --- images ------------------------------------------------------------------------
 
-    def image(self, ref: str) -> Image | None:
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
         done = self._run("image", "inspect", "--format", "json", ref)
         if done.returncode != 0:
             if "image not known" in done.stderr or "no such image" in done.stderr.lower():
                 return None
             raise error(f"podman cannot inspect {ref}: {_first(done.stderr)}", path="engine")
         data = json.loads(done.stdout or "[]")
-        if not data:
+        return data[0] if data else None
+
+    @staticmethod
+    def _labels(item: dict[str, Any]) -> dict[str, str]:
+        return dict(item.get("Labels") or (item.get("Config") or {}).get("Labels") or {})
+
+    def image(self, ref: str) -> Image | None:
+        item = self._inspect(ref)
+        if item is None:
             return None
-        item = data[0]
-        labels = item.get("Labels") or (item.get("Config") or {}).get("Labels") or {}
-        return Image(str(item["Id"]), dict(labels), int(item.get("Size") or 0))
+        return Image(str(item["Id"]), self._labels(item), int(item.get("Size") or 0))
+
+    def provenance(self, ref: str) -> tuple[str, str]:
+        item = self._inspect(ref)
+        if item is None:
+            return "", ""
+        # podman gives an image only it has a digest under localhost/: no registry's
+        digests = [d for d in item.get("RepoDigests") or [] if not d.startswith("localhost/")]
+        return made_by(self._labels(item), str(item.get("Created", "")),
+                       f"sha256:{item['Id']}", bool(digests)), (digests[0] if digests else "")
+
+    def run_script(self, ref: str, script: str, files: dict[str, bytes], env: dict[str, str],
+                   timeout: float, collect: tuple[str, Path] | None = None
+                   ) -> tuple[int, str, str]:
+        """As the Docker engine's: a container created, the files copied in (a tar on
+        stdin), started attached; the environment's values reach podman through its own
+        environment (``-e NAME``), never its command line (a proxy's login, say)."""
+        box = f"envkit-script-{uuid.uuid4().hex[:12]}"
+        create = [self.exe, "create", "--name", box,
+                  "--label", f"{engine.CHECK_LABEL}={engine.owner()}",
+                  "--entrypoint", '["/bin/bash", "-c"]',
+                  *(a for key in sorted(env) for a in ("-e", key)), ref, script]
+        child_env = {**os.environ, **env}
+        try:
+            done = subprocess.run(create, capture_output=True, text=True, errors="replace",
+                                  env=child_env, stdin=subprocess.DEVNULL, timeout=300)
+            if done.returncode != 0:
+                raise error(f"cannot create a container of {ref}: {_first(done.stderr)}",
+                            path="engine")
+            copied = subprocess.run([self.exe, "cp", "-", f"{box}:/"],
+                                    input=engine.tar_files(files), capture_output=True,
+                                    timeout=300)
+            if copied.returncode != 0:
+                raise error(f"cannot put files into a container of {ref}: "
+                            f"{_first(copied.stderr.decode('utf-8', 'replace'))}",
+                            path="engine")
+            try:
+                ran = subprocess.run([self.exe, "start", "--attach", box], capture_output=True,
+                                     text=True, errors="replace", stdin=subprocess.DEVNULL,
+                                     timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return 124, "", f"timed out after {timeout:.0f}s"
+            state = self._run("inspect", "--format", "{{.State.ExitCode}}", box)
+            code = int(state.stdout.strip()) if state.stdout.strip().isdigit() else ran.returncode
+            if code in (125, 126, 127) and _RLIMIT.search(ran.stderr):
+                raise error(f"podman cannot start a container of {ref} here: "
+                            f"{_first(ran.stderr)}", path="engine", hint=RLIMIT_FIX)
+            if collect is not None and code == 0:
+                folder, tar_path = collect
+                with open(tar_path, "wb") as fh:
+                    got = subprocess.run([self.exe, "cp", f"{box}:{folder}", "-"], stdout=fh,
+                                         stderr=subprocess.PIPE, timeout=1800)
+                if got.returncode != 0:
+                    raise error(f"cannot copy {folder} out of a container of {ref}: "
+                                f"{_first(got.stderr.decode('utf-8', 'replace'))}",
+                                path="engine")
+            return code, ran.stdout, ran.stderr
+        finally:
+            self._run("rm", "--force", box)
 
     def tag(self, image: Image, repo: str, tag: str) -> None:
         done = self._run("tag", image.id, f"{repo}:{tag}")
@@ -243,10 +308,6 @@ class Podman:
     def lost(self) -> str:
         done = self._run("version", "--format", "{{.Client.Version}}", timeout=30)
         return "" if done.returncode == 0 else f"podman does not answer: {_first(done.stderr)}"
-
-    def lock_client(self) -> Any:
-        return None  # a lock is made with the Docker engine, else on this host
-
 
 def _first(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]

@@ -69,15 +69,16 @@ def _plan(opts: Options, catalog: Catalog, settings: dict[str, str] | None = Non
                      locker=locker)
 
 
-def _locker(opts: Options, catalog: Catalog, client: Any, out: TextIO) -> locking.Locker:
-    """The lock a build installs: the recipe's, else one made now (and said so)."""
+def _locker(opts: Options, catalog: Catalog, containers: Any, out: TextIO) -> locking.Locker:
+    """The lock a build installs: the recipe's, else one made now (and said so), its apt
+    steps in the build's engine (``containers``: the backend; None on this host)."""
     recipe = catalog.find(opts.recipe)
     if opts.no_lock:
         return locking.Locker(catalog, recipe, off=True)
     if opts.offline is not None:  # the export's lock, never one made now (no network)
         return locking.Locker(catalog, recipe)
     maker = locking.Maker(locking.Settings(ca_bundle=opts.ca_bundle, given=opts.secrets),
-                          client, out, host=client is None)
+                          containers, out, host=containers is None)
     file = lockmod.path_for(recipe.path)
 
     def make(plan: Plan, inputs: lockmod.Inputs) -> lockmod.Entry:
@@ -148,7 +149,7 @@ def build(opts: Options, out: TextIO | None = None) -> str:
         _plan(opts, catalog)  # every recipe problem surfaces before the engine's
         raise refused
     assert backend is not None
-    plan = _plan(opts, catalog, locker=_locker(opts, catalog, backend.lock_client(), out))
+    plan = _plan(opts, catalog, locker=_locker(opts, catalog, backend, out))
     if opts.fresh or opts.from_step:
         raise error("--fresh and --from-step are for host runs: an image build resumes "
                     "from its layer cache", path="--from-step",
@@ -156,11 +157,11 @@ def build(opts: Options, out: TextIO | None = None) -> str:
     return build_image(backend, opts, catalog, plan, out)
 
 
-def connect(target: str, docker_cli: str, out: TextIO
+def connect(target: str, docker_cli: str, out: TextIO, instead: str = ""
             ) -> tuple[backends.ImageBackend | None, EnvkitError | None]:
     """The backend ``target`` names, or (no target) the first whose engine is there; (None,
-    None) when none is, said on ``out`` (the host stands in); (None, error) when the one
-    asked for is not there or refuses."""
+    None) when none is, said on ``out`` (the host stands in; ``instead`` says what happens
+    then, if not that); (None, error) when the one asked for is not there or refuses."""
     available = backends.load()
     absent: list[tuple[str, str]] = []
     for name in [target] if target else list(available):
@@ -183,8 +184,8 @@ def connect(target: str, docker_cli: str, out: TextIO
                       file=out, flush=True)
             return backend, None
     names = " or ".join(f"--target {n}" for n, _ in absent)
-    print(f"envkit: {'; '.join(m for _, m in absent)}; provisioning on this host instead "
-          f"({names} insists on an engine)", file=out, flush=True)
+    instead = instead or f"provisioning on this host instead ({names} insists on an engine)"
+    print(f"envkit: {'; '.join(m for _, m in absent)}; {instead}", file=out, flush=True)
     return None, None
 
 

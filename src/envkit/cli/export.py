@@ -48,6 +48,7 @@ from envkit.backends import engine
 from envkit.diagnostics import EnvkitError, error
 from envkit.plan import Plan
 from envkit.plan import lock as lockmod
+from envkit.plan.aptlock import Containers
 
 FORMAT = 1
 MANIFEST = "export.json"
@@ -417,8 +418,8 @@ def apt_pins(entry: lockmod.Entry) -> list[str]:
     return sorted({p.pin for s in entry.steps if s.kind == "apt" for p in s.apt})
 
 
-def fetch_debs(client: Any, image: str, plan: Plan, entry: lockmod.Entry, folder: Path,
-               ca_bundle: Path | None, out: TextIO) -> list[str]:
+def fetch_debs(containers: Containers, image: str, plan: Plan, entry: lockmod.Entry,
+               folder: Path, ca_bundle: Path | None, out: TextIO) -> list[str]:
     """The lock's .debs, downloaded by apt in a container of the base (the mirror, snapshot
     and CA a build uses), with their Packages index, into ``folder``."""
     pins = apt_pins(entry)
@@ -426,10 +427,6 @@ def fetch_debs(client: Any, image: str, plan: Plan, entry: lockmod.Entry, folder
     if not pins:
         (folder / "Packages").write_text("")
         return []
-    if client is None:
-        raise error("export needs a Docker engine to download the locked Debian packages "
-                    "(apt, in a container of the base)", path="--target",
-                    hint="start the Docker engine")
     files = {"/usr/local/lib/envkit/helpers.sh": (paths.data_dir() / "helpers.sh").read_bytes()}
     env = {**proxy.settings(os.environ), **dict(plan.mirror.env()),
            "ENVKIT_MIRRORS_PICKED": "", "BASH_ENV": "",
@@ -440,8 +437,8 @@ def fetch_debs(client: Any, image: str, plan: Plan, entry: lockmod.Entry, folder
     script = f"set -- {' '.join(shlex.quote(p) for p in pins)}\n{APT_SCRIPT}"
     with tempfile.TemporaryDirectory(prefix="envkit-debs-") as tmp:
         tar_path = Path(tmp) / "apt.tar"
-        code, _, err = engine.run_script(client, image, script, files, env, 1800,
-                                         collect=("/envkit-export/apt", tar_path))
+        code, _, err = containers.run_script(image, script, files, env, 1800,
+                                             collect=("/envkit-export/apt", tar_path))
         if code != 0:
             if m := _MISSING.search(err):
                 raise error(f"apt in {image}: {m[0].removeprefix('E: ')}", path="export",
@@ -546,7 +543,7 @@ def write(backend: Any, plan: Plan, recipe: str, tag: str, out_dir: Path,
                               entry.platform, tmp / "wheels", out)
         extra = build_backends(fetcher, wheels, default_index, tmp / "wheels", out)
         downloads = fetch_downloads(fetcher, plan, tmp / "files", out)
-        debs = fetch_debs(backend.lock_client(), plan.from_image, plan, entry, tmp / "apt",
+        debs = fetch_debs(backend, plan.from_image, plan, entry, tmp / "apt",
                           ca_bundle, out)
         # the base under a tag of its own: an archive keeps tags, never a digest reference
         # (a base the lock pins by digest would come back nameless)
@@ -704,12 +701,7 @@ def export(opts: Any, out_dir: Path | None, out: TextIO) -> Path:
         raise error(f"export fetches the locked wheels without the recipe's secrets: "
                     f"{'; '.join(secret)}", path="--recipe",
                     hint="export from a mirror that needs no login (--mirror NAME)")
-    entry = locked_entry(plan, opts.recipe)
-    if backend is not None and apt_pins(entry) and backend.lock_client() is None:
-        raise error(f"export downloads {plan.name}'s locked Debian packages with apt in a "
-                    f"container of the base, through the Docker engine; {backend.name} "
-                    "builds here without one", path="--target",
-                    hint="start the Docker engine (the image can still build with podman)")
+    locked_entry(plan, opts.recipe)  # a recipe without a saved lock: said before the build
     if refused is not None:
         raise refused
     if backend is None:

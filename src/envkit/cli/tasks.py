@@ -564,12 +564,14 @@ def _date(value: str, flag: str) -> tuple[int, ...]:
             "mirror": _COMMON["mirror"] + " Where to resolve; the lock is the same.",
             "base": "Base image instead of the recipe's (as a build with --base uses it).",
             "ca_bundle": _COMMON["ca_bundle"],
-            "secret": _COMMON["secret"]})
+            "secret": _COMMON["secret"],
+            "target": "docker or podman: the engine apt steps are locked in, in a container "
+                      "of the base (default: the first whose engine is there)."})
 @_reports_errors
 def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=None,
-          exclude_newer="", apt_snapshot="", mirror="", base="", ca_bundle="", secret=None):
+          exclude_newer="", apt_snapshot="", mirror="", base="", ca_bundle="", secret=None,
+          target=""):
     """Lock recipes: every pip and apt package, exactly, with hashes, per param variant."""
-    from envkit.backends import engine
     from envkit.plan import lock as lockmod
     from envkit.plan.locking import Maker, Settings, label, lock_recipe
 
@@ -595,13 +597,17 @@ def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=N
     recipes = ([catalog.find(r) for r in recipe] if recipe
                else [catalog.load(p) for p in catalog.all()])
     only = [_settings(set_)] if set_ else None
-    try:
-        client = engine.connect()
-    except engine.NoEngine as exc:
-        client = None
-        print(f"envkit: {exc.diagnostics[0].message}: apt steps cannot be locked here",
-              file=sys.stderr)
-    maker = Maker(settings, client, sys.stdout)
+    from envkit import backends
+    from envkit.cli.build import connect
+
+    if target and target not in backends.load():
+        raise error(f"unknown target '{target}'", path="--target",
+                    hint=" or ".join(backends.load()))
+    containers, refused = connect(target, "", sys.stderr,
+                                  instead="apt steps cannot be locked here")
+    if refused is not None:
+        raise refused
+    maker = Maker(settings, containers, sys.stdout)
     started = time.perf_counter()
     counts = {"locked": 0, "kept": 0, "unlocked": 0, "failed": 0, "nothing": 0}
     problems = []

@@ -15,10 +15,9 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TextIO
 
 from envkit import paths, proxy
-from envkit.backends import engine
 from envkit.diagnostics import EnvkitError, error
 from envkit.plan.lock import AptPackage, StepLock
 
@@ -61,6 +60,28 @@ done
 """
 
 
+class Containers(Protocol):
+    """What locking (and export's .debs) ask of an image engine; the docker and podman
+    backends are each one. The plan layer names what it needs and is handed an engine."""
+
+    def ensure_base(self, ref: str, out: TextIO, registries: list[str]) -> str:
+        """The base in the engine's store (pulled, or made without a registry): its ref."""
+        ...
+
+    def provenance(self, ref: str) -> tuple[str, str]:
+        """(how the image was made when no registry knows it, its registry digest or '')."""
+        ...
+
+    def run_script(self, ref: str, script: str, files: dict[str, bytes], env: dict[str, str],
+                   timeout: float, collect: tuple[str, Path] | None = None
+                   ) -> tuple[int, str, str]:
+        """A bash script in a fresh container of ``ref`` with the default network, the
+        ``files`` (absolute path -> content) put in first: (exit code, stdout, stderr).
+        ``collect`` = (folder in the container, tar file here): after a script that
+        succeeded, that folder copied out as a tar archive whose top entry is its name."""
+        ...
+
+
 @dataclass
 class AptJob:
     title: str
@@ -75,7 +96,7 @@ class Simulation:
     suite: str = ""  # the base's release, as its /etc/os-release says
 
 
-def simulate(client: Any, image: str, jobs: list[AptJob], env: dict[str, str],
+def simulate(containers: Containers, image: str, jobs: list[AptJob], env: dict[str, str],
              ca_bundle: Path | None = None, prefer: dict[str, str] | None = None,
              snapshot: str = "") -> Simulation:
     """Each apt job's packages, in order, as apt would install them on ``image``; a
@@ -96,8 +117,8 @@ def simulate(client: Any, image: str, jobs: list[AptJob], env: dict[str, str],
         so_far += [p for p in job.packages if p not in so_far]
         args.append(" ".join(shlex.quote(p) for p in so_far))
     argv = " ".join(shlex.quote(a) for a in args)
-    code, out, err = engine.run_script(client, image, f"set -- {argv}\n{SCRIPT}", files, env,
-                                       TIMEOUT)
+    code, out, err = containers.run_script(image, f"set -- {argv}\n{SCRIPT}", files, env,
+                                           TIMEOUT)
     if code != 0:
         if m := _MISSING.search(err):
             raise EnvkitError(error(f"apt in {image}: {m[0].removeprefix('E: ')}",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from envkit import ca
 from envkit import secrets as secretmod
@@ -25,7 +25,7 @@ from envkit.load import compat
 from envkit.load.catalog import Catalog
 from envkit.load.model import Recipe
 from envkit.load.yamlsrc import load_file
-from envkit.plan import Plan, make_plan, mirrors
+from envkit.plan import Plan, aptlock, make_plan, mirrors
 from envkit.plan import lock as lockmod
 from envkit.plan.lock import Entry, Inputs, LockFile, Match, StepLock
 from envkit.plan.variants import variants as all_variants
@@ -109,11 +109,12 @@ class Maker:
     """Makes lock entries: pip steps with uv, apt steps in the base image (through the
     engine, if there is one)."""
 
-    def __init__(self, settings: Settings, client: Any = None, out: TextIO | None = None,
-                 host: bool = False):
-        """``host``: for a build on this host, whose apt steps only check packages: without
+    def __init__(self, settings: Settings, containers: aptlock.Containers | None = None,
+                 out: TextIO | None = None, host: bool = False):
+        """``containers``: the image engine apt steps are locked with (a backend), or None.
+        ``host``: for a build on this host, whose apt steps only check packages: without
         an engine its apt steps stay unlocked instead of failing the lock."""
-        self.settings, self.client, self.out, self.host = settings, client, out, host
+        self.settings, self.containers, self.out, self.host = settings, containers, out, host
         self._bases: dict[str, tuple[str, str, str]] = {}  # ref -> (image, made, digest)
 
     def say(self, text: str) -> None:
@@ -121,8 +122,7 @@ class Maker:
             print(text, file=self.out, flush=True)
 
     def __call__(self, plan: Plan, inputs: Inputs, previous: Entry | None = None) -> Entry:
-        # the engine and uv: only when a lock is made
-        from envkit.plan import aptlock
+        # uv: only when a lock is made
         from envkit.plan import resolver as resolve
 
         s = self.settings
@@ -158,17 +158,17 @@ class Maker:
                                   fresh=ps.stage == "runtime")  # its own stage, on the base
                     for ps in plan.steps if ps.kind == "apt"]
         apt: list[StepLock] = []
-        if apt_jobs and self.client is None and self.host:
-            entry.apt_free = ("no Docker engine answers here to lock apt steps in the base "
+        if apt_jobs and self.containers is None and self.host:
+            entry.apt_free = ("no image engine answers here to lock apt steps in the base "
                               "image; on a host they check packages, they do not install")
             entry.steps = pip
             return entry
-        if apt_jobs and self.client is None:
+        if apt_jobs and self.containers is None:
             raise NeedsEngine(error(
                 f"{plan.name}: its apt steps are locked in the base image ({plan.base}), "
-                "and no Docker engine answers here", path="lock",
+                "and no image engine (Docker or podman) answers here", path="lock",
                 hint="start one (invoke doctor says how), then lock again").diagnostics)
-        if apt_jobs or self.client is not None:
+        if apt_jobs or self.containers is not None:
             image, made, digest, why = self._base(plan)
             if why:
                 if apt_jobs:
@@ -181,8 +181,9 @@ class Maker:
                 prefer = {} if s.upgrade else {
                     p.name: p.version for st in old if st.kind == "apt" for p in st.apt
                     if p.name not in s.upgrade_packages}
-                sim = aptlock.simulate(self.client, image, apt_jobs, dict(plan.mirror.env()),
-                                       s.ca_bundle, prefer, s.apt_snapshot)
+                sim = aptlock.simulate(self.containers, image, apt_jobs,
+                                       dict(plan.mirror.env()), s.ca_bundle, prefer,
+                                       s.apt_snapshot)
                 apt = sim.steps
                 entry.suite = sim.suite  # what the base says it is (a host checks it)
         pips, apts = iter(pip), iter(apt)
@@ -199,27 +200,16 @@ class Maker:
 
     def _base(self, plan: Plan) -> tuple[str, str, str, str]:
         """(image, how it was made, registry digest, why not): the base on the engine."""
-        from envkit.backends import baseimage, engine
-
+        assert self.containers is not None
         if plan.base in self._bases:
             return (*self._bases[plan.base], "")
         try:
-            ref = baseimage.ensure(self.client, plan.base, self.out or _Null(),
-                                   plan.mirror.registries())
+            ref = self.containers.ensure_base(plan.base, self.out or _Null(),
+                                              plan.mirror.registries())
         except EnvkitError:
             return "", "", "", (f"the base image {plan.base} is not on this engine, and no "
                                 "registry answers")
-        image = engine.image(self.client, ref)
-        made = digest = ""
-        if image is not None:
-            labels = image.labels or {}
-            created = str(image.attrs.get("Created", ""))[:10]
-            if str(labels.get("io.envkit.base", "")).startswith("debootstrap-"):
-                made = f"debootstrap {created} {image.id}"  # provenance, not an input
-            digests = image.attrs.get("RepoDigests") or []
-            digest = digests[0] if digests else ""
-            if not made and not digest:
-                made = f"local {created} {image.id}"
+        made, digest = self.containers.provenance(ref)
         self._bases[plan.base] = (ref, made, digest)
         return ref, made, digest, ""
 
