@@ -887,3 +887,18 @@ def test_a_lock_write_that_fails_leaves_the_old_lock_and_no_temp_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.lock"]
     lockmod.write(lock)
     assert lockmod.load(path) is not None
+
+
+def test_lock_picks_its_engine_from_the_backends_and_says_when_there_is_none(
+        recipe, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    path = recipe("steps:\n  - apt: [curl]\n")
+    bad = run_cli("envkit", "lock", "--recipe", str(path), "--target", "host", cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "--target: unknown target 'host' (docker or podman)" in bad.stderr
+    none = run_cli("envkit", "lock", "--recipe", str(path), cwd=tmp_path,
+                   env={"DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                        "ENVKIT_PODMAN": "off"})
+    assert "apt steps cannot be locked here" in none.stderr
+    assert "no image engine (Docker or podman) answers here" in none.stdout + none.stderr

@@ -157,11 +157,13 @@ def build(opts: Options, out: TextIO | None = None) -> str:
     return build_image(backend, opts, catalog, plan, out)
 
 
-def connect(target: str, docker_cli: str, out: TextIO, instead: str = ""
+def connect(target: str, docker_cli: str, out: TextIO, instead: str = "",
+            doing: str = "building"
             ) -> tuple[backends.ImageBackend | None, EnvkitError | None]:
     """The backend ``target`` names, or (no target) the first whose engine is there; (None,
     None) when none is, said on ``out`` (the host stands in; ``instead`` says what happens
-    then, if not that); (None, error) when the one asked for is not there or refuses."""
+    then, if not that); (None, error) when the one asked for is not there or refuses.
+    ``doing`` names the work when one engine stands in for another."""
     available = backends.load()
     absent: list[tuple[str, str]] = []
     for name in [target] if target else list(available):
@@ -180,7 +182,7 @@ def connect(target: str, docker_cli: str, out: TextIO, instead: str = ""
             if docker_cli and isinstance(backend, dockerbackend.Docker):
                 backend.client_cli = docker_cli
             if absent:  # one stands in for another that is not there
-                print(f"envkit: {'; '.join(m for _, m in absent)}; building with {name}",
+                print(f"envkit: {'; '.join(m for _, m in absent)}; {doing} with {name}",
                       file=out, flush=True)
             return backend, None
     names = " or ".join(f"--target {n}" for n, _ in absent)

@@ -603,7 +603,7 @@ def lock_(c, recipe=None, set_=None, all=False, upgrade=False, upgrade_package=N
     if target and target not in backends.load():
         raise error(f"unknown target '{target}'", path="--target",
                     hint=" or ".join(backends.load()))
-    containers, refused = connect(target, "", sys.stderr,
+    containers, refused = connect(target, "", sys.stderr, doing="locking apt steps",
                                   instead="apt steps cannot be locked here")
     if refused is not None:
         raise refused
