@@ -9,6 +9,7 @@ import io
 import json
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,28 @@ def test_sweep_removes_only_the_check_containers_of_an_envkit_that_is_gone(
     exe.write_text(text)
     assert podman.Podman(str(exe), "4.3.1").sweep() == 1
     assert [c[:3] for c in calls(tmp_path) if c[0] == "rm"] == [["rm", "--force", "aaa"]]
+
+
+def test_a_script_in_a_podman_container_gets_its_environment_by_name_only(
+        tmp_path: Path) -> None:
+    """create (env by name), cp the files in, start --attach, the exit code from inspect,
+    rm: a proxy's login in the environment is on no podman command line."""
+    log = str(tmp_path / "calls.txt")
+    exe = script(tmp_path / "podman", f"""\
+        printf '%s\\0' "$@" >> {log!r}; echo >> {log!r}
+        case $1 in
+          create) [ "$https_proxy" = "http://u:secret@p:3128" ] || exit 9 ;;
+          cp) cat > {str(tmp_path / 'in.tar')!r} ;;
+          start) echo out; echo err >&2; exit 3 ;;
+          inspect) echo 7 ;;
+        esac
+        """)
+    code, out, err = podman.Podman(str(exe), "4.3.1").run_script(
+        "img", "echo hi", {"/etc/x": b"data"}, {"https_proxy": "http://u:secret@p:3128"}, 60)
+    assert (code, out, err) == (7, "out\n", "err\n")
+    argv = calls(tmp_path)
+    assert [a[0] for a in argv] == ["create", "cp", "start", "inspect", "rm"]
+    assert argv[0][-4:] == ["-e", "https_proxy", "img", "echo hi"]
+    assert not any("secret" in word for a in argv for word in a)
+    with tarfile.open(tmp_path / "in.tar") as tar:
+        assert tar.getnames() == ["etc/x"]

@@ -153,6 +153,9 @@ class Podman:
                                 f"{_first(got.stderr.decode('utf-8', 'replace'))}",
                                 path="engine")
             return code, ran.stdout, ran.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:  # create, cp: podman is stuck
+            raise error(f"podman cannot run a script in a container of {ref}: {exc}",
+                        path="engine", hint="podman info says more") from None
         finally:
             self._run("rm", "--force", box)
 
@@ -308,6 +311,7 @@ class Podman:
     def lost(self) -> str:
         done = self._run("version", "--format", "{{.Client.Version}}", timeout=30)
         return "" if done.returncode == 0 else f"podman does not answer: {_first(done.stderr)}"
+
 
 def _first(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
