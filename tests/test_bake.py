@@ -69,7 +69,9 @@ def test_the_same_catalog_gives_the_same_bytes(baked: Path, tmp_path: Path) -> N
 
 
 def test_one_recipe_local_tags_no_registry_cache(tmp_path: Path) -> None:
-    done = run_cli("invoke", "bake", "--recipe", "python-venv", "--out", str(tmp_path))
+    quiet = {name: "" for name in bake.by_name(os.environ)}  # the tests' own retry settings
+    done = run_cli("invoke", "bake", "--recipe", "python-venv", "--out", str(tmp_path),
+                   env=quiet)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / bake.FILE).read_text())
     assert list(data["group"]) == ["default", "python-venv-variants"]
@@ -79,6 +81,29 @@ def test_one_recipe_local_tags_no_registry_cache(tmp_path: Path) -> None:
     assert "python-venv-python-3-13" in data["target"]
     assert done.stdout.splitlines()[-1] == (
         f"envkit: cd {tmp_path} && docker buildx bake --builder NAME [--push | --load] "
+        "[TARGET|GROUP ...]")
+
+
+def test_proxies_and_network_settings_are_passed_by_name_never_written(tmp_path: Path
+                                                                       ) -> None:
+    login = "http://bob:s3cret-pw@proxy.example:3128"
+    env = {**{name: "" for name in bake.by_name(os.environ)},  # the tests' own settings
+           "HTTPS_PROXY": login, "no_proxy": "localhost,.internal", "PIP_RETRIES": "2",
+           "ENVKIT_STALL_TIMEOUT": "soon"}  # not a number: build leaves it out, so does bake
+    done = run_cli("invoke", "bake", "--recipe", "python-venv", "--out", str(tmp_path / "b"),
+                   env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        f"envkit: cd {tmp_path}/b && docker buildx bake --builder NAME "
+        "--set '*.args.HTTPS_PROXY' --set '*.args.no_proxy' --set '*.args.PIP_RETRIES' "
+        "[--push | --load] [TARGET|GROUP ...]")
+    written = b"".join(p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for value in (b"s3cret", b"proxy.example", b".internal"):
+        assert value not in written and value.decode() not in done.stdout + done.stderr
+    assert "args" not in json.loads((tmp_path / "b" / bake.FILE).read_text()
+                                    )["target"]["python-venv"]
+    assert bake.command(Path("my bakes"), {}) == (
+        "cd 'my bakes' && docker buildx bake --builder NAME [--push | --load] "
         "[TARGET|GROUP ...]")
 
 

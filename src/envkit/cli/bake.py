@@ -12,18 +12,25 @@ A remote builder cannot see an image that only the local engine has: an envkit b
 (``invoke base``) is pushed to a registry the builders reach with ``--push-base REGISTRY``
 and the Dockerfiles start FROM it; without it they start FROM the recipe's own base, which
 the builders pull themselves.
+
+Proxies and network settings are never written into the bake file: the command printed
+at the end passes the ones your environment sets by name (``--set '*.args.HTTPS_PROXY'``),
+and buildx reads each value from its own environment when it bakes, as ``invoke build``
+passes them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from envkit import ca, grammar
-from envkit.cli.build import DOCKERIGNORE
+from envkit import ca, grammar, proxy
+from envkit.cli.build import DOCKERIGNORE, network_args
 from envkit.diagnostics import error
 from envkit.files import atomic_write
 from envkit.load.catalog import Catalog
@@ -142,6 +149,21 @@ def _target(opts: Options, recipe: Recipe, name: str, plan: Plan, tag: str
         target["cache-from"] = [f"type=registry,ref={cache}"]
         target["cache-to"] = [f"type=registry,ref={cache},mode=max"]
     return target
+
+
+def by_name(environ: Mapping[str, str]) -> list[str]:
+    """The build arguments ``invoke build`` would take from this environment, by name: the
+    proxies (Docker's predefined arguments) and the network settings that are numbers."""
+    return [*proxy.settings(environ), *network_args(environ)]
+
+
+def command(folder: Path, environ: Mapping[str, str]) -> str:
+    """The command that bakes ``folder``: each of :func:`by_name` as ``--set
+    '*.args.NAME'`` without a value, which buildx fills from its own environment (never
+    from this file, or this line)."""
+    sets = "".join(f" --set {shlex.quote(f'*.args.{name}')}" for name in by_name(environ))
+    return (f"cd {shlex.quote(str(folder))} && docker buildx bake --builder NAME{sets} "
+            "[--push | --load] [TARGET|GROUP ...]")
 
 
 def check(path: Path) -> list[str]:

@@ -270,8 +270,7 @@ def bake(c, recipe=None, out="", registry="", push_base="", platform=None, ca_bu
                            secrets=files)
     push = bakemod.pusher(opts.push_base, sys.stdout) if opts.push_base else None
     path = bakemod.bake(opts, sys.stdout, push)
-    print(f"envkit: cd {path.parent} && docker buildx bake --builder NAME "
-          f"[--push | --load] [TARGET|GROUP ...]")
+    print(f"envkit: {bakemod.command(path.parent, os.environ)}")
 
 
 @task(name="list")
