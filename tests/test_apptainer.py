@@ -5,6 +5,7 @@ secret or CA written in, and routed through render, render --out and validate.""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from conftest import REPO, plan_of, run_cli
 from envkit.diagnostics import EnvkitError
 from envkit.load.catalog import Catalog
 from envkit.plan import make_plan
-from envkit.render import apptainer, lint, render
+from envkit.plan.locking import Locker
+from envkit.render import apptainer, lint, render, render_all
+from envkit.render.quote import sh_posix_env, sh_words
 
 
 def body(text: str, name: str) -> str:
@@ -130,6 +133,68 @@ def test_a_value_a_posix_shell_cannot_hold_is_refused_not_rendered(recipe) -> No
     assert '["line\\nbreak"]' in render(plan, "dockerfile")  # exec form holds it
 
 
+def test_a_runtime_section_gives_two_stages_as_the_dockerfile_has(tmp_path: Path) -> None:
+    """faiss-src: every step in the build stage; the image is a runtime stage on the same
+    base that copies what the Dockerfile's runtime stage copies, runs only the runtime apt
+    step, and sets and checks only what the runtime image holds."""
+    from spython.main.parse.parsers import SingularityParser
+
+    catalog = Catalog()
+    found = catalog.find("faiss-src")
+    plan = make_plan(found, catalog, locker=Locker(catalog, found, strict=False))
+    files = render_all(plan, ["apptainer"]).files
+    text = files["envkit.def"]
+    assert text.startswith("Bootstrap: docker\nFrom: debian:bookworm-slim\nStage: build\n\n")
+    assert "\nBootstrap: docker\nFrom: debian:bookworm-slim\nStage: runtime\n\n" in text
+    assert [n for n, *_ in apptainer.sections(text)] == [
+        "files", "post", "help", "files", "post", "environment", "test", "labels"]
+    (build_files, copied) = [b for n, _, _, b in apptainer.sections(text) if n == "files"]
+    assert [o for n, o, _, _ in apptainer.sections(text) if n == "files"] == ["", "from build"]
+    assert [line.split()[0] for line in build_files if line.strip()] == [
+        "install.sh", "runtime.sh", "files"]
+    assert [line.split() for line in copied if line.strip()] == [
+        [p, p] for p in [*plan.keep, "/opt/envkit-build"]]
+    dockerfile = files.get("Dockerfile") or render(plan, "dockerfile")
+    for path in plan.keep:  # what Docker's runtime stage copies, no more
+        assert f'COPY --from=build ["{path}", "{path}"]' in dockerfile
+    # install.sh (the build stage's) is the host script; runtime.sh the runtime apt step alone
+    assert files["install.sh"] == render(plan, "shell")
+    runtime = files["runtime.sh"]
+    assert "ENVKIT_TOTAL=1\n" in runtime and "# [1/1] faiss-src: runtime: apt " in runtime
+    [step] = plan.runtime_steps
+    assert f"envkit_apt_locked faiss-src {sh_words(step.step.locked.pins)}" in runtime
+    assert "cmake" not in runtime.split("# [1/1]")[1]
+    post = [b for n, _, _, b in apptainer.sections(text) if n == "post"]
+    assert any('bash "$envkit_build/install.sh" --fresh' in ln for ln in post[0])
+    assert any('bash "$envkit_build/runtime.sh" --fresh' in ln for ln in post[1])
+    assert not any("install.sh" in ln for ln in post[1])
+    assert body(text, "environment").strip("\n") == "\n".join(
+        f"  export {k}={sh_posix_env(v)}" for k, v in plan.runtime_env)
+    assert [k for k, _ in plan.runtime_env] == ["VIRTUAL_ENV", "PATH"]  # not CC, CXX
+    test = body(text, "test")
+    assert plan.build_checks and all(c.label() not in test for c in plan.build_checks)
+    assert all(c.label().replace("'", "") in test.replace("'", "") for c in plan.checks)
+    path = tmp_path / "envkit.def"
+    path.write_text(text)
+    assert apptainer.lint_definitions([path]) == []
+    layers = SingularityParser(str(path)).recipe
+    assert list(layers) == ["build", "runtime"]
+    assert layers["runtime"].layer_files["build"][0] == f"{plan.keep[0]} {plan.keep[0]}"
+
+
+def test_a_path_the_runtime_stage_copies_must_be_safe_for_its_shell(recipe) -> None:
+    """Apptainer expands a %files path with /bin/sh: a kept path with a character the shell
+    reads is refused for this format (the Dockerfile's COPY takes it as JSON)."""
+    plan = plan_of(recipe("""
+        steps: [{run: 'mkdir -p "/opt/a;b"'}]
+        runtime: {keep: ["/opt/a;b"]}
+    """))
+    with pytest.raises(EnvkitError, match=r"cannot render t: Apptainer's %files reads its "
+                       r"paths with /bin/sh: '/opt/a;b' has a character it would expand"):
+        render(plan, "apptainer")
+    assert 'COPY --from=build ["/opt/a;b", "/opt/a;b"]' in render(plan, "dockerfile")
+
+
 def test_the_checks_judge_themselves_in_the_image(recipe, tmp_path: Path) -> None:
     """%test's body under bash, here: exit codes, output patterns and a version specifier
     (packaging from this venv) each pass and fail as verify judges them."""
@@ -189,6 +254,10 @@ def test_the_linter_finds_what_apptainer_or_spython_would_misread(tmp_path: Path
     assert [(f.tool, f.message) for f in found] == [("spython", "no From: header")]
     found = lint_text(tmp_path, text.replace("Bootstrap: docker", "Bootstrap: library"))
     assert [f.tool for f in found] == ["spython"] and "cannot read it" in found[0].message
+    # spython takes a section's first line holding 'stage:' for a stage of its own
+    found = lint_text(tmp_path, text.replace("%post\n", "%post\n  # this stage: one\n"))
+    assert [(f.tool, f.message.split(":")[0]) for f in found] == [
+        ("spython", "spython reads the stages ['# this  one'], the file has ['spython-base']")]
 
 
 def test_variants_share_their_lint(tmp_path: Path) -> None:
@@ -267,3 +336,90 @@ def test_the_definition_builds_in_its_base_as_apptainer_runs_it(base: str, tmp_p
         assert "/opt/envkit/venv" in diff
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def _stages(text: str) -> list[str]:
+    """A definition's stages, each from its Bootstrap: line."""
+    starts = [i for i, line in enumerate(text.splitlines(keepends=True))
+              if line.startswith("Bootstrap:")]
+    lines = text.splitlines(keepends=True)
+    return ["".join(lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+
+
+@pytest.mark.docker
+def test_two_stages_build_in_their_base_as_apptainer_runs_them(base: str, tmp_path: Path
+                                                               ) -> None:
+    """A recipe with `runtime:` played as `apptainer build` runs it: the build stage in one
+    container of the base; each `%files from build` path taken out of it (links kept, as
+    Apptainer's stage copy keeps them) into a second container of the base, which runs the
+    runtime stage's %post (its apt step alone), then %environment and %test. What the build
+    stage made and the runtime stage does not keep is not in the image."""
+    from test_e2e import HOST_CA
+
+    path = tmp_path / "twostage.yaml"
+    path.write_text(
+        "name: twostage\ndescription: a build stage and a runtime stage\nversion: 1.0.0\n"
+        "base: debian:bookworm-slim\n"
+        "steps:\n"
+        "  - name: a toolchain the image leaves behind, and a program it keeps\n"
+        "    run:\n"
+        "      script: |\n"
+        "        mkdir -p /opt/toolchain /opt/app/bin\n"
+        "        echo cc > /opt/toolchain/cc\n"
+        "        printf '#!/bin/sh\\necho built\\n' > /opt/app/bin/hello\n"
+        "        chmod 755 /opt/app/bin/hello\n"
+        "        ln -s hello /opt/app/bin/hi\n"
+        "runtime:\n  apt: [libgomp1]\n  keep: [/opt/app]\n"
+        "env:\n  APP_HOME: /opt/app\n"
+        "verify:\n"
+        "  - command: {argv: [/opt/app/bin/hi], output: '^built$'}\n"
+        "  - command: {argv: [sh, -c, 'echo $APP_HOME'], output: '^/opt/app$'}\n")
+    out = tmp_path / "out"
+    done = run_cli("invoke", "render", "--recipe", str(path), "--format", "apptainer",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    build, runtime = _stages((out / "envkit.def").read_text())
+    assert build.startswith("Bootstrap: docker\nFrom: debian:bookworm-slim\nStage: build\n")
+    play, stage, secrets = tmp_path / "play", tmp_path / "stage", tmp_path / "secrets"
+    for folder in (play, stage, secrets):
+        folder.mkdir()
+    (secrets / "envkit-ca").write_bytes(Path(HOST_CA).read_bytes())
+    copies = [line.split() for line in body(build, "files").splitlines() if line.strip()]
+    (play / "files.sh").write_text("set -eu\n" + "".join(
+        f'mkdir -p "$(dirname {dest})" && cp -r /def/{src} {dest}\n' for src, dest in copies))
+    from_build = [line.split() for line in body(runtime, "files").splitlines() if line.strip()]
+    assert [o for n, o, _, _ in apptainer.sections(runtime) if n == "files"] == ["from build"]
+    assert from_build == [["/opt/app", "/opt/app"], ["/opt/envkit-build", "/opt/envkit-build"]]
+    (play / "stage.sh").write_text("set -eu\n" + "".join(
+        f'mkdir -p "$(dirname {dest})" && cp -a /stage/{i} {dest}\n'
+        for i, (_, dest) in enumerate(from_build)))
+    (play / "post1.sh").write_text(body(build, "post"))
+    for name in ("post", "environment", "test"):
+        (play / f"{name}.sh").write_text(body(runtime, name))
+    names = [f"envkit-apptainer-{stage_}-{os.getpid()}" for stage_ in ("build", "runtime")]
+    mounts = ["-v", f"{out}:/def:ro", "-v", f"{play}:/play:ro", "-v", f"{secrets}:/mnt:ro"]
+    try:
+        run = subprocess.run(["docker", "run", "--name", names[0], *mounts, base, "bash", "-c",
+                              "sh /play/files.sh && sh -e /play/post1.sh"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        for i, (src, _) in enumerate(from_build):  # docker cp keeps the links inside
+            subprocess.run(["docker", "cp", f"{names[0]}:{src}", str(stage / str(i))],
+                           check=True, capture_output=True)
+        run = subprocess.run(
+            ["docker", "run", "--name", names[1], "-v", f"{play}:/play:ro",
+             "-v", f"{stage}:/stage:ro", "-v", f"{secrets}:/mnt:ro", base, "bash", "-c",
+             "sh /play/stage.sh && sh -e /play/post.sh"
+             " && bash -c '. /play/environment.sh && bash /play/test.sh'"
+             " && test -L /opt/app/bin/hi && test ! -e /opt/toolchain"
+             " && test ! -e /opt/envkit-build && dpkg-query -W libgomp1"
+             " && cat /usr/local/share/envkit/manifest.json"],
+            capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert run.stdout.count("ok   ") == 2 and "FAIL" not in run.stdout + run.stderr
+        assert re.search(r"^libgomp1(:amd64)?\t", run.stdout, re.M), run.stdout[-2000:]
+        assert '"recipe": "twostage"' in run.stdout
+        assert "[envkit] step 1/1: twostage: runtime: apt libgomp1" in run.stderr  # runtime.sh
+        assert "toolchain" not in run.stderr  # the build stage's step did not run again
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)

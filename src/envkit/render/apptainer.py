@@ -6,7 +6,9 @@ local engine has, such as ``invoke base``'s), copies the rendered folder in with
 ``%files``, and its ``%post`` runs install.sh, the shell format of the same plan. Then
 ``%environment`` holds what the steps export, ``%test`` the recipe's checks (run at the
 end of ``apptainer build`` and by ``apptainer test``), ``%labels`` the recipe, its hash
-and its params, ``%runscript`` the entrypoint and command.
+and its params, ``%runscript`` the entrypoint and command. A recipe with ``runtime:`` gets
+the Dockerfile's two stages: the build stage runs install.sh, and the image is a runtime
+stage that copies the kept paths ``from build`` and runs runtime.sh (its apt step alone).
 
 A CA bundle and secrets are never written in: they are files in a folder bound over
 /mnt for the build (``apptainer build --bind DIR:/mnt``), as BuildKit's secret mounts.
@@ -19,12 +21,14 @@ body must not start with ``%``, where Apptainer would open a section.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
-from envkit.plan import Plan
+from envkit.plan import BUILD, Plan
 from envkit.render import MANIFEST, OutputFormat, lint, manifest, output_format, render
+from envkit.render.quote import QuoteError
 
 KIND = "apptainer"
 FILENAME = "envkit.def"
@@ -36,33 +40,73 @@ SECTIONS = ("setup", "files", "post", "environment", "runscript", "startscript",
 SHELLS = {"post": "sh", "environment": "sh", "runscript": "sh", "test": "sh",
           "startscript": "sh"}
 _SECTION = re.compile(r"%(\w+)(?:[ \t]+(.*))?$")
+_STAGE = re.compile(r"bootstrap:", re.IGNORECASE)  # a stage's first header line
+_STAGE_NAME = re.compile(r"stage:", re.IGNORECASE)
+_UNNAMED = "spython-base"  # spython's name for a file's one unnamed stage
 
 
 def environment(plan: Plan) -> list[tuple[str, str]]:
     """What a container of the image starts with: what each step exports, in order (the
-    shell script's exports; the image keeps one stage, as a host does)."""
+    shell script's exports), or with two stages what the Dockerfile's runtime stage sets."""
+    if plan.keep is not None:
+        return list(plan.runtime_env)
     return [pair for ps in plan.build_steps for pair in ps.step.env()]
 
 
 def checks(plan: Plan) -> list[dict[str, Any]]:
-    """The checks a host runs (an Apptainer image keeps the build's toolchain), each as it
-    judges itself inside the image. Image-only checks (a port answers) need a network of
-    the container's own, which Apptainer does not give."""
+    """The checks of what the image holds, each as it judges itself inside it: a host's
+    (one stage keeps the build's toolchain), or with two stages the runtime image's, as
+    Docker's. Image-only checks (a port answers) need a network of the container's own,
+    which Apptainer does not give."""
     rows = []
-    for check in [*plan.build_checks, *plan.checks]:
+    for check in [*(plan.build_checks if plan.keep is None else []), *plan.checks]:
         argv, code, regex = check.standalone()
         rows.append({"label": check.label(), "argv": argv, "exit_code": code, "regex": regex})
     return rows
 
 
+# ``%files`` runs each path through /bin/sh to expand globs (Apptainer's expandPath), so a
+# path that stage copies must hold no character a shell reads: envkit's bare words
+_STAGE_PATH = re.compile(r"/[A-Za-z0-9_@%+=:,./-]*")
+
+
+def stage_files(plan: Plan) -> list[str] | None:
+    """What the runtime stage copies from the build stage (the Dockerfile's COPY --from):
+    None for one stage. A path a shell would read otherwise is refused, not rendered."""
+    if plan.keep is None:
+        return None
+    for path in plan.keep:
+        if not _STAGE_PATH.fullmatch(path):
+            raise QuoteError(f"Apptainer's %files reads its paths with /bin/sh: {path!r} has "
+                             "a character it would expand; keep paths of letters, digits "
+                             "and _@%+=:,./-")
+    return list(plan.keep)
+
+
+def runtime_plan(plan: Plan) -> Plan | None:
+    """A two-stage plan's runtime steps (its apt step) as a plan of their own, numbered
+    from 1, for the script the runtime stage runs; None when it has none."""
+    if plan.keep is None or not plan.runtime_steps:
+        return None
+    steps = [dataclasses.replace(ps, number=i, stage=BUILD)
+             for i, ps in enumerate(plan.runtime_steps, 1)]
+    return dataclasses.replace(plan, steps=steps, keep=None, runtime_env=[], checks=[],
+                               build_checks=[], image_checks=[])
+
+
 def _context(plan: Plan) -> dict[str, object]:
-    return {"environment": environment(plan), "checks": checks(plan)}
+    return {"environment": environment(plan), "checks": checks(plan),
+            "stage_files": stage_files(plan), "runtime_script": runtime_plan(plan) is not None}
 
 
 def _companions(plan: Plan) -> dict[str, str]:
-    """What %files copies in besides the plan's files: install.sh, which %post runs, and
-    the manifest the image keeps."""
-    return {"install.sh": render(plan, "shell"), MANIFEST: manifest(plan)}
+    """What %files copies in besides the plan's files: install.sh, which %post runs (with
+    two stages, the build stage's), the runtime stage's runtime.sh, and the manifest the
+    image keeps."""
+    out = {"install.sh": render(plan, "shell"), MANIFEST: manifest(plan)}
+    if (runtime := runtime_plan(plan)) is not None:
+        out["runtime.sh"] = render(runtime, "shell")
+    return out
 
 
 output_format(OutputFormat(KIND, "apptainer.def.j2", FILENAME, KIND,
@@ -72,13 +116,18 @@ output_format(OutputFormat(KIND, "apptainer.def.j2", FILENAME, KIND,
 
 def sections(text: str) -> list[tuple[str, str, int, list[str]]]:
     """Each section as Apptainer splits the file: (name, its options, the line of its
-    header, its body's lines). A line opens a section when it starts with % and a name."""
+    header, its body's lines). A line opens a section when it starts with % and a name;
+    a stage's header (``Bootstrap:`` at the start of a line) ends the section before it."""
     out: list[tuple[str, str, int, list[str]]] = []
+    open_ = False
     for number, line in enumerate(text.splitlines(), 1):
         m = _SECTION.match(line)
         if m and m.group(1).lower() in SECTIONS:
             out.append((m.group(1).lower(), m.group(2) or "", number, []))
-        elif out:
+            open_ = True
+        elif _STAGE.match(line):
+            open_ = False
+        elif open_:
             out[-1][3].append(line)
     return out
 
@@ -141,6 +190,14 @@ def _parse(f: Path, text: str) -> list[lint.Finding]:
     found = [layer.fromHeader for layer in recipe.values()]
     if want.lower() not in found:
         return [finding(head, f"spython reads the base as {found}, not {want!r}")]
+    # spython takes a section's first line holding 'stage:' (or any holding 'bootstrap:')
+    # for a header: the stages it reads must be the file's (unnamed: spython's default)
+    declared = [ln.split(":", 1)[1].strip().lower() for ln in text.splitlines()
+                if _STAGE_NAME.match(ln)] or [_UNNAMED]
+    if list(recipe) != declared:
+        return [finding(head, f"spython reads the stages {list(recipe)}, the file has "
+                        f"{declared}: a line holding 'stage:', 'from:' or 'bootstrap:' "
+                        "reads as a header to it")]
     return []
 
 
