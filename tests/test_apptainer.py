@@ -268,6 +268,30 @@ def test_variants_share_their_lint(tmp_path: Path) -> None:
     assert lint.pieces("apptainer", one) == lint.pieces("apptainer", two)
 
 
+def test_validate_lints_each_section_once_and_finds_what_the_whole_file_lint_finds(
+        tmp_path: Path) -> None:
+    """validate cuts a definition into its structure and its running sections (lint.pieces):
+    the %post two recipes share is one piece, and a finding lands on the same line of the
+    whole text as lint_definitions, which lints the file as a whole, puts it."""
+    catalog = Catalog()
+    venv, faiss = (render(make_plan(catalog.find(n), catalog), "apptainer")
+                   for n in ("python-venv", "faiss-cpu"))
+    shared = ({p.key for p in lint.pieces("apptainer", venv)}
+              & {p.key for p in lint.pieces("apptainer", faiss)})
+    assert [p.kind for p in lint.pieces("apptainer", venv) if p.key in shared] == [
+        "apptainer-section"]  # %post
+    bad = venv.replace("  rm -rf -- \"$envkit_build\"\n",
+                       "  rm -rf -- \"$envkit_build\"\n  echo $1 > `cat $envkit_build`\n"
+                       ).replace("%test -c /bin/bash\n", "%test -c /bin/bash\n  cd $HOME\n")
+    assert bad.count("\n") == venv.count("\n") + 2
+    [whole] = [sorted((f.line, f.code) for f in lint_text(tmp_path, bad))]
+    [found] = lint.lint_texts([("apptainer", bad)], use_cache=False)
+    assert sorted((f.line, f.code) for f in found) == whole
+    assert {code for _, code in whole} == {"SC2046", "SC2164"}  # in %post and in %test
+    lines = bad.splitlines()
+    assert all(lines[line - 1].strip().startswith(("echo $1", "cd $HOME")) for line, _ in whole)
+
+
 def test_validate_lints_the_definition(tmp_path: Path) -> None:
     """jupyter's %runscript has several lines, which spython warns about on its own: not a
     line of that reaches the terminal, and validate's own output is whole."""

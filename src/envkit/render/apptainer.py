@@ -137,11 +137,10 @@ def _shell(options: str, default: str) -> str:
     return Path(m.group(1)).name if m else default
 
 
-def lint_definitions(files: list[Path]) -> list[lint.Finding]:
-    """spython reads each file and finds its base; each section that runs goes through
-    shellcheck as the shell it runs in (the other lines blank, so lines match)."""
+def lint_structure(files: list[Path]) -> list[lint.Finding]:
+    """spython reads each file, finds its base and its stages; no line of a section's body
+    starts with % (Apptainer would open a section there)."""
     out: list[lint.Finding] = []
-    scripts: dict[Path, Path] = {}
     for f in files:
         text = f.read_text()
         out += _parse(f, text)
@@ -152,6 +151,17 @@ def lint_definitions(files: list[Path]) -> list[lint.Finding]:
                              "section's body must not start with %")
                 for i, ln in enumerate(lines) if i >= first and ln.startswith("%")
                 and not (_SECTION.match(ln) and ln[1:].split()[0].lower() in SECTIONS)]
+    return out
+
+
+def lint_definitions(files: list[Path]) -> list[lint.Finding]:
+    """:func:`lint_structure`, and each section that runs through shellcheck as the shell
+    it runs in (the other lines blank, so lines match): a whole file at a time."""
+    out = lint_structure(files)
+    scripts: dict[Path, Path] = {}
+    for f in files:
+        text = f.read_text()
+        lines = text.splitlines()
         for n, (name, options, start, body) in enumerate(sections(text)):
             if name not in SHELLS or not any(b.strip() for b in body):
                 continue
@@ -211,5 +221,20 @@ def _normalize(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-lint.LINTERS[KIND] = (".def", (lint_definitions,))
-lint.NORMALIZERS[KIND] = _normalize
+def _split(text: str) -> list[tuple[str, str, int, int]]:
+    """What validate lints of a definition (lint.pieces): the file, for its structure (help
+    and labels blanked: they name the variant), and each section that runs on its own, its
+    shell on a line before it, so a section many recipes share (%post) is linted once."""
+    out = [(KIND, _normalize(text), 0, 0)]
+    for name, options, start, body in sections(text):
+        if name in SHELLS and any(b.strip() for b in body):
+            shell = _shell(options, SHELLS[name])
+            out.append((SECTION_KIND, f"# shellcheck shell={shell}\n" + "\n".join(body) + "\n",
+                        start, 1))
+    return out
+
+
+SECTION_KIND = "apptainer-section"  # a section's body, as shellcheck reads it
+lint.LINTERS[KIND] = (".def", (lint_structure,))
+lint.LINTERS[SECTION_KIND] = (".sh", ("shellcheck",))
+lint.SPLITTERS[KIND] = _split

@@ -127,10 +127,12 @@ LINTERS: dict[str, tuple[str, tuple[str | Linter, ...]]] = {
     SHELL: (".sh", ("shellcheck", "bash_n")),
     DOCKERFILE: (".Dockerfile", ("hadolint",)),
 }
-# A kind's text as linted, where lines that differ between variants and that no linter can
-# fault are blanked (line numbers unchanged), so variants share their findings: for kinds
-# other than the two above, which pieces() cuts itself.
-NORMALIZERS: dict[str, Callable[[str], str]] = {}
+# A kind's own cut of a text into pieces, for kinds other than the two above (which pieces()
+# cuts itself): each (kind, text, offset, prelude) as _Piece has them; the kind may be one of
+# its own in LINTERS. Lines that differ between variants and that no linter can fault are
+# blanked there, so variants, and recipes, share the pieces they have in common. Without
+# one, a text is one piece.
+SPLITTERS: dict[str, Callable[[str], list[tuple[str, str, int, int]]]] = {}
 _STEP_MARK = re.compile(r"# \[(\d+)/\d+\] ")
 _STAMP = re.compile(r"^(if envkit_begin [0-9]+ )[0-9a-f]{64}(?= )", re.MULTILINE)
 # Header lines that differ between variants of a recipe but cannot change a verdict: envkit's
@@ -150,7 +152,7 @@ _TRAILER = "# [envkit] What the image holds"
 
 @dataclass(frozen=True)
 class _Piece:
-    kind: str  # SHELL or DOCKERFILE
+    kind: str  # a key of LINTERS: SHELL, DOCKERFILE, or a format's own
     text: str  # what the linter reads: ``prelude`` lines, then the piece itself
     offset: int  # the piece's first line is this line of the whole text, minus one
     prelude: int = 0  # lines of context before the piece (a Dockerfile's FROM and SHELL)
@@ -177,7 +179,9 @@ def pieces(kind: str, text: str, helpers: str = "") -> list[_Piece]:
     FROM and SHELL lines. The pieces of two texts that differ only before their steps (a
     mirror profile's URLs) are the same, and linted once."""
     if kind not in (SHELL, DOCKERFILE):
-        return [_Piece(kind, NORMALIZERS.get(kind, str)(text), 0)]
+        if kind in SPLITTERS:
+            return [_Piece(*piece) for piece in SPLITTERS[kind](text)]
+        return [_Piece(kind, text, 0)]
     block = helpers.rstrip("\n")
     if kind == SHELL and block and block in text:
         text = text.replace(block, "\n" * block.count("\n"), 1)
