@@ -190,6 +190,54 @@ def test_checks_run_the_argv_exactly_without_network(tmp_path: Path) -> None:
     assert argv[6:8] == ["--label", f"io.envkit.verify={engine.owner()}"]
 
 
+CDI_SPEC = """\
+cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: all
+  containerEdits:
+    deviceNodes: [{path: /dev/nvidia0}]
+"""
+
+
+def test_gpus_reach_the_checks_as_cdi_devices_when_a_spec_names_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVIDIA's Container Toolkit describes the GPUs for podman in a CDI spec (kind
+    nvidia.com/gpu); with one, the checks ask for every GPU (--device nvidia.com/gpu=all),
+    as Docker's --gpus all; without one, podman gives none and doctor says how to get them."""
+    from envkit.verify import doctor
+
+    etc, run_dir = tmp_path / "etc-cdi", tmp_path / "run-cdi"
+    etc.mkdir()
+    monkeypatch.setattr(podman, "CDI_DIRS", (etc, run_dir))  # run_dir is not there at all
+    exe = fake(tmp_path, run='echo "out $#"')
+    monkeypatch.setenv("ENVKIT_PODMAN", str(exe))
+    backend = podman.connect()
+    (etc / "other.yaml").write_text("cdiVersion: 0.5.0\nkind: vendor.com/fpga\ndevices: [x]\n")
+    (etc / "broken.yaml").write_text("kind: [\n")
+    assert podman.cdi_spec() is None and not backend.gpu()
+    ctx = doctor.Context(target="podman", gpu=True)
+    found = doctor.check_gpu(ctx)
+    assert found.status == doctor.FAIL and "podman gives its containers no GPU" in found.message
+    assert found.fix.endswith(podman.GPU_FIX)
+    assert "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml" in found.fix
+    run_dir.mkdir()
+    (run_dir / "nvidia.json").write_text(json.dumps(
+        {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": [{"name": "all"}]}))
+    assert podman.cdi_spec() == run_dir / "nvidia.json" and backend.gpu()
+    (etc / "nvidia.yaml").write_text(CDI_SPEC)
+    assert podman.cdi_spec() == etc / "nvidia.yaml"  # /etc/cdi first, as podman reads them
+    assert "podman's GPU devices" in doctor.check_gpu(ctx).message
+    image = backends.Image("sha256:abc", {}, 0)
+    backend.checks(image, "t:1", True, io.StringIO())(["nvidia-smi", "-L"])
+    backend.checks(image, "t:1", False, io.StringIO())(["true"])
+    with_gpu, without = [argv for argv in calls(tmp_path) if argv[0] == "run"]
+    at = with_gpu.index("--entrypoint")
+    assert with_gpu[at - 2:at] == ["--device", "nvidia.com/gpu=all"]
+    assert with_gpu[at:] == ["--entrypoint", '["nvidia-smi"]', "sha256:abc", "-L"]
+    assert "--device" not in without
+
+
 def test_a_container_that_cannot_get_its_rlimits_is_one_line_with_the_fix(
         tmp_path: Path) -> None:
     exe = fake(tmp_path, run="echo 'Error: runc: runc create failed: unable to start "

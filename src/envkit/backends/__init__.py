@@ -67,6 +67,7 @@ class BuildRequest:
 
 class ImageBackend(Protocol):
     name: str
+    gpu_fix: str  # what gives its containers the GPUs (doctor says it when gpu() is False)
 
     def about(self) -> str: ...
 

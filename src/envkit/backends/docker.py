@@ -23,6 +23,8 @@ NAME = "docker"
 
 class Docker:
     name = NAME
+    gpu_fix = ("install the NVIDIA Container Toolkit, run nvidia-ctk runtime configure "
+               "--runtime=docker, restart dockerd")
 
     def __init__(self, client: Any, client_cli: str = ""):
         self.client, self.client_cli = client, client_cli

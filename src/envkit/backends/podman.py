@@ -54,6 +54,31 @@ RLIMIT_FIX = ("give podman no default ulimits: a file /etc/containers/containers
               "default_ulimits = []")
 
 
+# GPUs reach a podman container as CDI devices (podman run --device nvidia.com/gpu=all),
+# described by a spec in one of the folders podman reads, which NVIDIA's Container Toolkit
+# writes (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/cdi-support.html)
+CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+CDI_GPUS = "nvidia.com/gpu"
+GPU_FIX = ("install the NVIDIA Container Toolkit and run nvidia-ctk cdi generate "
+           "--output=/etc/cdi/nvidia.yaml")
+
+
+def cdi_spec(dirs: tuple[Path, ...] | None = None) -> Path | None:
+    """The CDI spec that gives NVIDIA's GPUs (its kind is nvidia.com/gpu, with devices) in
+    ``dirs`` (default CDI_DIRS), if there is one."""
+    import yaml  # a spec is YAML or JSON, which YAML reads too
+
+    for folder in CDI_DIRS if dirs is None else dirs:
+        for spec in sorted([*folder.glob("*.yaml"), *folder.glob("*.json")]):
+            try:
+                data = yaml.safe_load(spec.read_text())
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) and data.get("kind") == CDI_GPUS and data.get("devices"):
+                return spec
+    return None
+
+
 def _exe() -> str | None:
     """ENVKIT_PODMAN: the podman to use, or ``off`` for none; else podman on PATH."""
     given = os.environ.get("ENVKIT_PODMAN", "")
@@ -66,6 +91,7 @@ class Podman:
     """The podman CLI as an image backend."""
 
     name = NAME
+    gpu_fix = GPU_FIX
 
     def __init__(self, exe: str, version: str):
         self.exe, self.version = exe, version
@@ -269,14 +295,12 @@ class Podman:
 
     def checks(self, image: Image, name: str, gpu: bool, out: TextIO,
                timeout: float = engine.CHECK_TIMEOUT) -> Runner:
-        if gpu:
-            print("envkit: the podman backend runs checks without a GPU (CDI devices are "
-                  "not requested)", file=out, flush=True)
+        devices = ["--device", f"{CDI_GPUS}=all"] if gpu else []  # every GPU, as --gpus all
 
         def run(argv: list[str]) -> tuple[int, str]:
             box = f"envkit-check-{uuid.uuid4().hex[:12]}"
             cmd = [self.exe, "run", "--rm", "--name", box, "--network", "none",
-                   "--label", f"{engine.CHECK_LABEL}={engine.owner()}",
+                   "--label", f"{engine.CHECK_LABEL}={engine.owner()}", *devices,
                    "--entrypoint", json.dumps(argv[:1]), image.id, *argv[1:]]
             try:
                 done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -306,7 +330,8 @@ class Podman:
         return removed
 
     def gpu(self) -> bool:
-        return False
+        """Checks can have the GPUs: a CDI spec names them (podman runs on this machine)."""
+        return cdi_spec() is not None
 
     def lost(self) -> str:
         done = self._run("version", "--format", "{{.Client.Version}}", timeout=30)

@@ -344,7 +344,18 @@ def check_gpu(ctx: Context) -> Finding:
         missing.append(driver_why)
         fixes.append("install the NVIDIA driver")
     about = [f"{len(gpus)} GPU{'s' * (len(gpus) != 1)} ({gpus[0]})"] if gpus else []
-    if not ctx.host:
+    if ctx.no_docker and not ctx.host:  # another engine says whether its containers get them
+        try:
+            other = backends.load()[ctx.target]()
+            gives, fix = other.gpu(), other.gpu_fix
+        except EnvkitError as exc:  # its own check says why, and how to fix it
+            gives, fix = False, exc.diagnostics[0].message
+        if gives:
+            about.append(f"{ctx.target}'s GPU devices")
+        else:
+            missing.append(f"{ctx.target} gives its containers no GPU")
+            fixes.append(fix)
+    elif not ctx.host:
         info = ctx.info()
         runtimes = sorted((info or {}).get("Runtimes") or {})
         if "nvidia" in runtimes:
