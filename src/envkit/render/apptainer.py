@@ -156,25 +156,21 @@ def lint_structure(files: list[Path]) -> list[lint.Finding]:
 
 def lint_definitions(files: list[Path]) -> list[lint.Finding]:
     """:func:`lint_structure`, and each section that runs through shellcheck as the shell
-    it runs in (the other lines blank, so lines match): a whole file at a time."""
+    it runs in (the pieces validate lints, :func:`_split`): a whole file at a time, each
+    finding on its line of the file."""
     out = lint_structure(files)
-    scripts: dict[Path, Path] = {}
+    scripts: dict[Path, tuple[Path, int, int]] = {}  # script -> file, offset, prelude
     for f in files:
-        text = f.read_text()
-        lines = text.splitlines()
-        for n, (name, options, start, body) in enumerate(sections(text)):
-            if name not in SHELLS or not any(b.strip() for b in body):
-                continue
-            shell = _shell(options, SHELLS[name])
-            blank = [""] * len(lines)
-            blank[0] = f"# shellcheck shell={shell}"
-            blank[start:start + len(body)] = body
-            script = f.with_name(f"{f.name}.{n}.{name}.sh")
-            script.write_text("\n".join(blank) + "\n")
-            scripts[script] = f
+        for n, (kind, text, offset, prelude) in enumerate(_split(f.read_text())):
+            if kind == SECTION_KIND:
+                script = f.with_name(f"{f.name}.{n}.sh")
+                script.write_text(text)
+                scripts[script] = (f, offset, prelude)
     for finding in lint.shellcheck(sorted(scripts)):
-        out.append(lint.Finding(scripts[finding.file], finding.line, finding.tool,
-                                finding.code, finding.level, finding.message))
+        f, offset, prelude = scripts[finding.file]
+        if finding.line > prelude:  # not on the shell line envkit put before the body
+            out.append(lint.Finding(f, finding.line - prelude + offset, finding.tool,
+                                    finding.code, finding.level, finding.message))
     return out
 
 
