@@ -23,8 +23,7 @@ NAME = "docker"
 
 class Docker:
     name = NAME
-    gpu_fix = ("install the NVIDIA Container Toolkit, run nvidia-ctk runtime configure "
-               "--runtime=docker, restart dockerd")
+    gpu_fix = engine.GPU_FIX
 
     def __init__(self, client: Any, client_cli: str = ""):
         self.client, self.client_cli = client, client_cli

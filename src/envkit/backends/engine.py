@@ -146,6 +146,11 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
+# What gives the Docker engine's containers the GPUs (doctor's fix when it cannot)
+GPU_FIX = ("install the NVIDIA Container Toolkit, run nvidia-ctk runtime configure "
+           "--runtime=docker, restart dockerd")
+
+
 def gpu_runtime(client: Any) -> bool:
     """The engine can give containers the GPUs: its nvidia runtime, or the NVIDIA Container
     Toolkit's hook (docker run --gpus)."""

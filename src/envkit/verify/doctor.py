@@ -36,8 +36,7 @@ ENGINE_TIMEOUT = 10.0  # seconds for the engine's ping, version and info
 PYPI = "https://pypi.org/simple"
 ENGINE_FIX = "start dockerd (or systemctl start docker), set DOCKER_HOST, or use --target host"
 HOST_ENGINE_FIX = "to build images: start dockerd (or systemctl start docker) or set DOCKER_HOST"
-TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, run nvidia-ctk runtime configure "
-               "--runtime=docker, restart dockerd")
+TOOLKIT_FIX = engine.GPU_FIX
 
 
 @dataclass(frozen=True)
